@@ -1,0 +1,3 @@
+from savegate.cli import main
+
+raise SystemExit(main())

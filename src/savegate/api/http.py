@@ -1,0 +1,187 @@
+"""Minimal ASGI plumbing: requests, JSON and SSE responses, and disconnect handling.
+
+The API is plain ASGI rather than a framework so that the hot path does no work we
+did not ask for, and so that a client's disconnect cancels the work it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from savegate.core.errors import GatewayError, PayloadTooLarge
+from savegate.wire import sse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+KEEPALIVE_SECONDS = 15.0
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class HttpRequest:
+    __slots__ = (
+        "_headers",
+        "body",
+        "method",
+        "path",
+        "receive",
+        "request_id",
+        "scope",
+        "started",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, request_id: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.request_id = request_id
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.started = time.perf_counter()
+        self._headers: dict[str, str] | None = None
+        self.body = b""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = {
+                k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]
+            }
+        return self._headers
+
+    async def read_body(self, limit: int) -> None:
+        declared = self.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+            if not message.get("more_body"):
+                self.body = b"".join(parts)
+                return
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.")
+
+
+class ClientGone(Exception):
+    """The client went away; there is nobody left to answer."""
+
+
+@dataclass(slots=True)
+class JsonResponse:
+    body: bytes
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """An SSE body. Headers go out at once; the chunks follow as they come."""
+
+    chunks: AsyncIterator[bytes]
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Response = JsonResponse | StreamResponse
+
+
+def json_response(data: Any, status: int = 200) -> JsonResponse:
+    return JsonResponse(orjson.dumps(data), status)
+
+
+def error_response(error: GatewayError) -> JsonResponse:
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    return JsonResponse(orjson.dumps(body), error.status, headers)
+
+
+class DisconnectGuard:
+    """Cancels the current task when the client disconnects before we are done.
+
+    Uvicorn also reports `http.disconnect` once the response is complete, so the guard
+    is told when the final message is about to be sent and ignores what follows.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self.finishing = False
+        self.disconnected = False
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if not self.finishing and self._task is not None:
+                    self.disconnected = True
+                    self._task.cancel()
+                return
+
+    def close(self) -> None:
+        self._watcher.cancel()
+
+
+async def send_response(
+    send: Send, response: Response, base_headers: list[tuple[bytes, bytes]], guard: DisconnectGuard
+) -> None:
+    if isinstance(response, JsonResponse):
+        headers = [_JSON, *base_headers, *response.headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        guard.finishing = True
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    headers = [*_SSE_HEADERS, *base_headers, *response.headers]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await _send_stream(send, response.chunks)
+    guard.finishing = True
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_stream(send: Send, chunks: AsyncIterator[bytes]) -> None:
+    last_sent = time.monotonic()
+
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+                await send({"type": "http.response.body", "body": sse.KEEPALIVE, "more_body": True})
+
+    pinger = asyncio.create_task(keep_alive())
+    try:
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                last_sent = time.monotonic()
+    finally:
+        pinger.cancel()

@@ -1,0 +1,40 @@
+"""The gateway's components, wired once, started and stopped with the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from savegate.config import Config
+from savegate.keys.auth import Authenticator
+from savegate.keys.store import KeyStore
+from savegate.providers.registry import build_router
+from savegate.service.chat import ChatService
+from savegate.store.db import create_engine, create_schema
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = create_engine(config.resolved_database_url())
+        self.keys = KeyStore(self.engine)
+        self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
+        self.router, self.providers = build_router(config)
+        self.chat = ChatService(self.router)
+        self.started_at = int(time.time())
+
+    async def start(self) -> None:
+        await create_schema(self.engine)
+        await self.auth.start()
+        for provider in self.providers:
+            start = getattr(provider, "start", None)
+            if start is not None:
+                await start()
+
+    async def stop(self) -> None:
+        await self.auth.stop()
+        await asyncio.gather(*(provider.aclose() for provider in self.providers))
+        await self.engine.dispose()

@@ -1,0 +1,115 @@
+"""Configuration: a YAML file validated at start, plus command-line overrides.
+
+Everything is optional: with no file the gateway serves the embedded model from a
+SQLite store in `.savegate/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_FILE = "savegate.yaml"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRoute(_Strict):
+    """A public model name (exact or `*` wildcard) and the upstream's name for it."""
+
+    name: str
+    upstream: str | None = None
+
+
+class ProviderConfig(_Strict):
+    """An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama.cpp server, …)."""
+
+    type: Literal["openai"] = "openai"
+    base_url: str
+    api_key_env: list[str] = Field(default_factory=list)
+    models: list[ModelRoute]
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = 600.0
+    connect_timeout_seconds: float = 10.0
+    max_connections: int = 1000
+
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_or_routes(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    def api_keys(self) -> list[str]:
+        """Upstream keys read from the environment; a missing variable is an error."""
+        missing = [name for name in self.api_key_env if not os.environ.get(name)]
+        if missing:
+            raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
+        return [os.environ[name] for name in self.api_key_env]
+
+
+class LocalModelConfig(_Strict):
+    enabled: bool = True
+    name: str = "SmolLM2-135M-Instruct"
+    model_path: str | None = None
+    context_tokens: int = 8192
+    threads: int | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 32 * 1024 * 1024
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    data_dir: str = ".savegate"
+    database_url: str | None = None
+    keys_refresh_seconds: float = 0.25
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    local: LocalModelConfig = LocalModelConfig()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{Path(self.data_dir).resolve() / 'savegate.db'}"
+
+
+def load_config(path: str | None) -> Config:
+    """Load `path`, or `./savegate.yaml` when it exists, or the defaults."""
+    if path is None:
+        if not Path(DEFAULT_CONFIG_FILE).exists():
+            return Config()
+        path = DEFAULT_CONFIG_FILE
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
+    for provider in config.providers.values():
+        provider.api_keys()
+    return config

@@ -1,0 +1,107 @@
+"""The gateway's error hierarchy. Every failure a client can see is one of these.
+
+The HTTP layer turns them into OpenAI-style bodies (`api/errors.py`); nothing else
+formats an error for the wire.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """A failure with an HTTP status and an OpenAI error type and code."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+        )
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class ProviderError(GatewayError):
+    """A provider failed. Carries what a router needs to decide on a retry."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        upstream_status: int | None = None,
+        raw_body: bytes = b"",
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, type=type, code=code, param=param)
+        self.upstream_status = upstream_status
+        self.raw_body = raw_body
+        self.retry_after = retry_after
+        self.retryable = retryable
+        if retry_after is not None:
+            self.headers["retry-after"] = str(max(0, round(retry_after)))

@@ -1,0 +1,38 @@
+"""What a request carries through the pipeline once the HTTP layer has parsed it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from savegate.keys.model import ApiKey
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    key: ApiKey
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated chat completion request in the OpenAI dialect (our neutral form)."""
+
+    body: dict[str, Any]
+    raw: bytes
+    context: RequestContext
+
+    @property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options") or {}
+        return bool(options.get("include_usage"))

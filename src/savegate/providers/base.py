@@ -1,0 +1,42 @@
+"""The provider adapter contract.
+
+An adapter turns a neutral chat request (OpenAI dialect) into one upstream call and
+returns OpenAI-shaped answers. It knows nothing of keys, limits, retries, metering or
+SSE framing. Any failure before the first chunk is raised by `stream()` itself, before
+the caller writes a byte, so a router can still fall back; later failures are raised
+from the iterator as `ProviderError`. Closing the stream cancels the upstream work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest
+
+
+@runtime_checkable
+class ChatStream(Protocol):
+    """OpenAI `chat.completion.chunk` payloads, exactly as the client should see them."""
+
+    def __aiter__(self) -> AsyncIterator[Json]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    name: str
+
+    async def complete(self, request: ChatRequest, model: str) -> Json:
+        """One whole `chat.completion` for `model` (the provider's own model name)."""
+        ...
+
+    async def stream(self, request: ChatRequest, model: str) -> ChatStream:
+        """Open a stream; raise `ProviderError` here if the upstream refuses."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""
+        ...

@@ -1,0 +1,3 @@
+from savegate.providers.openai_compat.adapter import OpenAICompatProvider
+
+__all__ = ["OpenAICompatProvider"]

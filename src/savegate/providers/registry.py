@@ -1,0 +1,38 @@
+"""The one place that knows provider types by name and builds the routing table."""
+
+from __future__ import annotations
+
+from savegate.config import Config
+from savegate.providers.base import ChatProvider
+from savegate.providers.openai_compat import OpenAICompatProvider
+from savegate.routing.router import ModelEntry, ModelRouter
+
+
+def build_router(config: Config) -> tuple[ModelRouter, list[ChatProvider]]:
+    """Providers from the config, and the router over them.
+
+    With no provider configured the embedded model answers every model name; once real
+    providers exist it answers only to its own name.
+    """
+    providers: list[ChatProvider] = []
+    entries: list[ModelEntry] = []
+    for name, provider_config in config.providers.items():
+        provider = OpenAICompatProvider(name, provider_config)
+        providers.append(provider)
+        entries.extend(
+            ModelEntry(route.name, provider, route.upstream, owned_by=name)
+            for route in provider_config.models
+        )
+    catch_all: ModelEntry | None = None
+    if config.local.enabled:
+        # Imported here so a gateway without the embedded model never loads llama.cpp.
+        from savegate.providers.local import LocalProvider
+
+        local = LocalProvider(config.local)
+        providers.append(local)
+        own = ModelEntry(config.local.name, local, config.local.name, owned_by="savegate-local")
+        if entries:
+            entries.append(own)
+        else:
+            catch_all = own
+    return ModelRouter(entries, catch_all), providers

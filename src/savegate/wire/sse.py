@@ -1,0 +1,101 @@
+"""Server-sent events: the one place that frames and parses SSE.
+
+Framing follows OpenAI exactly: `data: <compact JSON>\\n\\n`, comments for keep-alive,
+`data: [DONE]\\n\\n` at the end, and the error object in-band when a stream fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from savegate.core.errors import GatewayError
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def data_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def error_event(error: GatewayError) -> bytes:
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+    return data_event(orjson.dumps(body))
+
+
+@dataclass(slots=True)
+class Event:
+    data: bytes
+    event: str | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE parser: `decode()` bytes as they arrive, `flush()` at the end.
+
+    Only `event:` and `data:` fields matter to us; comments and `id:`/`retry:` are dropped.
+    Multi-line data is joined with `\\n` as the SSE spec says.
+    """
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+
+    def decode(self, chunk: bytes) -> list[Event]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        events: list[Event] = []
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            line = buffer[start:end]
+            start = end + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        self._buffer = buffer[start:]
+        return events
+
+    def flush(self) -> list[Event]:
+        events: list[Event] = []
+        if self._buffer:
+            line, self._buffer = self._buffer.rstrip(b"\r"), b""
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        event = self._line(b"")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: bytes) -> Event | None:
+        if not line:
+            if not self._data and self._event is None:
+                return None
+            event = Event(data=b"\n".join(self._data), event=self._event)
+            self._data, self._event = [], None
+            return event
+        if line[0] == 0x3A:  # ":" starts a comment
+            return None
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        return None

@@ -1,0 +1,147 @@
+"""Shared fixtures: real gateway and fake-upstream processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text(errors='replace')}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started, by its PID: SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def key(self) -> str:
+        return self.keys["default"]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_process(args: list[str], workdir: Path, name: str, health: str) -> Service:
+    port = free_port()
+    log = workdir / f"{name}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
+    service = Service(process, port, log)
+    try:
+        wait_http(service.url + health, process, log)
+    except Exception:
+        stop(process)
+        raise
+    return service
+
+
+def start_gateway(workdir: Path, config: dict | None = None, name: str = "gateway") -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "savegate", "serve", "--data-dir", str(workdir / "data")]
+    if config is not None:
+        config_file = workdir / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        args += ["--config", str(config_file)]
+    service = start_process(args, workdir, name, "/health")
+    service.keys = dict(re.findall(r"^\s+(\w+) key:\s+(sk-savegate-\w+)$", service.output(), re.M))
+    return service
+
+
+def start_fake_upstream(workdir: Path) -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return start_process(
+        [sys.executable, "-m", "tests.fakes.openai_upstream"], workdir, "fake-upstream", "/_log"
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The gateway on the embedded default: no config, SQLite, the local model."""
+    service = start_gateway(tmp_path_factory.mktemp("embedded"))
+    yield service
+    stop(service.process)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_fake_upstream(tmp_path_factory.mktemp("fake-upstream"))
+    yield service
+    stop(service.process)
+
+
+@pytest.fixture(scope="session")
+def relay_gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service
+) -> Iterator[Service]:
+    """The gateway in front of the fake upstream, which serves every model name."""
+    os.environ.setdefault("FAKE_UPSTREAM_KEY", "sk-fake-upstream-key")
+    config = {
+        "local": {"enabled": False},
+        "providers": {
+            "fake": {
+                "base_url": fake_upstream.base_url,
+                "api_key_env": "FAKE_UPSTREAM_KEY",
+                "models": ["*"],
+            }
+        }
+    }
+    service = start_gateway(tmp_path_factory.mktemp("relay"), config)
+    yield service
+    stop(service.process)

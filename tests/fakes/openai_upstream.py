@@ -1,0 +1,181 @@
+"""A fake OpenAI-compatible upstream that replays real recorded streams byte for byte.
+
+Run as `python -m tests.fakes.openai_upstream --port N`. The requested model picks the
+behaviour:
+- `<fixture name>` (e.g. `text-basic`): replay `shared/fixtures/openai-chat-streams/<name>.sse`
+  when streaming (without the usage chunk unless `stream_options.include_usage`), or the
+  same answer assembled into one `chat.completion` when not;
+- `status-<code>`: answer that HTTP status with an OpenAI error body;
+- `drop-after-<n>`: stream n chunks of `text-basic`, then cut the connection;
+- `error-after-<n>`: stream n chunks, then an in-stream error object;
+- `slow`: one chunk every 50 ms for a minute, for disconnect tests;
+- `slow-json`: answer a non-streaming request only after 30 s.
+`GET /_log` returns what it received and saw (requests, disconnects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
+LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": []}
+
+
+def fixture_events(name: str) -> list[bytes]:
+    text = (FIXTURES / f"{name}.sse").read_bytes()
+    return [block + b"\n\n" for block in text.split(b"\n\n") if block.strip()]
+
+
+def is_usage_event(event: bytes) -> bool:
+    return event.startswith(b"data: {") and b'"choices":[]' in event
+
+
+def assemble(events: list[bytes]) -> dict[str, Any]:
+    """Fold a recorded stream into the non-streaming answer it stands for."""
+    choices: dict[int, dict[str, Any]] = {}
+    head: dict[str, Any] = {}
+    usage = None
+    for event in events:
+        payload = event[len(b"data: ") :].strip()
+        if payload == b"[DONE]":
+            continue
+        chunk = orjson.loads(payload)
+        head = head or chunk
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk["choices"]:
+            state = choices.setdefault(
+                choice["index"],
+                {"index": choice["index"], "message": {"role": "assistant", "content": None,
+                 "refusal": None}, "logprobs": None, "finish_reason": None},
+            )
+            delta = choice["delta"]
+            message = state["message"]
+            for field in ("content", "refusal"):
+                if delta.get(field):
+                    message[field] = (message[field] or "") + delta[field]
+            for call in delta.get("tool_calls") or []:
+                calls = message.setdefault("tool_calls", [])
+                if call["index"] >= len(calls):
+                    calls.append({"id": call["id"], "type": "function",
+                                  "function": {"name": call["function"]["name"], "arguments": ""}})
+                calls[call["index"]]["function"]["arguments"] += call["function"].get("arguments", "")
+            if choice.get("finish_reason"):
+                state["finish_reason"] = choice["finish_reason"]
+    return {
+        "id": head["id"], "object": "chat.completion", "created": head["created"],
+        "model": head["model"], "choices": [choices[i] for i in sorted(choices)], "usage": usage,
+    }
+
+
+async def send_json(send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": orjson.dumps(body)})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["path"] == "/_log":
+        await send_json(send, 200, LOG)
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    request = orjson.loads(body)
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    LOG["requests"].append({"path": scope["path"], "body": request,
+                            "authorization": headers.get("authorization")})
+    model: str = request["model"]
+    if model.startswith("status-"):
+        status = int(model.removeprefix("status-"))
+        extra = [(b"retry-after", b"1")] if status == 429 else []
+        await send_json(send, status, {"error": {"message": f"fake upstream says {status}",
+                        "type": "fake_error", "param": None, "code": f"fake_{status}"}}, extra)
+        return
+    if model == "slow-json":
+        await hold_until_disconnect(model, receive)
+        return
+    name = "text-basic" if model.startswith(("drop-after-", "error-after-", "slow")) else model
+    events = fixture_events(name)
+    if not request.get("stream"):
+        await send_json(send, 200, assemble(events))
+        return
+    if not (request.get("stream_options") or {}).get("include_usage"):
+        events = [event for event in events if not is_usage_event(event)]
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+    await stream(model, events, receive, send)
+
+
+async def hold_until_disconnect(model: str, receive: Any) -> None:
+    try:
+        message = await asyncio.wait_for(receive(), timeout=30)
+    except TimeoutError:
+        return
+    if message["type"] == "http.disconnect":
+        LOG["disconnects"].append(model)
+
+
+async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> None:
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.create_task(watch())
+    try:
+        if model.startswith("drop-after-"):
+            for event in events[: int(model.removeprefix("drop-after-"))]:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            raise ConnectionAbortedError("cut on purpose")
+        if model.startswith("error-after-"):
+            for event in events[: int(model.removeprefix("error-after-"))]:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            error = {"error": {"message": "fake upstream failed mid-stream",
+                               "type": "server_error", "param": None, "code": "fake_mid"}}
+            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(error)
+                        + b"\n\n"})
+            return
+        if model == "slow":
+            template = orjson.loads(events[1][len(b"data: "):])
+            for i in range(1200):
+                if watcher.done():
+                    LOG["disconnects"].append(model)
+                    return
+                chunk = copy.deepcopy(template)
+                chunk["choices"][0]["delta"] = {"content": f" tick{i}"}
+                await send({"type": "http.response.body",
+                            "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
+                await asyncio.sleep(0.05)
+        for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        LOG["completed"].append(model)
+    finally:
+        watcher.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
