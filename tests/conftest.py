@@ -134,13 +134,14 @@ def relay_gateway(
     os.environ.setdefault("FAKE_UPSTREAM_KEY", "sk-fake-upstream-key")
     config = {
         "local": {"enabled": False},
+        "server": {"max_body_bytes": 1024 * 1024},
         "providers": {
             "fake": {
                 "base_url": fake_upstream.base_url,
                 "api_key_env": "FAKE_UPSTREAM_KEY",
                 "models": ["*"],
             }
-        }
+        },
     }
     service = start_gateway(tmp_path_factory.mktemp("relay"), config)
     yield service

@@ -141,10 +141,15 @@ def test_upstream_received_the_request_untouched(relay_gateway: Service, fake_up
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     client(relay_gateway).chat.completions.create(
         model="text-basic",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-        ]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            }
+        ],
         tools=tools,
         response_format={"type": "json_object"},
         extra_body={"custom_field": {"kept": True}},

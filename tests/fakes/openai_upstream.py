@@ -53,8 +53,12 @@ def assemble(events: list[bytes]) -> dict[str, Any]:
         for choice in chunk["choices"]:
             state = choices.setdefault(
                 choice["index"],
-                {"index": choice["index"], "message": {"role": "assistant", "content": None,
-                 "refusal": None}, "logprobs": None, "finish_reason": None},
+                {
+                    "index": choice["index"],
+                    "message": {"role": "assistant", "content": None, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                },
             )
             delta = choice["delta"]
             message = state["message"]
@@ -64,20 +68,38 @@ def assemble(events: list[bytes]) -> dict[str, Any]:
             for call in delta.get("tool_calls") or []:
                 calls = message.setdefault("tool_calls", [])
                 if call["index"] >= len(calls):
-                    calls.append({"id": call["id"], "type": "function",
-                                  "function": {"name": call["function"]["name"], "arguments": ""}})
-                calls[call["index"]]["function"]["arguments"] += call["function"].get("arguments", "")
+                    calls.append(
+                        {
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    )
+                calls[call["index"]]["function"]["arguments"] += call["function"].get(
+                    "arguments", ""
+                )
             if choice.get("finish_reason"):
                 state["finish_reason"] = choice["finish_reason"]
     return {
-        "id": head["id"], "object": "chat.completion", "created": head["created"],
-        "model": head["model"], "choices": [choices[i] for i in sorted(choices)], "usage": usage,
+        "id": head["id"],
+        "object": "chat.completion",
+        "created": head["created"],
+        "model": head["model"],
+        "choices": [choices[i] for i in sorted(choices)],
+        "usage": usage,
     }
 
 
-async def send_json(send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *headers]})
+async def send_json(
+    send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()
+) -> None:  # type: ignore[assignment]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": orjson.dumps(body)})
 
 
@@ -99,14 +121,26 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     request = orjson.loads(body)
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-    LOG["requests"].append({"path": scope["path"], "body": request,
-                            "authorization": headers.get("authorization")})
+    LOG["requests"].append(
+        {"path": scope["path"], "body": request, "authorization": headers.get("authorization")}
+    )
     model: str = request["model"]
     if model.startswith("status-"):
         status = int(model.removeprefix("status-"))
         extra = [(b"retry-after", b"1")] if status == 429 else []
-        await send_json(send, status, {"error": {"message": f"fake upstream says {status}",
-                        "type": "fake_error", "param": None, "code": f"fake_{status}"}}, extra)
+        await send_json(
+            send,
+            status,
+            {
+                "error": {
+                    "message": f"fake upstream says {status}",
+                    "type": "fake_error",
+                    "param": None,
+                    "code": f"fake_{status}",
+                }
+            },
+            extra,
+        )
         return
     if model == "slow-json":
         await hold_until_disconnect(model, receive)
@@ -118,8 +152,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if not (request.get("stream_options") or {}).get("include_usage"):
         events = [event for event in events if not is_usage_event(event)]
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+        }
+    )
     await stream(model, events, receive, send)
 
 
@@ -146,21 +185,33 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
         if model.startswith("error-after-"):
             for event in events[: int(model.removeprefix("error-after-"))]:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
-            error = {"error": {"message": "fake upstream failed mid-stream",
-                               "type": "server_error", "param": None, "code": "fake_mid"}}
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(error)
-                        + b"\n\n"})
+            error = {
+                "error": {
+                    "message": "fake upstream failed mid-stream",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "fake_mid",
+                }
+            }
+            await send(
+                {"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n"}
+            )
             return
         if model == "slow":
-            template = orjson.loads(events[1][len(b"data: "):])
+            template = orjson.loads(events[1][len(b"data: ") :])
             for i in range(1200):
                 if watcher.done():
                     LOG["disconnects"].append(model)
                     return
                 chunk = copy.deepcopy(template)
                 chunk["choices"][0]["delta"] = {"content": f" tick{i}"}
-                await send({"type": "http.response.body",
-                            "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
                 await asyncio.sleep(0.05)
         for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
