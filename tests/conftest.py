@@ -107,7 +107,7 @@ def start_gateway(workdir: Path, config: dict | None = None, name: str = "gatewa
 def start_fake_upstream(workdir: Path) -> Service:
     workdir.mkdir(parents=True, exist_ok=True)
     return start_process(
-        [sys.executable, "-m", "tests.fakes.openai_upstream"], workdir, "fake-upstream", "/_log"
+        [sys.executable, "-m", "tests.fakes.upstream"], workdir, "fake-upstream", "/_log"
     )
 
 

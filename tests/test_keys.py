@@ -71,7 +71,7 @@ def test_sdk_raises_authentication_error(relay_gateway: Service):
 
 
 def test_first_start_prints_two_keys_once(keyed):
-    service, data_dir = keyed
+    service, _ = keyed
     assert set(service.keys) == {"admin", "default"}
     assert service.output().count(service.keys["default"]) == 1
 

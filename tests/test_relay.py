@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import Service
-from tests.fakes.openai_upstream import assemble, fixture_events, is_usage_event
+from tests.fakes.upstream import assemble, fixture_events, is_usage_event
 
 FIXTURES = [
     "text-basic",

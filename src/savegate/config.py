@@ -32,9 +32,10 @@ class ModelRoute(_Strict):
 
 
 class ProviderConfig(_Strict):
-    """An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama.cpp server, …)."""
+    """An upstream: `openai` for any OpenAI-compatible server (OpenAI, vLLM, Ollama,
+    llama.cpp server, …), `anthropic` for Anthropic's Messages API."""
 
-    type: Literal["openai"] = "openai"
+    type: Literal["openai", "anthropic"] = "openai"
     base_url: str
     api_key_env: list[str] = Field(default_factory=list)
     models: list[ModelRoute]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from savegate.config import Config
+from collections.abc import Callable
+
+from savegate.config import Config, ProviderConfig
+from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.openai_compat import OpenAICompatProvider
 from savegate.routing.router import ModelEntry, ModelRouter
+
+PROVIDER_TYPES: dict[str, Callable[[str, ProviderConfig], ChatProvider]] = {
+    "openai": OpenAICompatProvider,
+    "anthropic": AnthropicProvider,
+}
 
 
 def build_router(config: Config) -> tuple[ModelRouter, list[ChatProvider]]:
@@ -17,7 +25,7 @@ def build_router(config: Config) -> tuple[ModelRouter, list[ChatProvider]]:
     providers: list[ChatProvider] = []
     entries: list[ModelEntry] = []
     for name, provider_config in config.providers.items():
-        provider = OpenAICompatProvider(name, provider_config)
+        provider = PROVIDER_TYPES[provider_config.type](name, provider_config)
         providers.append(provider)
         entries.extend(
             ModelEntry(route.name, provider, route.upstream, owned_by=name)

@@ -1,6 +1,7 @@
-"""A fake OpenAI-compatible upstream that replays real recorded streams byte for byte.
+"""A fake upstream that replays real recorded streams byte for byte: OpenAI chat
+completions here, Anthropic Messages in `anthropic.py`.
 
-Run as `python -m tests.fakes.openai_upstream --port N`. The requested model picks the
+Run as `python -m tests.fakes.upstream --port N`. The requested model picks the
 behaviour:
 - `<fixture name>` (e.g. `text-basic`): replay `shared/fixtures/openai-chat-streams/<name>.sse`
   when streaming (without the usage chunk unless `stream_options.include_usage`), or the
@@ -23,6 +24,8 @@ from typing import Any
 
 import orjson
 import uvicorn
+
+from tests.fakes import anthropic
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": []}
@@ -122,8 +125,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     request = orjson.loads(body)
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     LOG["requests"].append(
-        {"path": scope["path"], "body": request, "authorization": headers.get("authorization")}
+        {
+            "path": scope["path"],
+            "body": request,
+            "headers": headers,
+            "authorization": headers.get("authorization"),
+        }
     )
+    if scope["path"].endswith("/messages"):
+        await anthropic.handle(request, send)
+        return
     model: str = request["model"]
     if model.startswith("status-"):
         status = int(model.removeprefix("status-"))

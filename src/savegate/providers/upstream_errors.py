@@ -48,7 +48,7 @@ def _error_fields(raw: bytes) -> dict[str, object]:
 def from_status(provider: str, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
     fields = _error_fields(raw)
     upstream_message = str(fields.get("message") or raw[:500].decode("utf-8", "replace")).strip()
-    code = fields.get("code")
+    code = fields.get("code") or ("rate_limit_exceeded" if status == 429 else None)
     param = fields.get("param")
     common = {
         "upstream_status": status,
@@ -74,9 +74,11 @@ def from_status(provider: str, status: int, raw: bytes, headers: httpx.Headers) 
             retryable=True,
             **common,
         )
+    # Anthropic's 529 "overloaded" is a 503 to OpenAI clients.
+    client_status = 503 if status == 529 else status if status >= 500 else 502
     return ProviderError(
         f"The upstream provider '{provider}' failed with HTTP {status}: {upstream_message}",
-        status=status if status >= 500 else 502,
+        status=client_status,
         retryable=status >= 500 or status == 408,
         **common,
     )

@@ -1,0 +1,3 @@
+from savegate.providers.anthropic.adapter import AnthropicProvider
+
+__all__ = ["AnthropicProvider"]
