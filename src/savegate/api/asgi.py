@@ -12,10 +12,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from savegate.api.anthropic.errors import anthropic_error_response
+from savegate.api.anthropic.messages import count_tokens, create_message
 from savegate.api.http import (
     ClientGone,
     DisconnectGuard,
     HttpRequest,
+    JsonResponse,
     Receive,
     Response,
     Scope,
@@ -42,11 +45,22 @@ class Endpoint:
     handler: Handler
     authenticated: bool = True
     reads_body: bool = False
+    errors: Callable[[GatewayError], JsonResponse] = error_response
 
 
 async def _chat(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
     assert key is not None
     return await create_chat_completion(request, key, gateway.chat)
+
+
+async def _messages(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await create_message(request, key, gateway.chat)
+
+
+async def _count_tokens(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await count_tokens(request, key)
 
 
 async def _models(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
@@ -66,6 +80,19 @@ _EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): Endpoint(_chat, reads_body=True),
     ("GET", "/v1/models"): Endpoint(_models),
     ("GET", "/health"): Endpoint(_health, authenticated=False),
+    # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
+    **{
+        ("POST", prefix + "/messages"): Endpoint(
+            _messages, reads_body=True, errors=anthropic_error_response
+        )
+        for prefix in ("/v1", "/v1/v1")
+    },
+    **{
+        ("POST", prefix + "/messages/count_tokens"): Endpoint(
+            _count_tokens, reads_body=True, errors=anthropic_error_response
+        )
+        for prefix in ("/v1", "/v1/v1")
+    },
 }
 _PREFIXED: list[tuple[str, str, Endpoint]] = [
     ("GET", "/v1/models/", Endpoint(_model)),
@@ -95,9 +122,10 @@ class ApiApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
         guard: DisconnectGuard | None = None
+        endpoint = _find(request.method, request.path)
+        errors = endpoint.errors if endpoint is not None else error_response
         try:
             try:
-                endpoint = _find(request.method, request.path)
                 if endpoint is None:
                     raise NotFound(f"Invalid URL ({request.method} {request.path})")
                 key = await self._authenticate(request) if endpoint.authenticated else None
@@ -106,14 +134,12 @@ class ApiApp:
                 guard = DisconnectGuard(receive)
                 response = await endpoint.handler(self.gateway, request, key)
             except GatewayError as exc:
-                response = error_response(exc)
+                response = errors(exc)
             except ClientGone:
                 return
             except Exception:
                 log.exception("request %s failed", request.request_id)
-                response = error_response(
-                    GatewayError("The server had an error processing your request.")
-                )
+                response = errors(GatewayError("The server had an error processing your request."))
             if guard is None:
                 guard = DisconnectGuard(receive)
             await send_response(send, response, self._headers(request), guard)

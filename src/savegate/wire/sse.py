@@ -7,6 +7,7 @@ Framing follows OpenAI exactly: `data: <compact JSON>\\n\\n`, comments for keep-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -18,6 +19,11 @@ KEEPALIVE = b": keep-alive\n\n"
 
 def data_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
+
+
+def named_event(name: str, payload: Any) -> bytes:
+    """An event with an `event:` line, as Anthropic's SDK dispatches on it."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 def error_event(error: GatewayError) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from savegate.api.http import HttpRequest, JsonResponse, Response, StreamResponse
+from savegate.api.openai.stream import openai_sse
 from savegate.api.openai.validate import parse_json_object, validate_chat_request
 from savegate.core.request import ChatRequest, RequestContext
 from savegate.keys.model import ApiKey
@@ -14,6 +15,6 @@ async def create_chat_completion(request: HttpRequest, key: ApiKey, chat: ChatSe
     body = validate_chat_request(parse_json_object(raw))
     chat_request = ChatRequest(body, raw, RequestContext(request.request_id, key))
     if chat_request.stream:
-        return StreamResponse(await chat.stream(chat_request))
+        return StreamResponse(openai_sse(await chat.stream(chat_request), request.request_id))
     answer = await chat.complete(chat_request)
     return JsonResponse(answer.raw)

@@ -1,0 +1,202 @@
+"""Anthropic Messages requests → our neutral (OpenAI chat) requests, and OpenAI answers
+→ Anthropic Messages responses. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from savegate.core.errors import InvalidRequest
+
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content or [] if block.get("type") == "text")
+
+
+def _image_part(source: dict[str, Any]) -> dict[str, Any]:
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    else:
+        url = source.get("url", "")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_messages(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for block in content or []:
+        kind = block.get("type")
+        if kind == "tool_result":
+            tool_messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": block.get("tool_use_id", ""),
+                    "content": _text(block.get("content")) or "",
+                }
+            )
+        elif kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(_image_part(block.get("source") or {}))
+        else:
+            raise InvalidRequest(
+                f"Content blocks of type '{kind}' are not supported.", param="messages"
+            )
+    if parts:
+        tool_messages.append({"role": "user", "content": parts})
+    return tool_messages
+
+
+def _assistant_message(content: Any) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    calls = [
+        {
+            "id": block.get("id"),
+            "type": "function",
+            "function": {
+                "name": block.get("name"),
+                "arguments": orjson.dumps(block.get("input") or {}).decode(),
+            },
+        }
+        for block in content or []
+        if block.get("type") == "tool_use"
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": _text(content) or None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
+    kind = choice.get("type")
+    parallel = False if choice.get("disable_parallel_tool_use") else None
+    if kind == "any":
+        return "required", parallel
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name")}}, parallel
+    return kind, parallel
+
+
+def to_openai(body: dict[str, Any]) -> dict[str, Any]:
+    """A validated Anthropic request as an OpenAI chat request."""
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": _text(system)})
+    for message in body["messages"]:
+        if message["role"] == "user":
+            messages.extend(_user_messages(message.get("content")))
+        else:
+            messages.append(_assistant_message(message.get("content")))
+    request: dict[str, Any] = {
+        "model": body["model"],
+        "messages": messages,
+        "max_tokens": body["max_tokens"],
+    }
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p")):
+        if body.get(theirs) is not None:
+            request[ours] = body[theirs]
+    if body.get("stop_sequences"):
+        request["stop"] = body["stop_sequences"]
+    if body.get("tools"):
+        request["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool.get("description", ""),
+                    "parameters": tool.get("input_schema") or {"type": "object"},
+                },
+            }
+            for tool in body["tools"]
+        ]
+    if isinstance(body.get("tool_choice"), dict) and body.get("tools"):
+        choice, parallel = _tool_choice(body["tool_choice"])
+        request["tool_choice"] = choice
+        if parallel is not None:
+            request["parallel_tool_calls"] = parallel
+    user = (body.get("metadata") or {}).get("user_id")
+    if user:
+        request["user"] = user
+    if body.get("stream"):
+        # Anthropic streams always report usage, so ask the backend for it.
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+    return request
+
+
+def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:
+    usage = usage or {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return {
+        "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": usage.get("completion_tokens") or 0,
+    }
+
+
+def message_id(completion_id: str) -> str:
+    return "msg_" + completion_id.removeprefix("chatcmpl-")
+
+
+def tool_input(arguments: str) -> Any:
+    try:
+        return orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def from_openai(completion: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI `chat.completion` as an Anthropic Message."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("reasoning_content"):
+        content.append(
+            {"type": "thinking", "thinking": message["reasoning_content"], "signature": ""}
+        )
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    calls = list(message.get("tool_calls") or [])
+    if message.get("function_call"):
+        calls.append(
+            {
+                "id": "toolu_" + message_id(completion.get("id", "")),
+                "function": message["function_call"],
+            }
+        )
+    for call in calls:
+        function = call.get("function") or {}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": tool_input(function.get("arguments", "")),
+            }
+        )
+    return {
+        "id": message_id(completion.get("id", "")),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model", ""),
+        "content": content,
+        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": usage_of(completion.get("usage")),
+    }
