@@ -33,9 +33,10 @@ class ModelRoute(_Strict):
 
 class ProviderConfig(_Strict):
     """An upstream: `openai` for any OpenAI-compatible server (OpenAI, vLLM, Ollama,
-    llama.cpp server, …), `anthropic` for Anthropic's Messages API."""
+    llama.cpp server, …), `anthropic` for Anthropic's Messages API, `gemini` for Google's
+    Gemini API (`generateContent`)."""
 
-    type: Literal["openai", "anthropic"] = "openai"
+    type: Literal["openai", "anthropic", "gemini"] = "openai"
     base_url: str
     api_key_env: list[str] = Field(default_factory=list)
     models: list[ModelRoute]

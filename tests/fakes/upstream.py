@@ -1,5 +1,5 @@
 """A fake upstream that replays real recorded streams byte for byte: OpenAI chat
-completions here, Anthropic Messages in `anthropic.py`.
+completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`.
 
 Run as `python -m tests.fakes.upstream --port N`. The requested model picks the
 behaviour:
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic
+from tests.fakes import anthropic, gemini
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": []}
@@ -132,6 +132,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "authorization": headers.get("authorization"),
         }
     )
+    if ":" in scope["path"]:
+        await gemini.handle(scope["path"], scope["query_string"], send)
+        return
     if scope["path"].endswith("/messages"):
         await anthropic.handle(request, send)
         return

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from savegate.config import Config, ProviderConfig
 from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
+from savegate.providers.gemini import GeminiProvider
 from savegate.providers.openai_compat import OpenAICompatProvider
 from savegate.routing.router import ModelEntry, ModelRouter
 
 PROVIDER_TYPES: dict[str, Callable[[str, ProviderConfig], ChatProvider]] = {
     "openai": OpenAICompatProvider,
     "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
 }
 
 

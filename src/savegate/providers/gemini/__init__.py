@@ -1,0 +1,3 @@
+from savegate.providers.gemini.adapter import GeminiProvider
+
+__all__ = ["GeminiProvider"]
