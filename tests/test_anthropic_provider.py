@@ -245,3 +245,25 @@ def test_n_above_one_is_refused():
 
     with pytest.raises(InvalidRequest):
         to_anthropic({"messages": [{"role": "user", "content": "x"}], "n": 2}, "m")
+
+
+def test_legacy_completion_is_translated_through_chat(claude: Service, fake_upstream: Service):
+    completion = client(claude).completions.create(model="basic_response", prompt="Hi")
+    assert completion.object == "text_completion"
+    assert completion.choices[0].text == "Hello there!"
+    seen = last_upstream_request(fake_upstream)
+    assert seen["body"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+    ]
+    assert seen["body"]["max_tokens"] == 16
+    chunks = list(
+        client(claude).completions.create(model="basic_response", prompt="Hi", stream=True)
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello there!"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_embeddings_on_a_chat_only_provider_is_a_clear_400(claude: Service):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(claude).embeddings.create(model="basic_response", input="x")
+    assert "does not support embeddings" in info.value.message

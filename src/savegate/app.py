@@ -11,6 +11,8 @@ from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
 from savegate.providers.registry import build_router
 from savegate.service.chat import ChatService
+from savegate.service.completions import CompletionService
+from savegate.service.embeddings import EmbeddingService
 from savegate.store.db import create_engine, create_schema
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ class Gateway:
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
         self.router, self.providers = build_router(config)
         self.chat = ChatService(self.router)
+        self.completions = CompletionService(self.router)
+        self.embeddings = EmbeddingService(self.router)
         self.started_at = int(time.time())
 
     async def start(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, gemini
+from tests.fakes import anthropic, gemini, openai_extra
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": []}
@@ -159,6 +159,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if model == "slow-json":
         await hold_until_disconnect(model, receive)
         return
+    if scope["path"].endswith("/embeddings"):
+        await send_json(send, 200, openai_extra.embeddings_body(request))
+        return
+    if scope["path"].endswith("/v1/completions"):
+        await legacy(request, send)
+        return
     name = "text-basic" if model.startswith(("drop-after-", "error-after-", "slow")) else model
     events = fixture_events(name)
     if not request.get("stream"):
@@ -174,6 +180,24 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await stream(model, events, receive, send)
+
+
+async def legacy(request: dict[str, Any], send: Any) -> None:
+    events = fixture_events(request["model"])
+    if not request.get("stream"):
+        await send_json(send, 200, openai_extra.legacy_completion(assemble(events)))
+        return
+    include_usage = (request.get("stream_options") or {}).get("include_usage", False)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+        }
+    )
+    for event in openai_extra.legacy_events(events, include_usage):
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def hold_until_disconnect(model: str, receive: Any) -> None:

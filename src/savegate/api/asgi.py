@@ -28,6 +28,7 @@ from savegate.api.http import (
     send_response,
 )
 from savegate.api.openai.chat import create_chat_completion
+from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError, NotFound
@@ -51,6 +52,16 @@ class Endpoint:
 async def _chat(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
     assert key is not None
     return await create_chat_completion(request, key, gateway.chat)
+
+
+async def _completions(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await create_completion(request, key, gateway.completions)
+
+
+async def _embeddings(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await create_embedding(request, key, gateway.embeddings)
 
 
 async def _messages(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
@@ -78,6 +89,8 @@ async def _health(gateway: Gateway, request: HttpRequest, key: ApiKey | None) ->
 
 _EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): Endpoint(_chat, reads_body=True),
+    ("POST", "/v1/completions"): Endpoint(_completions, reads_body=True),
+    ("POST", "/v1/embeddings"): Endpoint(_embeddings, reads_body=True),
     ("GET", "/v1/models"): Endpoint(_models),
     ("GET", "/health"): Endpoint(_health, authenticated=False),
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.

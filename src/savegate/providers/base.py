@@ -40,3 +40,20 @@ class ChatProvider(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and models."""
         ...
+
+
+@runtime_checkable
+class TextCompletionProvider(Protocol):
+    """Optional: legacy `/v1/completions` natively. Chat-only providers are served through
+    a translation to chat instead."""
+
+    async def complete_text(self, request: ChatRequest, model: str) -> Json: ...
+
+    async def stream_text(self, request: ChatRequest, model: str) -> ChatStream: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """Optional: `/v1/embeddings`. Answers in OpenAI's shape, honouring `encoding_format`."""
+
+    async def embed(self, request: ChatRequest, model: str) -> Json: ...

@@ -82,6 +82,22 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None)
         )
 
 
+def _stream(body: dict[str, Any]) -> None:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid_type("stream", "a boolean", stream)
+    options = body.get("stream_options")
+    if options is not None:
+        if not stream:
+            raise InvalidRequest(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+                code="invalid_value",
+            )
+        if not isinstance(options, dict):
+            raise _invalid_type("stream_options", "an object", options)
+
+
 def _message(index: int, message: Any) -> None:
     where = f"messages[{index}]"
     if not isinstance(message, dict):
@@ -144,11 +160,7 @@ def _tools(body: dict[str, Any]) -> None:
 
 def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """Check a parsed `/v1/chat/completions` body; raise InvalidRequest on the first fault."""
-    model = body.get("model")
-    if model is None or model == "":
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    if not isinstance(model, str):
-        raise _invalid_type("model", "a string", model)
+    _model(body)
     messages = body.get("messages")
     if messages is None:
         raise _missing("messages")
@@ -163,19 +175,7 @@ def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         )
     for index, message in enumerate(messages):
         _message(index, message)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _invalid_type("stream", "a boolean", stream)
-    options = body.get("stream_options")
-    if options is not None:
-        if not stream:
-            raise InvalidRequest(
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options",
-                code="invalid_value",
-            )
-        if not isinstance(options, dict):
-            raise _invalid_type("stream_options", "an object", options)
+    _stream(body)
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "presence_penalty", -2, 2)
@@ -192,4 +192,55 @@ def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         elif not isinstance(stop, str):
             raise _invalid_type("stop", "a string or an array of strings", stop)
     _tools(body)
+    return body
+
+
+def _model(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None or model == "":
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    if not isinstance(model, str):
+        raise _invalid_type("model", "a string", model)
+
+
+def _string_or_list(body: dict[str, Any], name: str, allow_tokens: bool) -> None:
+    value = body.get(name)
+    if value is None:
+        raise _missing(name)
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list) or not value:
+        raise _invalid_type(name, "a string or a non-empty array", value)
+    for item in value:
+        ok = isinstance(item, str) or (
+            allow_tokens
+            and (
+                (isinstance(item, int) and not isinstance(item, bool))
+                or (isinstance(item, list) and all(isinstance(t, int) for t in item))
+            )
+        )
+        if not ok:
+            raise _invalid_type(name, "strings or arrays of token ids", item)
+
+
+def validate_completion_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a parsed `/v1/completions` body."""
+    _model(body)
+    _string_or_list(body, "prompt", allow_tokens=True)
+    _stream(body)
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _integer(body, "n", 1, 128)
+    _integer(body, "max_tokens", 1)
+    return body
+
+
+def validate_embedding_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a parsed `/v1/embeddings` body."""
+    _model(body)
+    _string_or_list(body, "input", allow_tokens=True)
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise _invalid_value("encoding_format", f"'{fmt}'. Expected 'float' or 'base64'.")
+    _integer(body, "dimensions", 1)
     return body

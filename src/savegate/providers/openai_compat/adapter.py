@@ -27,9 +27,10 @@ class OpenAICompatProvider:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self._http = HttpUpstream(name, config)
-        self._url = self._http.base_url + "/chat/completions"
 
-    async def _open(self, request: ChatRequest, model: str) -> httpx.Response:
+    async def _open(
+        self, request: ChatRequest, model: str, path: str = "/chat/completions"
+    ) -> httpx.Response:
         if model == request.model:
             body = request.raw
         else:
@@ -38,13 +39,22 @@ class OpenAICompatProvider:
         key = self._http.next_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
-        return await self._http.open(self._url, body, headers)
+        return await self._http.open(self._http.base_url + path, body, headers)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model)))
 
     async def stream(self, request: ChatRequest, model: str) -> UpstreamStream:
         return UpstreamStream(self._http, await self._open(request, model))
+
+    async def complete_text(self, request: ChatRequest, model: str) -> Json:
+        return Json(raw=await self._http.read(await self._open(request, model, "/completions")))
+
+    async def stream_text(self, request: ChatRequest, model: str) -> UpstreamStream:
+        return UpstreamStream(self._http, await self._open(request, model, "/completions"))
+
+    async def embed(self, request: ChatRequest, model: str) -> Json:
+        return Json(raw=await self._http.read(await self._open(request, model, "/embeddings")))
 
     async def aclose(self) -> None:
         await self._http.aclose()
