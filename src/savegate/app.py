@@ -13,6 +13,7 @@ from savegate.providers.registry import build_router
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
+from savegate.service.responses import ResponseStore
 from savegate.store.db import create_engine, create_schema
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Gateway:
         self.chat = ChatService(self.router)
         self.completions = CompletionService(self.router)
         self.embeddings = EmbeddingService(self.router)
+        self.responses = ResponseStore(self.engine)
         self.started_at = int(time.time())
 
     async def start(self) -> None:
@@ -40,5 +42,6 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.auth.stop()
+        await self.responses.flush()
         await asyncio.gather(*(provider.aclose() for provider in self.providers))
         await self.engine.dispose()

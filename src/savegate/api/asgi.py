@@ -30,6 +30,7 @@ from savegate.api.http import (
 from savegate.api.openai.chat import create_chat_completion
 from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
+from savegate.api.responses.handlers import create_response, delete_response, get_response
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError, NotFound
 from savegate.core.ids import request_id
@@ -64,6 +65,21 @@ async def _embeddings(gateway: Gateway, request: HttpRequest, key: ApiKey | None
     return await create_embedding(request, key, gateway.embeddings)
 
 
+async def _create_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await create_response(request, key, gateway.chat, gateway.responses)
+
+
+async def _get_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await get_response(request, key, gateway.responses)
+
+
+async def _delete_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
+    assert key is not None
+    return await delete_response(request, key, gateway.responses)
+
+
 async def _messages(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
     assert key is not None
     return await create_message(request, key, gateway.chat)
@@ -91,6 +107,7 @@ _EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): Endpoint(_chat, reads_body=True),
     ("POST", "/v1/completions"): Endpoint(_completions, reads_body=True),
     ("POST", "/v1/embeddings"): Endpoint(_embeddings, reads_body=True),
+    ("POST", "/v1/responses"): Endpoint(_create_response, reads_body=True),
     ("GET", "/v1/models"): Endpoint(_models),
     ("GET", "/health"): Endpoint(_health, authenticated=False),
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
@@ -109,6 +126,8 @@ _EXACT: dict[tuple[str, str], Endpoint] = {
 }
 _PREFIXED: list[tuple[str, str, Endpoint]] = [
     ("GET", "/v1/models/", Endpoint(_model)),
+    ("GET", "/v1/responses/", Endpoint(_get_response)),
+    ("DELETE", "/v1/responses/", Endpoint(_delete_response)),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -25,4 +25,15 @@ counters = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Integer, nullable=False),
+)
+
+# Responses API conversations kept for `previous_response_id` and `GET /v1/responses/{id}`.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("input_items", JSON, nullable=False),
 )

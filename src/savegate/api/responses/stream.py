@@ -1,0 +1,203 @@
+"""Chat chunks → Responses API stream events, each with its `sequence_number`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from savegate.api.responses.convert import (
+    call_item,
+    incomplete_reason,
+    message_item,
+    new_id,
+    response_object,
+    usage,
+)
+from savegate.core.errors import GatewayError
+from savegate.providers.base import ChatStream
+from savegate.wire.sse import named_event
+
+log = logging.getLogger(__name__)
+
+
+class EventTranslator:
+    def __init__(self, response_id: str, body: dict[str, Any]) -> None:
+        self._id = response_id
+        self._body = body
+        self._sequence = 0
+        self._model = body.get("model", "")
+        self._output: list[dict[str, Any]] = []
+        self._open: dict[str, Any] | None = None  # the item being streamed
+        self._text = ""
+        self._finish: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self._events: list[bytes] = []
+        self.final: dict[str, Any] = {}
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        self._events.append(named_event(kind, payload))
+
+    def _snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
+        return response_object(
+            self._id,
+            self._body,
+            model=self._model,
+            output=self._output,
+            status=status,
+            usage_=extra.pop("usage_", None),
+            **extra,
+        )
+
+    def start(self) -> list[bytes]:
+        self._emit("response.created", response=self._snapshot("in_progress"))
+        self._emit("response.in_progress", response=self._snapshot("in_progress"))
+        return self._drain()
+
+    def _drain(self) -> list[bytes]:
+        events, self._events = self._events, []
+        return events
+
+    def _open_item(self, item: dict[str, Any]) -> None:
+        self._close_item()
+        self._open = item
+        self._emit("response.output_item.added", output_index=len(self._output), item=item)
+
+    def _close_item(self) -> None:
+        item, index = self._open, len(self._output)
+        if item is None:
+            return
+        if item["type"] == "message":
+            part = {"type": "output_text", "text": self._text, "annotations": []}
+            self._emit(
+                "response.output_text.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                text=self._text,
+                logprobs=[],
+            )
+            self._emit(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+            item = message_item(item["id"], self._text)
+            self._text = ""
+        else:
+            item = {**item, "status": "completed"}
+            self._emit(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=item["arguments"],
+                name=item["name"],
+            )
+        self._emit("response.output_item.done", output_index=index, item=item)
+        self._output.append(item)
+        self._open = None
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        self._model = chunk.get("model") or self._model
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) == 0:
+                self._choice(choice)
+        return self._drain()
+
+    def _choice(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        if text:
+            if self._open is None or self._open["type"] != "message":
+                self._open_item(message_item(new_id("msg"), "", status="in_progress"))
+                assert self._open is not None
+                self._emit(
+                    "response.content_part.added",
+                    item_id=self._open["id"],
+                    output_index=len(self._output),
+                    content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": []},
+                )
+            self._text += text
+            self._emit(
+                "response.output_text.delta",
+                item_id=self._open["id"],
+                output_index=len(self._output),
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            if call.get("id"):
+                self._open_item(
+                    call_item(
+                        new_id("fc"), call["id"], function.get("name", ""), "", status="in_progress"
+                    )
+                )
+            fragment = function.get("arguments")
+            if fragment and self._open is not None and self._open["type"] == "function_call":
+                self._open["arguments"] += fragment
+                self._emit(
+                    "response.function_call_arguments.delta",
+                    item_id=self._open["id"],
+                    output_index=len(self._output),
+                    delta=fragment,
+                )
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            self._close_item()
+
+    def finish(self) -> list[bytes]:
+        self._close_item()
+        incomplete = incomplete_reason(self._finish)
+        final = self._snapshot(
+            "incomplete" if incomplete else "completed",
+            usage_=usage(self._usage),
+            incomplete=incomplete,
+        )
+        self._emit("response.incomplete" if incomplete else "response.completed", response=final)
+        self.final = final
+        return self._drain()
+
+    def fail(self, error: GatewayError) -> list[bytes]:
+        self._emit("error", code=error.code or error.type, message=error.message, param=error.param)
+        failed = self._snapshot(
+            "failed", error={"code": error.code or "server_error", "message": error.message}
+        )
+        self._emit("response.failed", response=failed)
+        return self._drain()
+
+
+async def responses_sse(
+    stream: ChatStream,
+    translator: EventTranslator,
+    on_complete: Callable[[dict[str, Any]], Awaitable[None]],
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    try:
+        for event in translator.start():
+            yield event
+        async for chunk in stream:
+            for event in translator.feed(chunk.data):
+                yield event
+        events = translator.finish()
+        await on_complete(translator.final)
+        for event in events:
+            yield event
+    except GatewayError as exc:
+        log.warning("stream %s failed mid-way: %s", request_id, exc.message)
+        for event in translator.fail(exc):
+            yield event
+    except Exception:
+        log.exception("stream %s failed", request_id)
+        for event in translator.fail(GatewayError("The server had an error while streaming.")):
+            yield event
+    finally:
+        await stream.aclose()

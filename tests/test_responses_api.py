@@ -1,0 +1,142 @@
+"""The Responses API through `client.responses`, translated to chat for the backend."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Service
+
+TOOL = {
+    "type": "function",
+    "name": "GetWeatherArgs",
+    "description": "weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def client(relay_gateway: Service) -> openai.OpenAI:
+    return openai.OpenAI(api_key=relay_gateway.key, base_url=relay_gateway.base_url, max_retries=0)
+
+
+def upstream_body(fake_upstream: Service) -> dict:
+    return httpx.get(fake_upstream.url + "/_log").json()["requests"][-1]["body"]
+
+
+def test_create_text(client: openai.OpenAI, fake_upstream: Service):
+    response = client.responses.create(
+        model="text-basic", input="Weather?", instructions="Be brief.", max_output_tokens=50
+    )
+    assert response.id.startswith("resp_") and response.object == "response"
+    assert response.status == "completed"
+    assert response.output_text.startswith("I'm unable to provide real-time weather")
+    assert response.usage.input_tokens == 14 and response.usage.output_tokens == 30
+    sent = upstream_body(fake_upstream)
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+    ]
+    assert sent["max_tokens"] == 50
+
+
+def test_stream_events_in_order(client: openai.OpenAI):
+    with client.responses.stream(model="text-basic", input="Weather?") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    types = [event.type for event in events]
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert types[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert final.output_text == deltas and deltas.startswith("I'm unable")
+    assert final.usage.total_tokens == 44
+
+
+def test_function_call_stream(client: openai.OpenAI):
+    with client.responses.stream(
+        model="tool-call-single", input="Weather in SF?", tools=[TOOL]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    (call,) = final.output
+    assert call.type == "function_call" and call.name == "GetWeatherArgs"
+    assert call.call_id == "call_c91SqDXlYFuETYv8mUHzz6pp"
+    assert json.loads(call.arguments)
+    assert "response.function_call_arguments.delta" in [e.type for e in events]
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done[0].arguments == call.arguments
+
+
+def test_previous_response_id_continues_the_conversation(client, fake_upstream: Service):
+    first = client.responses.create(model="tool-call-single", input="Weather in SF?", tools=[TOOL])
+    call = first.output[0]
+    second = client.responses.create(
+        model="text-basic",
+        previous_response_id=first.id,
+        tools=[TOOL],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C"}],
+    )
+    assert second.previous_response_id == first.id
+    messages = upstream_body(fake_upstream)["messages"]
+    assert messages[0] == {"role": "user", "content": "Weather in SF?"}
+    assert messages[1]["tool_calls"][0]["id"] == call.call_id
+    assert messages[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "18C"}
+    third = client.responses.create(
+        model="text-basic", previous_response_id=second.id, input="Thanks"
+    )
+    messages = upstream_body(fake_upstream)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert third.status == "completed"
+
+
+def test_get_and_delete(client: openai.OpenAI, relay_gateway: Service):
+    created = client.responses.create(model="text-basic", input="Hi")
+    fetched = client.responses.retrieve(created.id)
+    assert fetched.id == created.id and fetched.output_text == created.output_text
+    items = client.responses.input_items.list(created.id)
+    assert items.data[0].role == "user"
+    other = openai.OpenAI(
+        api_key=relay_gateway.keys["admin"], base_url=relay_gateway.base_url, max_retries=0
+    )
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+def test_store_false_is_not_kept(client: openai.OpenAI):
+    created = client.responses.create(model="text-basic", input="Hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+def test_unknown_previous_response_is_404(client: openai.OpenAI):
+    with pytest.raises(openai.NotFoundError) as info:
+        client.responses.create(model="text-basic", input="x", previous_response_id="resp_nope")
+    assert info.value.param == "previous_response_id"
+
+
+def test_unsupported_tool_type_is_400(client: openai.OpenAI):
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="text-basic", input="x", tools=[{"type": "web_search"}])
+
+
+def test_mid_stream_failure_ends_with_response_failed(client: openai.OpenAI):
+    with client.responses.stream(model="error-after-3", input="x") as stream:
+        types = [event.type for event in stream]
+    assert types[-2:] == ["error", "response.failed"]
