@@ -21,7 +21,7 @@ def test_streaming_text(relay_gateway: Service):
 
 @pytest.mark.parametrize("model", ["tool-call-single", "tool-calls-parallel"])
 def test_streaming_tool_calls(relay_gateway: Service, model: str):
-    def GetWeatherArgs(city: str, country: str, units: str) -> str:  # noqa: N802
+    def GetWeatherArgs(city: str, country: str, units: str) -> str:
         """Weather for a city."""
         return "sunny"
 
