@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from savegate.store.tables import metadata
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -31,6 +31,17 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
 async def create_schema(engine: AsyncEngine) -> None:
+    """Bring the database to the newest schema (Alembic migrations, run on every start)."""
     async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))

@@ -1,8 +1,24 @@
-"""Database tables (SQLAlchemy Core). SQLite by default, PostgreSQL by URL."""
+"""Database tables (SQLAlchemy Core). SQLite by default, PostgreSQL by URL.
+
+The schema itself is created and changed only by the Alembic migrations in
+`migrations/`, which run at start; these definitions must match them.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 
 metadata = MetaData()
 
@@ -14,8 +30,17 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("hint", String(8), nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
+    Column("owner", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("allowed_models", JSON, nullable=True),
+    Column("monthly_token_quota", BigInteger, nullable=True),
+    Column("monthly_budget_usd", Float, nullable=True),
+    Column("budget_mode", String(8), nullable=False, default="hard"),
+    Column("alert_thresholds", JSON, nullable=True),
+    Column("metadata", JSON, nullable=True),
 )
 
 # Counters other processes bump so that running gateways notice a change cheaply
@@ -36,4 +61,36 @@ responses = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("response", JSON, nullable=False),
     Column("input_items", JSON, nullable=False),
+)
+
+# One row per upstream call (or per refused request), written in batches off the hot path.
+usage = Table(
+    "usage",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("request_id", String(64), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("requested_model", String(200), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("provider", String(100), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("list_cost_usd", Float, nullable=False, default=0.0),
+    Column("latency_ms", Float, nullable=True),
+    Column("ttft_ms", Float, nullable=True),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("status", Integer, nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Column("cache_hit", Boolean, nullable=False, default=False),
+    Column("client_disconnected", Boolean, nullable=False, default=False),
+    Column("estimated", Boolean, nullable=False, default=False),
+    Index("ix_usage_key_created", "key_id", "created_at"),
+    Index("ix_usage_created", "created_at"),
 )
