@@ -9,6 +9,12 @@ import time
 from savegate.config import Config
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
+from savegate.limits.budget import BudgetBook
+from savegate.metering.alerts import AlertSender
+from savegate.metering.meter import Meter
+from savegate.metering.prices import PriceBook
+from savegate.metering.queries import UsageTotals
+from savegate.metering.sink import UsageSink
 from savegate.providers.registry import build_router
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
@@ -26,15 +32,26 @@ class Gateway:
         self.keys = KeyStore(self.engine)
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
         self.router, self.providers = build_router(config)
-        self.chat = ChatService(self.router)
-        self.completions = CompletionService(self.router)
-        self.embeddings = EmbeddingService(self.router)
+        self.usage_sink = UsageSink(
+            self.engine,
+            touch_keys=self.keys.touch,
+            interval=config.usage.flush_seconds,
+            capacity=config.usage.buffer_rows,
+        )
+        self.usage = UsageTotals(self.engine, self.usage_sink)
+        self.alerts = AlertSender(config.alerts.webhook_url)
+        self.budgets = BudgetBook(self.usage.month, self.alerts)
+        self.meter = Meter(PriceBook(config.prices), self.budgets, self.usage_sink)
+        self.chat = ChatService(self.router, self.meter)
+        self.completions = CompletionService(self.router, self.meter)
+        self.embeddings = EmbeddingService(self.router, self.meter)
         self.responses = ResponseStore(self.engine)
         self.started_at = int(time.time())
 
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
+        self.usage_sink.start()
         for provider in self.providers:
             start = getattr(provider, "start", None)
             if start is not None:
@@ -43,5 +60,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.auth.stop()
         await self.responses.flush()
+        await self.usage_sink.close()
+        await self.alerts.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers))
         await self.engine.dispose()

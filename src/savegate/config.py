@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from savegate.metering.prices import ModelPrice
+
 DEFAULT_CONFIG_FILE = "savegate.yaml"
 
 
@@ -41,6 +43,8 @@ class ProviderConfig(_Strict):
     api_key_env: list[str] = Field(default_factory=list)
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
+    discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off list price, for "paid" cost
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)  # explicit paid prices
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
     max_connections: int = 1000
@@ -79,6 +83,15 @@ class ServerConfig(_Strict):
     max_body_bytes: int = 32 * 1024 * 1024
 
 
+class AlertsConfig(_Strict):
+    webhook_url: str | None = None
+
+
+class UsageConfig(_Strict):
+    flush_seconds: float = 0.5
+    buffer_rows: int = 1_000_000
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -86,6 +99,9 @@ class Config(_Strict):
     keys_refresh_seconds: float = 0.25
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     local: LocalModelConfig = LocalModelConfig()
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
+    alerts: AlertsConfig = AlertsConfig()
+    usage: UsageConfig = UsageConfig()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -14,6 +14,7 @@ from savegate import __version__
 from savegate.api.asgi import ApiApp
 from savegate.app import Gateway
 from savegate.config import Config
+from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
 from savegate.store.db import create_engine, create_schema
 
@@ -34,8 +35,8 @@ async def _first_start_keys(config: Config) -> list[tuple[str, str]]:
         store = KeyStore(engine)
         if await store.count():
             return []
-        _, admin = await store.create("admin", is_admin=True)
-        _, user = await store.create("default")
+        _, admin = await store.create(NewKey(name="admin", is_admin=True))
+        _, user = await store.create(NewKey(name="default"))
         return [("admin", admin), ("default", user)]
     finally:
         await engine.dispose()

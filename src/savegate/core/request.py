@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from savegate.keys.model import ApiKey
 
 
@@ -23,6 +25,10 @@ class ChatRequest:
     body: dict[str, Any]
     raw: bytes
     context: RequestContext
+
+    def with_body(self, body: dict[str, Any]) -> ChatRequest:
+        """The same request with another body (serialised once, here)."""
+        return ChatRequest(body, orjson.dumps(body), self.context)
 
     @property
     def model(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from savegate.core.errors import AuthenticationFailed
 from savegate.keys.model import ApiKey
@@ -74,6 +75,8 @@ class Authenticator:
             if key is None:
                 raise AuthenticationFailed(_REVOKED)
             self._keys[digest] = key
+        if key.expires_at is not None and key.expired(datetime.now(UTC)):
+            raise AuthenticationFailed("This API key has expired.")
         return key
 
     async def _follow_changes(self) -> None:

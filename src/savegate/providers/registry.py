@@ -9,7 +9,7 @@ from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.gemini import GeminiProvider
 from savegate.providers.openai_compat import OpenAICompatProvider
-from savegate.routing.router import ModelEntry, ModelRouter
+from savegate.routing.router import Billing, ModelEntry, ModelRouter
 
 PROVIDER_TYPES: dict[str, Callable[[str, ProviderConfig], ChatProvider]] = {
     "openai": OpenAICompatProvider,
@@ -29,8 +29,9 @@ def build_router(config: Config) -> tuple[ModelRouter, list[ChatProvider]]:
     for name, provider_config in config.providers.items():
         provider = PROVIDER_TYPES[provider_config.type](name, provider_config)
         providers.append(provider)
+        billing = Billing(provider_config.discount, dict(provider_config.prices))
         entries.extend(
-            ModelEntry(route.name, provider, route.upstream, owned_by=name)
+            ModelEntry(route.name, provider, route.upstream, owned_by=name, billing=billing)
             for route in provider_config.models
         )
     catch_all: ModelEntry | None = None
@@ -40,7 +41,13 @@ def build_router(config: Config) -> tuple[ModelRouter, list[ChatProvider]]:
 
         local = LocalProvider(config.local)
         providers.append(local)
-        own = ModelEntry(config.local.name, local, config.local.name, owned_by="savegate-local")
+        own = ModelEntry(
+            config.local.name,
+            local,
+            config.local.name,
+            owned_by="savegate-local",
+            billing=Billing(free=True),
+        )
         if entries:
             entries.append(own)
         else:

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from savegate.core.errors import ModelNotFound
+from savegate.metering.prices import ModelPrice
 from savegate.providers.base import ChatProvider
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """What a deployment costs: list price less `discount`, or explicit `paid` prices."""
+
+    discount: float = 0.0
+    paid: dict[str, ModelPrice] = field(default_factory=dict)
+    free: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     provider: ChatProvider
     upstream_model: str
+    billing: Billing = Billing()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +35,7 @@ class ModelEntry:
     provider: ChatProvider
     upstream: str | None = None
     owned_by: str = "savegate"
+    billing: Billing = Billing()
 
     @property
     def is_wildcard(self) -> bool:
@@ -53,7 +65,7 @@ class ModelRouter:
         entry = self.find(model)
         if entry is None:
             raise ModelNotFound(model)
-        return Route(entry.provider, entry.upstream or model)
+        return Route(entry.provider, entry.upstream or model, entry.billing)
 
     def find(self, model: str) -> ModelEntry | None:
         entry = self._exact.get(model)

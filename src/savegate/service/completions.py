@@ -8,8 +8,10 @@ import orjson
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.metering.meter import Meter
 from savegate.providers.base import ChatStream, TextCompletionProvider
 from savegate.routing.router import ModelRouter
+from savegate.service.access import route_for
 from savegate.wire import openai_completions as legacy
 
 
@@ -19,21 +21,33 @@ def _as_chat(request: ChatRequest) -> ChatRequest:
 
 
 class CompletionService:
-    def __init__(self, router: ModelRouter) -> None:
+    def __init__(self, router: ModelRouter, meter: Meter) -> None:
         self._router = router
+        self._meter = meter
 
     async def complete(self, request: ChatRequest) -> Json:
-        route = self._router.resolve(request.model)
-        if isinstance(route.provider, TextCompletionProvider):
-            return await route.provider.complete_text(request, route.upstream_model)
-        answer = await route.provider.complete(_as_chat(request), route.upstream_model)
+        route = route_for(self._router, request)
+        provider, model = route.provider, route.upstream_model
+        if isinstance(provider, TextCompletionProvider):
+            return await self._meter.call(
+                request, route, "completions", lambda r: provider.complete_text(r, model)
+            )
+        answer = await self._meter.call(
+            _as_chat(request), route, "completions", lambda r: provider.complete(r, model)
+        )
         return Json.of(legacy.completion(answer.data))
 
     async def stream(self, request: ChatRequest) -> ChatStream:
-        route = self._router.resolve(request.model)
-        if isinstance(route.provider, TextCompletionProvider):
-            return await route.provider.stream_text(request, route.upstream_model)
-        return TextStream(await route.provider.stream(_as_chat(request), route.upstream_model))
+        route = route_for(self._router, request)
+        provider, model = route.provider, route.upstream_model
+        if isinstance(provider, TextCompletionProvider):
+            return await self._meter.stream(
+                request, route, "completions", lambda r: provider.stream_text(r, model)
+            )
+        chat = await self._meter.stream(
+            _as_chat(request), route, "completions", lambda r: provider.stream(r, model)
+        )
+        return TextStream(chat)
 
 
 class TextStream:

@@ -1,0 +1,235 @@
+"""Per-request accounting: reserve the worst case, meter what really happened, settle.
+
+Every call through a provider goes through `Meter.call()` or `Meter.stream()`, so each
+upstream call yields exactly one usage row, whether it succeeded, failed, or the client
+went away. Streams always ask the provider for usage and strip it from what the client
+receives unless the client asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from savegate.core.errors import GatewayError
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest
+from savegate.limits.budget import BudgetBook, Reservation, limited
+from savegate.metering.prices import PriceBook, Pricing
+from savegate.metering.record import TokenCounts, UsageRecord
+from savegate.metering.sink import UsageSink
+from savegate.providers.base import ChatStream
+from savegate.routing.router import Route
+
+DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+
+
+def _max_output(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return int(value) if value else None
+
+
+class Accounting:
+    """One upstream call being metered."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        request: ChatRequest,
+        route: Route,
+        endpoint: str,
+        reservation: Reservation | None,
+        pricing: Pricing,
+    ) -> None:
+        self._meter = meter
+        self._request = request
+        self._reservation = reservation
+        self._pricing = pricing
+        self.record = UsageRecord(
+            request_id=request.context.request_id,
+            key_id=request.context.key.id,
+            endpoint=endpoint,
+            requested_model=request.model,
+            stream=request.stream,
+            model=route.upstream_model,
+            provider=route.provider.name,
+        )
+        self._started = request.context.started
+        self.done = False
+
+    def first_token(self) -> None:
+        if self.record.ttft_ms is None:
+            self.record.ttft_ms = (time.perf_counter() - self._started) * 1000
+
+    def finish(
+        self,
+        usage: dict[str, Any] | None,
+        *,
+        model: str | None = None,
+        estimated_completion: int | None = None,
+        error: GatewayError | None = None,
+        disconnected: bool = False,
+    ) -> None:
+        if self.done:
+            return
+        self.done = True
+        record = self.record
+        tokens = TokenCounts.from_openai(usage)
+        if usage is None and estimated_completion is not None:
+            tokens = TokenCounts(prompt=self._prompt_estimate(), completion=estimated_completion)
+            record.estimated = True
+        record.tokens = tokens
+        record.model = model or record.model
+        record.cost_usd, record.list_cost_usd = self._pricing.costs(tokens)
+        record.latency_ms = (time.perf_counter() - self._started) * 1000
+        record.client_disconnected = disconnected
+        if error is not None:
+            record.status = error.status
+            record.error_type = error.code or error.type
+        elif disconnected:
+            record.status = 499
+            record.error_type = "client_disconnected"
+        self._meter.settle(self._reservation, self._request, record)
+
+    def _prompt_estimate(self) -> int:
+        # About four bytes a token: a figure marked as estimated, never a limit.
+        return max(1, len(self._request.raw) // 4)
+
+
+class Meter:
+    def __init__(self, prices: PriceBook, budgets: BudgetBook, sink: UsageSink) -> None:
+        self._prices = prices
+        self._budgets = budgets
+        self._sink = sink
+        self._pricing: dict[tuple[str, str], Pricing] = {}
+
+    def pricing(self, route: Route) -> Pricing:
+        cache_key = (route.provider.name, route.upstream_model)
+        pricing = self._pricing.get(cache_key)
+        if pricing is None:
+            billing = route.billing
+            pricing = self._prices.pricing(
+                route.upstream_model,
+                discount=billing.discount,
+                paid=billing.paid,
+                free=billing.free,
+            )
+            self._pricing[cache_key] = pricing
+        return pricing
+
+    async def _open(
+        self, request: ChatRequest, route: Route, endpoint: str
+    ) -> tuple[ChatRequest, Accounting]:
+        pricing = self.pricing(route)
+        key = request.context.key
+        reservation = None
+        if limited(key):
+            # Every BPE token is at least one byte, so the body's size bounds the prompt.
+            prompt_bound = len(request.raw) + 16
+            output = _max_output(request.body)
+            if output is None and endpoint != "embeddings":
+                output = DEFAULT_OUTPUT_CAP
+                request = request.with_body({**request.body, "max_tokens": output})
+            n = int(request.body.get("n") or 1)
+            output = (output or 0) * n
+            reservation = await self._budgets.reserve(
+                key, prompt_bound + output, pricing.worst_case(prompt_bound, output)
+            )
+        return request, Accounting(self, request, route, endpoint, reservation, pricing)
+
+    def settle(
+        self, reservation: Reservation | None, request: ChatRequest, record: UsageRecord
+    ) -> None:
+        self._budgets.settle(reservation, request.context.key, record.tokens.total, record.cost_usd)
+        self._sink.add(record)
+
+    async def call(
+        self,
+        request: ChatRequest,
+        route: Route,
+        endpoint: str,
+        call: Callable[[ChatRequest], Awaitable[Json]],
+    ) -> Json:
+        request, accounting = await self._open(request, route, endpoint)
+        try:
+            answer = await call(request)
+        except GatewayError as exc:
+            accounting.finish(None, error=exc)
+            raise
+        except asyncio.CancelledError:
+            accounting.finish(None, estimated_completion=0, disconnected=True)
+            raise
+        data = answer.data
+        usage = data.get("usage") if isinstance(data, dict) else None
+        accounting.finish(usage, model=data.get("model") if isinstance(data, dict) else None)
+        return answer
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        route: Route,
+        endpoint: str,
+        open_stream: Callable[[ChatRequest], Awaitable[ChatStream]],
+    ) -> ChatStream:
+        wants_usage = request.include_usage
+        if not wants_usage:
+            options = {**(request.body.get("stream_options") or {}), "include_usage": True}
+            request = request.with_body({**request.body, "stream_options": options})
+        request, accounting = await self._open(request, route, endpoint)
+        try:
+            upstream = await open_stream(request)
+        except GatewayError as exc:
+            accounting.finish(None, error=exc)
+            raise
+        except asyncio.CancelledError:
+            accounting.finish(None, estimated_completion=0, disconnected=True)
+            raise
+        return MeteredStream(upstream, accounting, strip_usage=not wants_usage)
+
+
+class MeteredStream:
+    """Passes chunks through untouched, noting usage, first token and failures."""
+
+    def __init__(self, upstream: ChatStream, accounting: Accounting, strip_usage: bool) -> None:
+        self._upstream = upstream
+        self._accounting = accounting
+        self._strip_usage = strip_usage
+        self._chunks = 0
+        self._usage: dict[str, Any] | None = None
+        self._model: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[Json]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[Json]:
+        accounting = self._accounting
+        try:
+            async for chunk in self._upstream:
+                raw = chunk.raw
+                if any(marker in raw for marker in _USAGE_MARKERS):
+                    data = chunk.data
+                    if data.get("usage"):
+                        self._usage = data["usage"]
+                        self._model = data.get("model")
+                        if self._strip_usage and not data.get("choices"):
+                            continue
+                if not self._chunks:
+                    accounting.first_token()
+                self._chunks += 1
+                yield chunk
+        except GatewayError as exc:
+            accounting.finish(
+                self._usage, model=self._model, error=exc, estimated_completion=self._chunks
+            )
+            raise
+        accounting.finish(self._usage, model=self._model, estimated_completion=self._chunks)
+
+    async def aclose(self) -> None:
+        # Closed before the end: the client went away. Bill what was streamed.
+        self._accounting.finish(
+            self._usage, model=self._model, estimated_completion=self._chunks, disconnected=True
+        )
+        await self._upstream.aclose()

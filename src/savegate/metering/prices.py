@@ -1,0 +1,141 @@
+"""Model prices and the cost of a request.
+
+List prices (USD per 1M tokens) ship for common models; the config can override them
+and say what each deployment really costs (a discount off list, or explicit prices), so
+that every request is priced twice: at the price paid and at list price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from savegate.metering.record import TokenCounts
+
+
+class ModelPrice(BaseModel):
+    """USD per 1M tokens. Cached input defaults to input; cache writes to input."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def cost(self, tokens: TokenCounts) -> float:
+        fresh = max(0, tokens.prompt - tokens.cached - tokens.cache_write)
+        cached = self.cached_input if self.cached_input is not None else self.input
+        write = self.cache_write if self.cache_write is not None else self.input
+        total = (
+            fresh * self.input
+            + tokens.cached * cached
+            + tokens.cache_write * write
+            + tokens.completion * self.output  # reasoning tokens are part of completion
+        )
+        return total / 1_000_000
+
+
+def _p(input: float, cached: float | None, output: float, write: float | None = None) -> ModelPrice:
+    return ModelPrice(input=input, cached_input=cached, output=output, cache_write=write)
+
+
+# Public list prices, USD per 1M tokens (standard tier, prompts up to 200K tokens).
+LIST_PRICES: dict[str, ModelPrice] = {
+    "gpt-5": _p(1.25, 0.125, 10.00),
+    "gpt-5-mini": _p(0.25, 0.025, 2.00),
+    "gpt-5-nano": _p(0.05, 0.005, 0.40),
+    "gpt-4.1": _p(2.00, 0.50, 8.00),
+    "gpt-4.1-mini": _p(0.40, 0.10, 1.60),
+    "gpt-4.1-nano": _p(0.10, 0.025, 0.40),
+    "gpt-4o": _p(2.50, 1.25, 10.00),
+    "gpt-4o-mini": _p(0.15, 0.075, 0.60),
+    "gpt-4-turbo": _p(10.00, None, 30.00),
+    "gpt-4": _p(30.00, None, 60.00),
+    "gpt-3.5-turbo": _p(0.50, None, 1.50),
+    "o3": _p(2.00, 0.50, 8.00),
+    "o4-mini": _p(1.10, 0.275, 4.40),
+    "o1": _p(15.00, 7.50, 60.00),
+    "text-embedding-3-small": _p(0.02, None, 0.0),
+    "text-embedding-3-large": _p(0.13, None, 0.0),
+    "text-embedding-ada-002": _p(0.10, None, 0.0),
+    "claude-opus-4-5": _p(5.00, 0.50, 25.00, 6.25),
+    "claude-opus-4-1": _p(15.00, 1.50, 75.00, 18.75),
+    "claude-opus-4": _p(15.00, 1.50, 75.00, 18.75),
+    "claude-sonnet-4-5": _p(3.00, 0.30, 15.00, 3.75),
+    "claude-sonnet-4": _p(3.00, 0.30, 15.00, 3.75),
+    "claude-3-7-sonnet": _p(3.00, 0.30, 15.00, 3.75),
+    "claude-haiku-4-5": _p(1.00, 0.10, 5.00, 1.25),
+    "claude-3-5-haiku": _p(0.80, 0.08, 4.00, 1.00),
+    "claude-3-opus": _p(15.00, 1.50, 75.00, 18.75),
+    "gemini-2.5-pro": _p(1.25, 0.31, 10.00),
+    "gemini-2.5-flash": _p(0.30, 0.075, 2.50),
+    "gemini-2.5-flash-lite": _p(0.10, 0.025, 0.40),
+    "gemini-2.0-flash": _p(0.10, 0.025, 0.40),
+    "deepseek-chat": _p(0.28, 0.028, 0.42),
+    "deepseek-reasoner": _p(0.28, 0.028, 0.42),
+}
+FREE = ModelPrice(input=0.0, output=0.0)
+
+
+def find_price(table: dict[str, ModelPrice], model: str) -> ModelPrice | None:
+    """Exact name first, then the longest known prefix (dated ids: `gpt-4o-2024-08-06`)."""
+    price = table.get(model)
+    if price is not None:
+        return price
+    base = model.rsplit("/", 1)[-1]
+    matches = [name for name in table if base == name or base.startswith(name + "-")]
+    return table[max(matches, key=len)] if matches else None
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """How one deployment is priced: at list, and at what the operator really pays."""
+
+    list_price: ModelPrice | None
+    paid_price: ModelPrice | None
+
+    def costs(self, tokens: TokenCounts) -> tuple[float, float]:
+        """(cost paid, cost at list price)."""
+        listed = self.list_price.cost(tokens) if self.list_price else 0.0
+        paid = self.paid_price.cost(tokens) if self.paid_price else listed
+        return paid, listed
+
+    def worst_case(self, prompt_tokens: int, max_output: int) -> float:
+        price = self.paid_price or self.list_price
+        if price is None:
+            return 0.0
+        return (
+            prompt_tokens * max(price.input, price.cache_write or 0.0) + max_output * price.output
+        ) / 1_000_000
+
+
+class PriceBook:
+    def __init__(self, overrides: dict[str, ModelPrice]) -> None:
+        self._list = {**LIST_PRICES, **overrides}
+
+    def pricing(
+        self,
+        model: str,
+        *,
+        discount: float = 0.0,
+        paid: dict[str, ModelPrice] | None = None,
+        free: bool = False,
+    ) -> Pricing:
+        if free:
+            return Pricing(FREE, FREE)
+        listed = find_price(self._list, model)
+        explicit = find_price(paid or {}, model)
+        if explicit is None and listed is not None and discount:
+            explicit = ModelPrice(
+                input=listed.input * (1 - discount),
+                output=listed.output * (1 - discount),
+                cached_input=None
+                if listed.cached_input is None
+                else listed.cached_input * (1 - discount),
+                cache_write=None
+                if listed.cache_write is None
+                else listed.cache_write * (1 - discount),
+            )
+        return Pricing(listed, explicit)
