@@ -13,7 +13,7 @@ from savegate.limits.budget import BudgetBook
 from savegate.metering.alerts import AlertSender
 from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
-from savegate.metering.queries import UsageTotals
+from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.sink import UsageSink
 from savegate.providers.registry import build_router
 from savegate.service.chat import ChatService
@@ -39,6 +39,7 @@ class Gateway:
             capacity=config.usage.buffer_rows,
         )
         self.usage = UsageTotals(self.engine, self.usage_sink)
+        self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = BudgetBook(self.usage.month, self.alerts)
         self.meter = Meter(PriceBook(config.prices), self.budgets, self.usage_sink)

@@ -1,7 +1,7 @@
 """The HTTP surface: route → authenticate → read the body → handler → respond.
 
-Every failure becomes an OpenAI-style error body with the right status; nothing a
-client sends can produce a traceback or stop the server.
+Every failure becomes an error body in the endpoint's dialect with the right status;
+nothing a client sends can produce a traceback or stop the server.
 """
 
 from __future__ import annotations
@@ -9,136 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from savegate.api.anthropic.errors import anthropic_error_response
-from savegate.api.anthropic.messages import count_tokens, create_message
+from savegate.api import routes
 from savegate.api.http import (
     ClientGone,
     DisconnectGuard,
     HttpRequest,
-    JsonResponse,
     Receive,
-    Response,
     Scope,
     Send,
     error_response,
-    json_response,
     send_response,
 )
-from savegate.api.openai.chat import create_chat_completion
-from savegate.api.openai.completions import create_completion, create_embedding
-from savegate.api.openai.models import list_models, retrieve_model
-from savegate.api.responses.handlers import create_response, delete_response, get_response
+from savegate.api.routes import Access
 from savegate.app import Gateway
-from savegate.core.errors import GatewayError, NotFound
+from savegate.core.errors import GatewayError, NotFound, PermissionDenied
 from savegate.core.ids import request_id
 from savegate.keys.auth import bearer_token
 from savegate.keys.model import ApiKey
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Gateway, HttpRequest, ApiKey | None], Awaitable[Response]]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    handler: Handler
-    authenticated: bool = True
-    reads_body: bool = False
-    errors: Callable[[GatewayError], JsonResponse] = error_response
-
-
-async def _chat(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await create_chat_completion(request, key, gateway.chat)
-
-
-async def _completions(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await create_completion(request, key, gateway.completions)
-
-
-async def _embeddings(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await create_embedding(request, key, gateway.embeddings)
-
-
-async def _create_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await create_response(request, key, gateway.chat, gateway.responses)
-
-
-async def _get_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await get_response(request, key, gateway.responses)
-
-
-async def _delete_response(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await delete_response(request, key, gateway.responses)
-
-
-async def _messages(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await create_message(request, key, gateway.chat)
-
-
-async def _count_tokens(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    assert key is not None
-    return await count_tokens(request, key)
-
-
-async def _models(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    return list_models(gateway.router, gateway.started_at)
-
-
-async def _model(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    model_id = request.path.removeprefix("/v1/models/")
-    return retrieve_model(gateway.router, model_id, gateway.started_at)
-
-
-async def _health(gateway: Gateway, request: HttpRequest, key: ApiKey | None) -> Response:
-    return json_response({"status": "ok"})
-
-
-_EXACT: dict[tuple[str, str], Endpoint] = {
-    ("POST", "/v1/chat/completions"): Endpoint(_chat, reads_body=True),
-    ("POST", "/v1/completions"): Endpoint(_completions, reads_body=True),
-    ("POST", "/v1/embeddings"): Endpoint(_embeddings, reads_body=True),
-    ("POST", "/v1/responses"): Endpoint(_create_response, reads_body=True),
-    ("GET", "/v1/models"): Endpoint(_models),
-    ("GET", "/health"): Endpoint(_health, authenticated=False),
-    # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
-    **{
-        ("POST", prefix + "/messages"): Endpoint(
-            _messages, reads_body=True, errors=anthropic_error_response
-        )
-        for prefix in ("/v1", "/v1/v1")
-    },
-    **{
-        ("POST", prefix + "/messages/count_tokens"): Endpoint(
-            _count_tokens, reads_body=True, errors=anthropic_error_response
-        )
-        for prefix in ("/v1", "/v1/v1")
-    },
-}
-_PREFIXED: list[tuple[str, str, Endpoint]] = [
-    ("GET", "/v1/models/", Endpoint(_model)),
-    ("GET", "/v1/responses/", Endpoint(_get_response)),
-    ("DELETE", "/v1/responses/", Endpoint(_delete_response)),
-]
-
-
-def _find(method: str, path: str) -> Endpoint | None:
-    endpoint = _EXACT.get((method, path))
-    if endpoint is not None:
-        return endpoint
-    for route_method, prefix, candidate in _PREFIXED:
-        if method == route_method and path.startswith(prefix) and len(path) > len(prefix):
-            return candidate
-    return None
 
 
 class ApiApp:
@@ -154,17 +44,22 @@ class ApiApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
         guard: DisconnectGuard | None = None
-        endpoint = _find(request.method, request.path)
+        endpoint = routes.find(request.method, request.path)
         errors = endpoint.errors if endpoint is not None else error_response
         try:
             try:
                 if endpoint is None:
                     raise NotFound(f"Invalid URL ({request.method} {request.path})")
-                key = await self._authenticate(request) if endpoint.authenticated else None
+                key = None
+                if endpoint.access is not Access.PUBLIC:
+                    key = await self._authenticate(request, endpoint.access)
                 if endpoint.reads_body:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
                 guard = DisconnectGuard(receive)
-                response = await endpoint.handler(self.gateway, request, key)
+                if key is None:
+                    response = await endpoint.handler(self.gateway, request)  # type: ignore[call-arg]
+                else:
+                    response = await endpoint.handler(self.gateway, request, key)  # type: ignore[call-arg]
             except GatewayError as exc:
                 response = errors(exc)
             except ClientGone:
@@ -185,10 +80,13 @@ class ApiApp:
             if guard is not None:
                 guard.close()
 
-    async def _authenticate(self, request: HttpRequest) -> ApiKey:
+    async def _authenticate(self, request: HttpRequest, access: Access) -> ApiKey:
         headers = request.headers
         secret = bearer_token(headers.get("authorization")) or headers.get("x-api-key")
-        return await self.gateway.auth.authenticate(secret)
+        key = await self.gateway.auth.authenticate(secret)
+        if access is Access.ADMIN and not key.is_admin:
+            raise PermissionDenied("This endpoint needs an admin key.", code="admin_key_required")
+        return key
 
     @staticmethod
     def _headers(request: HttpRequest) -> list[tuple[bytes, bytes]]:

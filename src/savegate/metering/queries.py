@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.metering.sink import UsageSink
@@ -26,3 +28,116 @@ class UsageTotals:
             tokens, spend = (await connection.execute(query)).one()
         pending_tokens, pending_spend = self._sink.pending_totals(key_id, since)
         return int(tokens) + pending_tokens, float(spend) + pending_spend
+
+
+GROUPS = ("key", "model", "provider", "day", "endpoint")
+
+
+def _filters(query: Select[Any], filters: UsageFilters) -> Select[Any]:
+    if filters.start is not None:
+        query = query.where(usage.c.created_at >= filters.start)
+    if filters.end is not None:
+        query = query.where(usage.c.created_at < filters.end)
+    if filters.key_id:
+        query = query.where(usage.c.key_id == filters.key_id)
+    if filters.model:
+        query = query.where(usage.c.requested_model == filters.model)
+    if filters.provider:
+        query = query.where(usage.c.provider == filters.provider)
+    return query
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilters:
+    start: datetime | None = None
+    end: datetime | None = None
+    key_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+
+def _group_column(group_by: str) -> Any:
+    return {
+        "key": usage.c.key_id,
+        "model": usage.c.requested_model,
+        "provider": usage.c.provider,
+        "endpoint": usage.c.endpoint,
+        "day": func.date(usage.c.created_at),
+    }[group_by]
+
+
+def _totals() -> list[Any]:
+    return [
+        func.count().label("requests"),
+        func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(usage.c.cached_tokens), 0).label("cached_tokens"),
+        func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(usage.c.reasoning_tokens), 0).label("reasoning_tokens"),
+        func.coalesce(func.sum(usage.c.cost_usd), 0.0).label("cost_usd"),
+        func.coalesce(func.sum(usage.c.list_cost_usd), 0.0).label("list_cost_usd"),
+        func.sum(case((usage.c.status >= 400, 1), else_=0)).label("errors"),
+        func.avg(usage.c.latency_ms).label("avg_latency_ms"),
+        func.avg(usage.c.ttft_ms).label("avg_ttft_ms"),
+    ]
+
+
+def _totals_row(row: Any) -> dict[str, Any]:
+    cost, listed = float(row.cost_usd or 0), float(row.list_cost_usd or 0)
+    return {
+        "requests": int(row.requests or 0),
+        "prompt_tokens": int(row.prompt_tokens or 0),
+        "cached_tokens": int(row.cached_tokens or 0),
+        "completion_tokens": int(row.completion_tokens or 0),
+        "reasoning_tokens": int(row.reasoning_tokens or 0),
+        "total_tokens": int(row.prompt_tokens or 0) + int(row.completion_tokens or 0),
+        "cost_usd": round(cost, 8),
+        "list_cost_usd": round(listed, 8),
+        "savings_usd": round(listed - cost, 8),
+        "errors": int(row.errors or 0),
+        "avg_latency_ms": round(float(row.avg_latency_ms), 3) if row.avg_latency_ms else None,
+        "avg_ttft_ms": round(float(row.avg_ttft_ms), 3) if row.avg_ttft_ms else None,
+    }
+
+
+class UsageQueries:
+    """Aggregates for the admin API and CLI. Flushes buffered rows first, so an operator
+    always sees every finished request."""
+
+    def __init__(self, engine: AsyncEngine, sink: UsageSink) -> None:
+        self._engine = engine
+        self._sink = sink
+
+    async def grouped(
+        self, group_by: str, filters: UsageFilters, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        await self._sink.flush()
+        column = _group_column(group_by)
+        query = _filters(select(column.label("group"), *_totals()), filters).group_by(column)
+        order = column if group_by == "day" else func.sum(usage.c.cost_usd).desc()
+        query = query.order_by(order, column).limit(limit).offset(offset)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            {group_by: str(row.group) if row.group is not None else None, **_totals_row(row)}
+            for row in rows
+        ]
+
+    async def summary(self, filters: UsageFilters) -> dict[str, Any]:
+        await self._sink.flush()
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_filters(select(*_totals()), filters))).one()
+        return _totals_row(row)
+
+    async def requests(
+        self, filters: UsageFilters, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        await self._sink.flush()
+        query = _filters(select(usage), filters).order_by(usage.c.id.desc())
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query.limit(limit).offset(offset))).all()
+        result = []
+        for row in rows:
+            item = dict(row._mapping)
+            item["created_at"] = item["created_at"].isoformat()
+            result.append(item)
+        return result

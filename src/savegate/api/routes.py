@@ -1,0 +1,99 @@
+"""The route table: which handler answers which method and path, and how it is guarded."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from savegate.api.admin import handlers as admin
+from savegate.api.anthropic.errors import anthropic_error_response
+from savegate.api.anthropic.messages import count_tokens, create_message
+from savegate.api.http import HttpRequest, JsonResponse, Response, error_response, json_response
+from savegate.api.openai.chat import create_chat_completion
+from savegate.api.openai.completions import create_completion, create_embedding
+from savegate.api.openai.models import list_models, retrieve_model
+from savegate.api.responses.handlers import create_response, delete_response, get_response
+from savegate.app import Gateway
+from savegate.core.errors import GatewayError
+from savegate.keys.model import ApiKey
+
+Handler = Callable[[Gateway, HttpRequest, ApiKey], Awaitable[Response]]
+PublicHandler = Callable[[Gateway, HttpRequest], Awaitable[Response]]
+
+
+class Access(Enum):
+    PUBLIC = "public"
+    KEY = "key"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    handler: Handler | PublicHandler
+    access: Access = Access.KEY
+    reads_body: bool = False
+    errors: Callable[[GatewayError], JsonResponse] = error_response
+
+
+async def _health(gateway: Gateway, request: HttpRequest) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _post(handler: Handler, **options: object) -> Endpoint:
+    return Endpoint(handler, reads_body=True, **options)  # type: ignore[arg-type]
+
+
+def _anthropic(handler: Handler) -> Endpoint:
+    return Endpoint(handler, reads_body=True, errors=anthropic_error_response)
+
+
+EXACT: dict[tuple[str, str], Endpoint] = {
+    ("GET", "/health"): Endpoint(_health, Access.PUBLIC),
+    ("POST", "/v1/chat/completions"): _post(lambda g, r, k: create_chat_completion(r, k, g.chat)),
+    ("POST", "/v1/completions"): _post(lambda g, r, k: create_completion(r, k, g.completions)),
+    ("POST", "/v1/embeddings"): _post(lambda g, r, k: create_embedding(r, k, g.embeddings)),
+    ("POST", "/v1/responses"): _post(lambda g, r, k: create_response(r, k, g.chat, g.responses)),
+    ("GET", "/v1/models"): Endpoint(lambda g, r, k: list_models(g.router, k, g.started_at)),
+    # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
+    **{
+        ("POST", prefix + path): _anthropic(handler)
+        for prefix in ("/v1", "/v1/v1")
+        for path, handler in (
+            ("/messages", lambda g, r, k: create_message(r, k, g.chat)),
+            ("/messages/count_tokens", lambda g, r, k: count_tokens(r, k)),
+        )
+    },
+    ("GET", "/admin/keys"): Endpoint(admin.list_keys, Access.ADMIN),
+    ("POST", "/admin/keys"): Endpoint(admin.create_key, Access.ADMIN, reads_body=True),
+    ("GET", "/admin/usage"): Endpoint(admin.usage_report, Access.ADMIN),
+    ("GET", "/admin/usage/requests"): Endpoint(admin.usage_requests, Access.ADMIN),
+    ("GET", "/admin/spend"): Endpoint(admin.spend_summary, Access.ADMIN),
+}
+
+PREFIXED: list[tuple[str, str, Endpoint]] = [
+    (
+        "GET",
+        "/v1/models/",
+        Endpoint(
+            lambda g, r, k: retrieve_model(
+                g.router, k, r.path.removeprefix("/v1/models/"), g.started_at
+            )
+        ),
+    ),
+    ("GET", "/v1/responses/", Endpoint(lambda g, r, k: get_response(r, k, g.responses))),
+    ("DELETE", "/v1/responses/", Endpoint(lambda g, r, k: delete_response(r, k, g.responses))),
+    ("GET", "/admin/keys/", Endpoint(admin.get_key, Access.ADMIN)),
+    ("PATCH", "/admin/keys/", Endpoint(admin.update_key, Access.ADMIN, reads_body=True)),
+    ("DELETE", "/admin/keys/", Endpoint(admin.revoke_key, Access.ADMIN)),
+]
+
+
+def find(method: str, path: str) -> Endpoint | None:
+    endpoint = EXACT.get((method, path))
+    if endpoint is not None:
+        return endpoint
+    for route_method, prefix, candidate in PREFIXED:
+        if method == route_method and path.startswith(prefix) and len(path) > len(prefix):
+            return candidate
+    return None
