@@ -28,7 +28,7 @@ import uvicorn
 from tests.fakes import anthropic, gemini, openai_extra
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
-LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": []}
+LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": [], "webhooks": []}
 
 
 def fixture_events(name: str) -> list[bytes]:
@@ -123,6 +123,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     request = orjson.loads(body)
+    if scope["path"] == "/_webhook":
+        LOG["webhooks"].append(request)
+        await send_json(send, 200, {})
+        return
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     LOG["requests"].append(
         {

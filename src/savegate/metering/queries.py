@@ -137,7 +137,7 @@ class UsageQueries:
             rows = (await connection.execute(query.limit(limit).offset(offset))).all()
         result = []
         for row in rows:
-            item = dict(row._mapping)
+            item = {str(name): value for name, value in zip(row._fields, row, strict=True)}
             item["created_at"] = item["created_at"].isoformat()
             result.append(item)
         return result

@@ -42,6 +42,8 @@ class UsageSink:
         self._capacity = capacity
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
+        self._writing: list[UsageRecord] = []  # the batch being written right now
         self.dropped = 0
         self.written = 0
 
@@ -63,7 +65,11 @@ class UsageSink:
 
     def pending_totals(self, key_id: str, since: datetime) -> tuple[int, float]:
         """Tokens and cost of a key's rows not yet written."""
-        rows = [r for r in self._buffer if r.key_id == key_id and r.created_at >= since]
+        rows = [
+            r
+            for r in (*self._writing, *self._buffer)
+            if r.key_id == key_id and r.created_at >= since
+        ]
         return sum(r.tokens.total for r in rows), sum(r.cost_usd for r in rows)
 
     def start(self) -> None:
@@ -88,19 +94,25 @@ class UsageSink:
                 )
 
     async def flush(self) -> None:
-        """Write everything buffered now; rows stay buffered if the write fails."""
-        while self._buffer:
-            batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
-            async with self._engine.begin() as connection:
-                await connection.execute(insert(usage), [record.row() for record in batch])
-            for _ in batch:
-                self._buffer.popleft()
-            self.written += len(batch)
-            last_used: dict[str, datetime] = {}
-            for record in batch:
-                last_used[record.key_id] = record.created_at
-            with contextlib.suppress(Exception):
-                await self._touch_keys(last_used)
+        """Write everything buffered now; rows go back to the buffer if the write fails."""
+        async with self._flushing:
+            while self._buffer:
+                count = min(self._batch_size, len(self._buffer))
+                self._writing = [self._buffer.popleft() for _ in range(count)]
+                try:
+                    async with self._engine.begin() as connection:
+                        await connection.execute(
+                            insert(usage), [record.row() for record in self._writing]
+                        )
+                except BaseException:
+                    self._buffer.extendleft(reversed(self._writing))
+                    raise
+                finally:
+                    batch, self._writing = self._writing, []
+                self.written += len(batch)
+                last_used = {record.key_id: record.created_at for record in batch}
+                with contextlib.suppress(Exception):
+                    await self._touch_keys(last_used)
 
     async def close(self, grace_seconds: float = 30.0) -> None:
         if self._task is not None:
