@@ -1,0 +1,99 @@
+"""Usage survives SIGTERM under load and a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Service, start_gateway, stop
+from tests.stores import database, query
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def _config(url: str, fake: Service) -> dict:
+    return {
+        "database_url": url,
+        "local": {"enabled": False},
+        "usage": {"flush_seconds": 0.2},
+        "providers": {"fake": {"base_url": fake.base_url, "models": ["*"]}},
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigterm_under_load_loses_no_usage(backend: str, tmp_path, fake_upstream: Service):
+    with database(backend, tmp_path) as url:
+        service = start_gateway(tmp_path, _config(url, fake_upstream))
+        answered: list[int] = []
+
+        async def load() -> None:
+            async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+
+                async def one(stream: bool) -> None:
+                    try:
+                        response = await client.post(
+                            "/chat/completions",
+                            headers={"Authorization": f"Bearer {service.key}"},
+                            json={"model": "text-basic", "messages": MESSAGES, "stream": stream},
+                        )
+                        if response.status_code == 200 and (
+                            not stream or response.text.endswith("data: [DONE]\n\n")
+                        ):
+                            answered.append(1)
+                    except httpx.HTTPError:
+                        pass  # refused once the server stopped accepting
+
+                await asyncio.gather(*(one(i % 2 == 0) for i in range(400)))
+
+        runner = threading.Thread(target=asyncio.run, args=(load(),))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while len(answered) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        service.process.send_signal(signal.SIGTERM)
+        runner.join(timeout=60)
+        # Uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert service.process.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in service.output()
+        assert len(answered) >= 100
+        (rows,) = query(url, "SELECT count(*) FROM usage WHERE status = 200")[0]
+        assert rows >= len(answered)
+
+
+def test_database_outage_loses_no_usage(tmp_path, fake_upstream: Service):
+    with database("postgres", tmp_path) as url:
+        name = url.rsplit("/", 1)[1]
+        service = start_gateway(tmp_path, _config(url, fake_upstream))
+        try:
+            admin = url.rsplit("/", 1)[0] + "/postgres"
+            query(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            query(
+                admin,
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+            )
+            headers = {"Authorization": f"Bearer {service.key}"}
+            for _ in range(20):
+                response = httpx.post(
+                    service.base_url + "/chat/completions",
+                    headers=headers,
+                    json={"model": "text-basic", "messages": MESSAGES},
+                )
+                assert response.status_code == 200  # the hot path needs no database
+            time.sleep(1.5)  # the writer fails and keeps the rows
+            query(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            deadline = time.monotonic() + 45
+            rows = 0
+            while time.monotonic() < deadline:
+                (rows,) = query(url, "SELECT count(*) FROM usage")[0]
+                if rows >= 20:
+                    break
+                time.sleep(0.5)
+            assert rows == 20
+            assert "could not write usage" in service.output()
+        finally:
+            stop(service.process)
