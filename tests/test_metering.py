@@ -287,3 +287,30 @@ def test_usage_grouped_and_paginated(metered: Metered):
     ).json()
     assert len(page["data"]) == 2 and page["has_more"]
     assert metered.admin("GET", "/admin/usage", params={"group_by": "color"}).status_code == 400
+
+
+def test_unpriced_route_is_priced_by_the_answering_model(metered: Metered):
+    key_id, secret = metered.new_key()
+    metered.client(secret).chat.completions.create(model="refusal", messages=MESSAGES)
+    (row,) = metered.rows(key_id)
+    assert row["model"] == "gpt-4o-2024-08-06"
+    tokens = (row["prompt_tokens"], row["completion_tokens"])
+    assert row["list_cost_usd"] == pytest.approx((tokens[0] * 2.5 + tokens[1] * 10.0) / 1e6)
+    assert row["cost_usd"] == pytest.approx(row["list_cost_usd"] * 0.75)
+
+
+def test_cli_usage_report(metered: Metered, tmp_path):
+    import subprocess
+    import sys
+
+    key_id, secret = metered.new_key()
+    metered.client(secret).chat.completions.create(model="text-basic", messages=MESSAGES)
+    metered.rows(key_id)  # flushes the buffer
+    config = tmp_path / "cli.yaml"
+    config.write_text(f"database_url: {metered.url}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "savegate", "usage", "--key", key_id, "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "text-basic" in result.stdout and "$0.0001" in result.stdout

@@ -1,4 +1,4 @@
-"""`savegate` command line: `serve` and `keys`."""
+"""`savegate` command line: `serve`, `keys` and `usage`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from savegate import __version__
-from savegate.cli import keys, serve
+from savegate.cli import keys, serve, usage
 from savegate.config import Config, ConfigError, load_config
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.register(commands, _common)
     keys.register(commands, _common)
+    usage.register(commands, _common)
     return parser
 
 

@@ -48,6 +48,7 @@ class Accounting:
         self._request = request
         self._reservation = reservation
         self._pricing = pricing
+        self._route = route
         self.record = UsageRecord(
             request_id=request.context.request_id,
             key_id=request.context.key.id,
@@ -83,7 +84,12 @@ class Accounting:
             record.estimated = True
         record.tokens = tokens
         record.model = model or record.model
-        record.cost_usd, record.list_cost_usd = self._pricing.costs(tokens)
+        pricing = self._pricing
+        if pricing.list_price is None and model:
+            # No price for the routed name: price by the model that really answered
+            # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
+            pricing = self._meter.pricing(self._route, model)
+        record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.client_disconnected = disconnected
         if error is not None:
@@ -106,13 +112,15 @@ class Meter:
         self._sink = sink
         self._pricing: dict[tuple[str, str], Pricing] = {}
 
-    def pricing(self, route: Route) -> Pricing:
-        cache_key = (route.provider.name, route.upstream_model)
+    def pricing(self, route: Route, model: str | None = None) -> Pricing:
+        """The route's prices for `model` (by default the route's upstream model)."""
+        model = model or route.upstream_model
+        cache_key = (route.provider.name, model)
         pricing = self._pricing.get(cache_key)
         if pricing is None:
             billing = route.billing
             pricing = self._prices.pricing(
-                route.upstream_model,
+                model,
                 discount=billing.discount,
                 paid=billing.paid,
                 free=billing.free,

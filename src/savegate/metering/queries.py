@@ -103,14 +103,18 @@ class UsageQueries:
     """Aggregates for the admin API and CLI. Flushes buffered rows first, so an operator
     always sees every finished request."""
 
-    def __init__(self, engine: AsyncEngine, sink: UsageSink) -> None:
+    def __init__(self, engine: AsyncEngine, sink: UsageSink | None = None) -> None:
         self._engine = engine
         self._sink = sink
+
+    async def _flush(self) -> None:
+        if self._sink is not None:
+            await self._sink.flush()
 
     async def grouped(
         self, group_by: str, filters: UsageFilters, limit: int, offset: int
     ) -> list[dict[str, Any]]:
-        await self._sink.flush()
+        await self._flush()
         column = _group_column(group_by)
         query = _filters(select(column.label("group"), *_totals()), filters).group_by(column)
         order = column if group_by == "day" else func.sum(usage.c.cost_usd).desc()
@@ -123,7 +127,7 @@ class UsageQueries:
         ]
 
     async def summary(self, filters: UsageFilters) -> dict[str, Any]:
-        await self._sink.flush()
+        await self._flush()
         async with self._engine.connect() as connection:
             row = (await connection.execute(_filters(select(*_totals()), filters))).one()
         return _totals_row(row)
@@ -131,7 +135,7 @@ class UsageQueries:
     async def requests(
         self, filters: UsageFilters, limit: int, offset: int
     ) -> list[dict[str, Any]]:
-        await self._sink.flush()
+        await self._flush()
         query = _filters(select(usage), filters).order_by(usage.c.id.desc())
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query.limit(limit).offset(offset))).all()
