@@ -15,7 +15,8 @@ from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.sink import UsageSink
-from savegate.providers.registry import build_router
+from savegate.providers.registry import build_providers
+from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
@@ -31,7 +32,8 @@ class Gateway:
         self.engine = create_engine(config.resolved_database_url())
         self.keys = KeyStore(self.engine)
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
-        self.router, self.providers = build_router(config)
+        self.providers = build_providers(config)
+        self.router = self.providers.router
         self.usage_sink = UsageSink(
             self.engine,
             touch_keys=self.keys.touch,
@@ -43,9 +45,21 @@ class Gateway:
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = BudgetBook(self.usage.month, self.alerts)
         self.meter = Meter(PriceBook(config.prices), self.budgets, self.usage_sink)
-        self.chat = ChatService(self.router, self.meter)
-        self.completions = CompletionService(self.router, self.meter)
-        self.embeddings = EmbeddingService(self.router, self.meter)
+        routing = config.routing
+        self.executor = Executor(
+            self.router,
+            self.meter,
+            RetryPolicy(
+                max_attempts=routing.max_attempts,
+                attempt_timeout=routing.attempt_timeout_seconds,
+                total_timeout=routing.total_timeout_seconds,
+                backoff=routing.backoff_seconds,
+                max_retry_after=routing.max_retry_after_seconds,
+            ),
+        )
+        self.chat = ChatService(self.executor)
+        self.completions = CompletionService(self.executor)
+        self.embeddings = EmbeddingService(self.executor)
         self.responses = ResponseStore(self.engine)
         self.started_at = int(time.time())
 
@@ -53,7 +67,7 @@ class Gateway:
         await create_schema(self.engine)
         await self.auth.start()
         self.usage_sink.start()
-        for provider in self.providers:
+        for provider in self.providers.adapters:
             start = getattr(provider, "start", None)
             if start is not None:
                 await start()
@@ -63,5 +77,6 @@ class Gateway:
         await self.responses.flush()
         await self.usage_sink.close()
         await self.alerts.aclose()
-        await asyncio.gather(*(provider.aclose() for provider in self.providers))
+        await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
+        await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.engine.dispose()

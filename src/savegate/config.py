@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from savegate.metering.prices import ModelPrice
 
@@ -83,6 +90,34 @@ class ServerConfig(_Strict):
     max_body_bytes: int = 32 * 1024 * 1024
 
 
+StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]
+
+
+class DeploymentConfig(_Strict):
+    """One way to serve a model group: a provider (all its keys), the upstream's name."""
+
+    provider: str
+    model: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ModelGroupConfig(_Strict):
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: StrategyName | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class RoutingConfig(_Strict):
+    strategy: StrategyName = "weighted"
+    max_attempts: int = Field(default=3, ge=1)
+    attempt_timeout_seconds: float = Field(default=600.0, gt=0)
+    total_timeout_seconds: float = Field(default=900.0, gt=0)
+    backoff_seconds: float = Field(default=0.2, ge=0)
+    max_retry_after_seconds: float = Field(default=10.0, ge=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+
+
 class AlertsConfig(_Strict):
     webhook_url: str | None = None
 
@@ -98,10 +133,23 @@ class Config(_Strict):
     database_url: str | None = None
     keys_refresh_seconds: float = 0.25
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelGroupConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    routing: RoutingConfig = RoutingConfig()
     local: LocalModelConfig = LocalModelConfig()
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+
+    @model_validator(mode="after")
+    def _deployments_name_providers(self) -> Config:
+        for name, group in self.models.items():
+            for deployment in group.deployments:
+                if deployment.provider not in self.providers:
+                    raise ValueError(
+                        f"model group '{name}' uses unknown provider '{deployment.provider}'"
+                    )
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

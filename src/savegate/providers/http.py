@@ -1,10 +1,10 @@
-"""HTTP transport shared by every remote provider: pooled keep-alive connections,
-upstream keys used in turn, and failures translated into `ProviderError` at the boundary."""
+"""HTTP transport shared by every remote provider: one pool of keep-alive connections
+per provider (shared by all its keys), and failures translated into `ProviderError` at
+the boundary."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -17,7 +17,6 @@ class HttpUpstream:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self.base_url = config.base_url.rstrip("/")
-        self._keys = itertools.cycle(config.api_keys() or [None])
         self.extra_headers = dict(config.headers)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
@@ -27,10 +26,13 @@ class HttpUpstream:
             ),
         )
 
-    def next_key(self) -> str | None:
-        return next(self._keys)
-
-    async def open(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def open(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        observe: Callable[[httpx.Headers], None] | None = None,
+    ) -> httpx.Response:
         """Send a request and return the response with its body still unread.
 
         An error status is read, closed and raised as ProviderError here."""
@@ -41,6 +43,8 @@ class HttpUpstream:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
+        if observe is not None:
+            observe(response.headers)
         if response.status_code >= 400:
             try:
                 raw = await response.aread()

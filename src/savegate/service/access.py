@@ -1,13 +1,12 @@
-"""Which route serves a request, and whether the caller's key may use it."""
+"""Whether the caller's key may use the model it asked for."""
 
 from __future__ import annotations
 
 from savegate.core.errors import PermissionDenied
 from savegate.core.request import ChatRequest
-from savegate.routing.router import ModelRouter, Route
 
 
-def route_for(router: ModelRouter, request: ChatRequest) -> Route:
+def check_model_access(request: ChatRequest) -> None:
     model = request.model
     if not request.context.key.allows(model):
         raise PermissionDenied(
@@ -15,4 +14,3 @@ def route_for(router: ModelRouter, request: ChatRequest) -> Route:
             param="model",
             code="model_not_allowed",
         )
-    return router.resolve(model)

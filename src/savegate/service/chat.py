@@ -1,5 +1,5 @@
-"""The chat completion use case: authorise the model → route → call the provider,
-metered → hand back the answer.
+"""The chat completion use case: authorise the model → route (with retries and
+fallbacks) → call the provider, metered → hand back the answer.
 
 Answers are neutral: OpenAI-shaped payloads that each ingress dialect frames for its
 own clients.
@@ -9,33 +9,25 @@ from __future__ import annotations
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
 from savegate.providers.base import ChatStream
-from savegate.routing.router import ModelRouter
-from savegate.service.access import route_for
+from savegate.routing.executor import Executor
+from savegate.service.access import check_model_access
 
 
 class ChatService:
-    def __init__(self, router: ModelRouter, meter: Meter) -> None:
-        self._router = router
-        self._meter = meter
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
 
     async def complete(self, request: ChatRequest) -> Json:
-        route = route_for(self._router, request)
-        return await self._meter.call(
-            request,
-            route,
-            "chat",
-            lambda metered: route.provider.complete(metered, route.upstream_model),
+        check_model_access(request)
+        return await self._executor.call(
+            request, "chat", lambda route, r: route.provider.complete(r, route.upstream_model)
         )
 
     async def stream(self, request: ChatRequest) -> ChatStream:
-        """Open the provider's stream. Failures before the first chunk raise here, before
-        the caller has sent a byte, so they can still become an HTTP error status."""
-        route = route_for(self._router, request)
-        return await self._meter.stream(
-            request,
-            route,
-            "chat",
-            lambda metered: route.provider.stream(metered, route.upstream_model),
+        """Open a stream. Failures before the first chunk raise here, before the caller
+        has sent a byte, so they can still become an HTTP error status."""
+        check_model_access(request)
+        return await self._executor.stream(
+            request, "chat", lambda route, r: route.provider.stream(r, route.upstream_model)
         )

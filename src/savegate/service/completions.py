@@ -4,50 +4,45 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import orjson
-
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
 from savegate.providers.base import ChatStream, TextCompletionProvider
-from savegate.routing.router import ModelRouter
-from savegate.service.access import route_for
+from savegate.routing.executor import Executor
+from savegate.routing.router import Route
+from savegate.service.access import check_model_access
 from savegate.wire import openai_completions as legacy
 
 
 def _as_chat(request: ChatRequest) -> ChatRequest:
-    body = legacy.chat_body(request.body)
-    return ChatRequest(body, orjson.dumps(body), request.context)
+    return request.with_body(legacy.chat_body(request.body))
+
+
+async def _complete(route: Route, request: ChatRequest) -> Json:
+    provider, model = route.provider, route.upstream_model
+    if isinstance(provider, TextCompletionProvider):
+        return await provider.complete_text(request, model)
+    answer = await provider.complete(_as_chat(request), model)
+    return Json.of(legacy.completion(answer.data))
+
+
+async def _stream(route: Route, request: ChatRequest) -> ChatStream:
+    provider, model = route.provider, route.upstream_model
+    if isinstance(provider, TextCompletionProvider):
+        return await provider.stream_text(request, model)
+    return TextStream(await provider.stream(_as_chat(request), model))
 
 
 class CompletionService:
-    def __init__(self, router: ModelRouter, meter: Meter) -> None:
-        self._router = router
-        self._meter = meter
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
 
     async def complete(self, request: ChatRequest) -> Json:
-        route = route_for(self._router, request)
-        provider, model = route.provider, route.upstream_model
-        if isinstance(provider, TextCompletionProvider):
-            return await self._meter.call(
-                request, route, "completions", lambda r: provider.complete_text(r, model)
-            )
-        answer = await self._meter.call(
-            _as_chat(request), route, "completions", lambda r: provider.complete(r, model)
-        )
-        return Json.of(legacy.completion(answer.data))
+        check_model_access(request)
+        return await self._executor.call(request, "completions", _complete)
 
     async def stream(self, request: ChatRequest) -> ChatStream:
-        route = route_for(self._router, request)
-        provider, model = route.provider, route.upstream_model
-        if isinstance(provider, TextCompletionProvider):
-            return await self._meter.stream(
-                request, route, "completions", lambda r: provider.stream_text(r, model)
-            )
-        chat = await self._meter.stream(
-            _as_chat(request), route, "completions", lambda r: provider.stream(r, model)
-        )
-        return TextStream(chat)
+        check_model_access(request)
+        return await self._executor.stream(request, "completions", _stream)
 
 
 class TextStream:

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-from savegate.core.errors import InvalidRequest
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
 from savegate.providers.base import EmbeddingProvider
-from savegate.routing.router import ModelRouter
-from savegate.service.access import route_for
+from savegate.routing.executor import Capability, Executor
+from savegate.routing.router import Route
+from savegate.service.access import check_model_access
+
+EMBEDDINGS = Capability("embeddings", lambda provider: isinstance(provider, EmbeddingProvider))
+
+
+async def _embed(route: Route, request: ChatRequest) -> Json:
+    provider = route.provider
+    assert isinstance(provider, EmbeddingProvider)
+    return await provider.embed(request, route.upstream_model)
 
 
 class EmbeddingService:
-    def __init__(self, router: ModelRouter, meter: Meter) -> None:
-        self._router = router
-        self._meter = meter
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
 
     async def embed(self, request: ChatRequest) -> Json:
-        route = route_for(self._router, request)
-        provider = route.provider
-        if not isinstance(provider, EmbeddingProvider):
-            raise InvalidRequest(
-                f"The model `{request.model}` does not support embeddings.", param="model"
-            )
-        return await self._meter.call(
-            request,
-            route,
-            "embeddings",
-            lambda metered: provider.embed(metered, route.upstream_model),
-        )
+        check_model_access(request)
+        return await self._executor.call(request, "embeddings", _embed, supports=EMBEDDINGS)

@@ -7,10 +7,10 @@ from typing import Any
 from savegate.api.http import Response, json_response
 from savegate.core.errors import ModelNotFound
 from savegate.keys.model import ApiKey
-from savegate.routing.router import ModelEntry, ModelRouter
+from savegate.routing.router import ModelGroup, ModelRouter
 
 
-def _model(model_id: str, entry: ModelEntry, created: int) -> dict[str, Any]:
+def _model(model_id: str, entry: ModelGroup, created: int) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": entry.owned_by}
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import orjson
 
-from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
@@ -25,18 +24,26 @@ def _is_legacy(request: ChatRequest) -> bool:
 
 
 class AnthropicProvider:
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        http: HttpUpstream,
+        key: str | None,
+        observe: Callable[[httpx.Headers], None] | None = None,
+    ) -> None:
         self.name = name
-        self._http = HttpUpstream(name, config)
+        self._http = http
+        self._key = key
+        self._observe = observe
         self._url = self._http.base_url + "/messages"
 
     async def _open(self, request: ChatRequest, model: str) -> httpx.Response:
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-        key = self._http.next_key()
+        key = self._key
         if key:
             headers["x-api-key"] = key
         body = orjson.dumps(to_anthropic(request.body, model))
-        return await self._http.open(self._url, body, headers)
+        return await self._http.open(self._url, body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         raw = await self._http.read(await self._open(request, model))
@@ -52,7 +59,7 @@ class AnthropicProvider:
         return AnthropicStream(self._http, response, translator)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """The shared transport is closed by its owner, not by each key's adapter."""
 
 
 class AnthropicStream:

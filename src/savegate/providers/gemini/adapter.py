@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import orjson
 
-from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
@@ -23,17 +22,27 @@ def _is_legacy(request: ChatRequest) -> bool:
 
 
 class GeminiProvider:
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        http: HttpUpstream,
+        key: str | None,
+        observe: Callable[[httpx.Headers], None] | None = None,
+    ) -> None:
         self.name = name
-        self._http = HttpUpstream(name, config)
+        self._http = http
+        self._key = key
+        self._observe = observe
 
     async def _open(self, request: ChatRequest, model: str, method: str) -> httpx.Response:
         headers = {"content-type": "application/json"}
-        key = self._http.next_key()
+        key = self._key
         if key:
             headers["x-goog-api-key"] = key
         url = f"{self._http.base_url}/models/{model}:{method}"
-        return await self._http.open(url, orjson.dumps(to_gemini(request.body)), headers)
+        return await self._http.open(
+            url, orjson.dumps(to_gemini(request.body)), headers, self._observe
+        )
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         raw = await self._http.read(await self._open(request, model, "generateContent"))
@@ -49,7 +58,7 @@ class GeminiProvider:
         return GeminiStream(self._http, response, translator)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """The shared transport is closed by its owner, not by each key's adapter."""
 
 
 class GeminiStream:

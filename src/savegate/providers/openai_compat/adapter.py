@@ -8,12 +8,11 @@ never decoded and re-encoded.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import orjson
 
-from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
@@ -24,9 +23,17 @@ _DONE = b"[DONE]"
 
 
 class OpenAICompatProvider:
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        http: HttpUpstream,
+        key: str | None,
+        observe: Callable[[httpx.Headers], None] | None = None,
+    ) -> None:
         self.name = name
-        self._http = HttpUpstream(name, config)
+        self._http = http
+        self._key = key
+        self._observe = observe
 
     async def _open(
         self, request: ChatRequest, model: str, path: str = "/chat/completions"
@@ -36,10 +43,10 @@ class OpenAICompatProvider:
         else:
             body = orjson.dumps({**request.body, "model": model})
         headers = {"content-type": "application/json"}
-        key = self._http.next_key()
+        key = self._key
         if key:
             headers["authorization"] = f"Bearer {key}"
-        return await self._http.open(self._http.base_url + path, body, headers)
+        return await self._http.open(self._http.base_url + path, body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model)))
@@ -57,7 +64,7 @@ class OpenAICompatProvider:
         return Json(raw=await self._http.read(await self._open(request, model, "/embeddings")))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """The shared transport is closed by its owner, not by each key's adapter."""
 
 
 class UpstreamStream:

@@ -1,0 +1,203 @@
+"""Trying a plan: retries on another deployment, fallbacks, backoff and timeouts.
+
+A failure before the first byte (429, 5xx, timeout, connection error) moves on to the
+next deployment after a jittered backoff that honours `retry-after`; a stream is peeked
+(its first chunk read) before anything is sent to the client, so a provider that fails
+at once can still be replaced. The client sees one answer or one clear error, and when
+the gateway already retried it says so with `x-should-retry: false`. Each upstream call
+is metered on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from savegate.core.errors import GatewayError, InvalidRequest, ProviderError
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest
+from savegate.metering.meter import Meter
+from savegate.providers.base import ChatProvider, ChatStream
+from savegate.routing.router import Attempt, ModelRouter, Route
+
+Call = Callable[[Route, ChatRequest], Awaitable[Json]]
+Open = Callable[[Route, ChatRequest], Awaitable[ChatStream]]
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """An optional provider ability an endpoint needs, such as embeddings."""
+
+    name: str
+    check: Callable[[ChatProvider], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    attempt_timeout: float = 600.0
+    total_timeout: float = 900.0
+    backoff: float = 0.2
+    max_retry_after: float = 10.0
+
+
+class Executor:
+    def __init__(self, router: ModelRouter, meter: Meter, policy: RetryPolicy) -> None:
+        self._router = router
+        self._meter = meter
+        self._policy = policy
+
+    def _attempts(self, request: ChatRequest, supports: Capability | None) -> list[Attempt]:
+        attempts = self._router.plan(request.model)
+        if supports is not None:
+            attempts = [a for a in attempts if supports.check(a.deployment.provider)]
+            if not attempts:
+                raise InvalidRequest(
+                    f"The model `{request.model}` does not support {supports.name}.",
+                    param="model",
+                )
+        return attempts[: self._policy.max_attempts]
+
+    async def _pause(self, tried: int, error: ProviderError, deadline: float) -> None:
+        wait = self._policy.backoff * (2 ** (tried - 1)) * random.uniform(0.5, 1.5)
+        if error.retry_after is not None and error.retry_after <= self._policy.max_retry_after:
+            wait = max(wait, error.retry_after)
+        # Other deployments are not bound by this one's retry-after: cap the pause.
+        wait = min(wait, self._policy.max_retry_after, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(wait)
+
+    async def call(
+        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
+    ) -> Json:
+        attempts = self._attempts(request, supports)
+        deadline = time.monotonic() + self._policy.total_timeout
+        last: ProviderError | None = None
+        for tried, attempt in enumerate(attempts):
+            if last is not None:
+                await self._pause(tried, last, deadline)
+            health = attempt.deployment.health
+            health.begin()
+            started = time.monotonic()
+            try:
+                timeout = min(self._policy.attempt_timeout, deadline - started)
+                async with asyncio.timeout(timeout):
+                    answer = await self._meter.call(
+                        request, attempt.route, endpoint, lambda r, a=attempt: invoke(a.route, r)
+                    )
+            except TimeoutError:
+                last = _timed_out(attempt)
+                health.failed(None, time.monotonic())
+                continue
+            except ProviderError as exc:
+                if not exc.retryable:
+                    health.released()
+                    raise
+                health.failed(exc.retry_after, time.monotonic())
+                last = exc
+                continue
+            except BaseException:
+                health.released()
+                raise
+            health.succeeded(time.monotonic() - started)
+            return answer
+        raise _final(last, len(attempts))
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: Open,
+        supports: Capability | None = None,
+    ) -> ChatStream:
+        attempts = self._attempts(request, supports)
+        deadline = time.monotonic() + self._policy.total_timeout
+        last: ProviderError | None = None
+        for tried, attempt in enumerate(attempts):
+            if last is not None:
+                await self._pause(tried, last, deadline)
+            health = attempt.deployment.health
+            health.begin()
+            started = time.monotonic()
+            stream: ChatStream | None = None
+            try:
+                timeout = min(self._policy.attempt_timeout, deadline - started)
+                async with asyncio.timeout(timeout):
+                    stream = await self._meter.stream(
+                        request,
+                        attempt.route,
+                        endpoint,
+                        lambda r, a=attempt: open_stream(a.route, r),
+                    )
+                    chunks = aiter(stream)
+                    first = await anext(chunks, None)
+            except TimeoutError:
+                if stream is not None:
+                    await stream.aclose()
+                last = _timed_out(attempt)
+                health.failed(None, time.monotonic())
+                continue
+            except ProviderError as exc:
+                if stream is not None:
+                    await stream.aclose()
+                if not exc.retryable:
+                    health.released()
+                    raise
+                health.failed(exc.retry_after, time.monotonic())
+                last = exc
+                continue
+            except BaseException:
+                if stream is not None:
+                    await stream.aclose()
+                health.released()
+                raise
+            health.succeeded(time.monotonic() - started)
+            return PeekedStream(first, chunks, stream)
+        raise _final(last, len(attempts))
+
+
+def _timed_out(attempt: Attempt) -> ProviderError:
+    return ProviderError(
+        f"The upstream provider '{attempt.deployment.name}' did not answer in time.",
+        status=504,
+        code="upstream_timeout",
+        retryable=True,
+    )
+
+
+def _final(last: ProviderError | None, attempts: int) -> GatewayError:
+    if last is None:
+        return GatewayError(
+            "No deployment can serve this model right now.",
+            status=503,
+            code="no_deployment_available",
+        )
+    if attempts > 1:
+        last.message = f"{last.message} (tried {attempts} deployments)"
+        # We already retried upstream: the SDK should not retry on top of it.
+        last.headers["x-should-retry"] = "false"
+    return last
+
+
+class PeekedStream:
+    """A stream whose first chunk was read early, to be sure it started."""
+
+    def __init__(self, first: Json | None, rest: AsyncIterator[Json], stream: ChatStream) -> None:
+        self._first = first
+        self._rest = rest
+        self._stream = stream
+
+    def __aiter__(self) -> AsyncIterator[Json]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Json]:
+        if self._first is None:
+            return
+        yield self._first
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
