@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, gemini, openai_extra
+from tests.fakes import anthropic, faults, gemini, openai_extra
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": [], "webhooks": []}
@@ -160,6 +160,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             extra,
         )
         return
+    fault = await faults.inject(model, headers.get("authorization"))
+    if fault is not None:
+        await send_json(send, *fault)
+        return
     if model == "slow-json":
         await hold_until_disconnect(model, receive)
         return
@@ -169,10 +173,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"].endswith("/v1/completions"):
         await legacy(request, send)
         return
-    name = "text-basic" if model.startswith(("drop-after-", "error-after-", "slow")) else model
+    name = faults.replay_name(model)
+    if model.startswith(("drop-after-", "error-after-", "slow")):
+        name = "text-basic"
     events = fixture_events(name)
+    extra = faults.rate_headers(model, headers.get("authorization"))
     if not request.get("stream"):
-        await send_json(send, 200, assemble(events))
+        await send_json(send, 200, assemble(events), extra)
         return
     if not (request.get("stream_options") or {}).get("include_usage"):
         events = [event for event in events if not is_usage_event(event)]
@@ -180,7 +187,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *extra],
         }
     )
     await stream(model, events, receive, send)

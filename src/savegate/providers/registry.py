@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from savegate.config import Config, ProviderConfig
+from savegate.config import Config, ProviderConfig, RoutingConfig
 from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.gemini import GeminiProvider
@@ -35,44 +35,58 @@ class Providers:
     transports: list[HttpUpstream] = field(default_factory=list)
 
 
-def _deployments(
-    name: str, config: ProviderConfig, http: HttpUpstream, config_all: Config
-) -> list[Deployment]:
-    """One deployment per upstream key: pooled keys are balanced like any deployments."""
-    routing = config_all.routing
-    billing = Billing(config.discount, dict(config.prices))
-    keys: list[str | None] = list(config.api_keys()) or [None]
-    deployments = []
-    for index, key in enumerate(keys):
-        health = DeploymentHealth(routing.failure_threshold, routing.cooldown_seconds)
-        adapter = PROVIDER_TYPES[config.type](name, http, key, health.observe)
-        label = name if len(keys) == 1 else f"{name}#{index + 1}"
-        deployments.append(Deployment(label, adapter, health, billing=billing))
-    return deployments
+class _DeploymentFactory:
+    """Deployments of one provider: one per upstream key and model, each with its own
+    health (upstream limits and failures are per key and per model), all sharing the
+    provider's connection pool."""
+
+    def __init__(
+        self, name: str, config: ProviderConfig, http: HttpUpstream, routing: RoutingConfig
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._http = http
+        self._routing = routing
+        self._keys: list[str | None] = list(config.api_keys()) or [None]
+        self._billing = Billing(config.discount, dict(config.prices))
+        self.adapters: list[ChatProvider] = []
+
+    def build(self, model: str | None, weight: float = 1.0) -> list[Deployment]:
+        deployments = []
+        for index, key in enumerate(self._keys):
+            health = DeploymentHealth(
+                self._routing.failure_threshold, self._routing.cooldown_seconds
+            )
+            adapter = PROVIDER_TYPES[self._config.type](self.name, self._http, key, health.observe)
+            self.adapters.append(adapter)
+            label = self.name if len(self._keys) == 1 else f"{self.name}#{index + 1}"
+            deployments.append(Deployment(label, adapter, health, model, weight, self._billing))
+        return deployments
 
 
 def build_providers(config: Config) -> Providers:
     """With no provider configured the embedded model answers every model name; once real
     providers exist it answers only to its own name."""
     built = Providers(ModelRouter([]))
-    by_provider: dict[str, list[Deployment]] = {}
+    factories: dict[str, _DeploymentFactory] = {}
     for name, provider_config in config.providers.items():
         http = HttpUpstream(name, provider_config)
         built.transports.append(http)
-        by_provider[name] = _deployments(name, provider_config, http, config)
-        built.adapters.extend(d.provider for d in by_provider[name])
+        factories[name] = _DeploymentFactory(name, provider_config, http, config.routing)
     groups: dict[str, ModelGroup] = {}
     for name, provider_config in config.providers.items():
         for route in provider_config.models:
             group = groups.setdefault(
                 route.name, ModelGroup(route.name, [], config.routing.strategy, owned_by=name)
             )
-            group.deployments += [_copy(d, route.upstream) for d in by_provider[name]]
+            group.deployments += factories[name].build(route.upstream)
     for public, group_config in config.models.items():
         deployments = [
-            _copy(d, deployment.model, deployment.weight)
+            built_deployment
             for deployment in group_config.deployments
-            for d in by_provider[deployment.provider]
+            for built_deployment in factories[deployment.provider].build(
+                deployment.model, deployment.weight
+            )
         ]
         groups[public] = ModelGroup(
             public,
@@ -99,11 +113,6 @@ def build_providers(config: Config) -> Providers:
         else:
             catch_all = own
     built.router = ModelRouter(list(groups.values()), catch_all, dict(config.aliases))
+    for factory in factories.values():
+        built.adapters.extend(factory.adapters)
     return built
-
-
-def _copy(deployment: Deployment, model: str | None, weight: float = 1.0) -> Deployment:
-    """The same upstream key (and so the same health) serving under another name."""
-    return Deployment(
-        deployment.name, deployment.provider, deployment.health, model, weight, deployment.billing
-    )

@@ -1,0 +1,82 @@
+"""Fault injection for the fake OpenAI upstream. The model name picks the fault:
+
+- `flaky-<tag>-<n>`: the first n requests for this tag fail with 500, later ones answer;
+- `rpm-<n>`: each upstream key (Authorization header) may make n requests a minute;
+  past that, 429 with `retry-after: 30`; every answer carries `x-ratelimit-*` headers;
+- `reset`: the connection is cut before any response;
+- `hang`: no answer for 60 s;
+- `slow-first-<ms>`: the answer starts after that many milliseconds.
+
+Anything else falls through (None) to the ordinary replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+COUNTS: dict[str, int] = defaultdict(int)
+WINDOWS: dict[str, list[float]] = defaultdict(list)
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {
+        "error": {"message": message, "type": "fake_error", "param": None, "code": f"fake_{status}"}
+    }
+
+
+async def inject(model: str, authorization: str | None) -> tuple[int, dict, list] | None:
+    """(status, body, headers) of a failure to send, or None to answer normally.
+    Raises to cut the connection."""
+    if model.startswith("flaky-"):
+        tag, _, count = model.removeprefix("flaky-").rpartition("-")
+        COUNTS[tag] += 1
+        if COUNTS[tag] <= int(count):
+            return 500, _error(500, "fake flaky failure"), []
+        return None
+    if model.startswith("rpm-"):
+        limit = int(model.removeprefix("rpm-"))
+        now = time.monotonic()
+        window = [t for t in WINDOWS[authorization or ""] if now - t < 60]
+        if len(window) >= limit:
+            WINDOWS[authorization or ""] = window
+            return (
+                429,
+                _error(429, "fake rate limit"),
+                [
+                    (b"retry-after", b"30"),
+                    (b"x-ratelimit-remaining-requests", b"0"),
+                    (b"x-ratelimit-reset-requests", b"30s"),
+                ],
+            )
+        window.append(now)
+        WINDOWS[authorization or ""] = window
+        return None
+    if model == "reset":
+        raise ConnectionResetError("cut before the response, on purpose")
+    if model == "hang":
+        await asyncio.sleep(60)
+    if model.startswith("slow-first-"):
+        await asyncio.sleep(int(model.removeprefix("slow-first-")) / 1000)
+    return None
+
+
+def rate_headers(model: str, authorization: str | None) -> list[tuple[bytes, bytes]]:
+    if not model.startswith("rpm-"):
+        return []
+    limit = int(model.removeprefix("rpm-"))
+    used = len(WINDOWS[authorization or ""])
+    return [
+        (b"x-ratelimit-limit-requests", str(limit).encode()),
+        (b"x-ratelimit-remaining-requests", str(max(0, limit - used)).encode()),
+        (b"x-ratelimit-reset-requests", b"60s"),
+    ]
+
+
+def replay_name(model: str) -> str:
+    """Which recording answers once the fault (if any) has passed."""
+    if model.startswith(("flaky-", "rpm-", "slow-first-")) or model in ("reset", "hang"):
+        return "text-basic"
+    return model
