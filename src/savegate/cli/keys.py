@@ -41,6 +41,9 @@ def _settings_arguments(parser: argparse.ArgumentParser, *, creating: bool) -> N
     parser.add_argument("--budget", type=float, help="monthly budget in USD")
     parser.add_argument("--budget-mode", choices=["hard", "soft"])
     parser.add_argument("--expires", type=_expiry, help="ISO date-time or a duration: 30d, 12h")
+    parser.add_argument("--rpm", type=int, help="requests a minute")
+    parser.add_argument("--tpm", type=int, help="tokens a minute")
+    parser.add_argument("--concurrency", type=int, help="requests in flight at once")
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -86,6 +89,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "monthly_budget_usd": args.budget,
         "budget_mode": args.budget_mode,
         "expires_at": args.expires,
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "max_concurrent": args.concurrency,
     }
     return {name: value for name, value in given.items() if value is not None}
 

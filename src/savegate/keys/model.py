@@ -27,6 +27,9 @@ class ApiKey:
     budget_mode: BudgetMode = "hard"
     alert_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
     metadata: dict[str, Any] = field(default_factory=dict)
+    rpm: int | None = None  # client rate limits: requests and tokens a minute, in flight
+    tpm: int | None = None
+    max_concurrent: int | None = None
 
     @property
     def revoked(self) -> bool:
@@ -61,6 +64,9 @@ class ApiKey:
             "budget_mode": self.budget_mode,
             "alert_thresholds": list(self.alert_thresholds),
             "metadata": self.metadata,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrent": self.max_concurrent,
         }
 
 

@@ -22,6 +22,9 @@ class KeySettings(BaseModel):
     budget_mode: Literal["hard", "soft"] | None = None
     alert_thresholds: list[float] | None = None
     metadata: dict[str, Any] | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
 
     @field_validator("expires_at")
     @classmethod

@@ -42,6 +42,9 @@ def _as_key(row: Any) -> ApiKey:
         budget_mode=row.budget_mode,
         alert_thresholds=tuple(row.alert_thresholds or DEFAULT_THRESHOLDS),
         metadata=row._mapping["metadata"] or {},
+        rpm=row.rpm,
+        tpm=row.tpm,
+        max_concurrent=row.max_concurrent,
     )
 
 

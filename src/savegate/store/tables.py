@@ -41,6 +41,9 @@ api_keys = Table(
     Column("budget_mode", String(8), nullable=False, default="hard"),
     Column("alert_thresholds", JSON, nullable=True),
     Column("metadata", JSON, nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_concurrent", Integer, nullable=True),
 )
 
 # Counters other processes bump so that running gateways notice a change cheaply
