@@ -97,3 +97,27 @@ def test_database_outage_loses_no_usage(tmp_path, fake_upstream: Service):
             assert "could not write usage" in service.output()
         finally:
             stop(service.process)
+
+
+def test_graceful_shutdown_lets_streams_finish(tmp_path, fake_upstream: Service):
+    config = {
+        "local": {"enabled": False},
+        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
+    }
+    service = start_gateway(tmp_path, config)
+    headers = {"Authorization": f"Bearer {service.key}"}
+    body = {"model": "ticks-40", "messages": MESSAGES, "stream": True}
+    received = b""
+    with httpx.stream(
+        "POST", service.base_url + "/chat/completions", json=body, headers=headers, timeout=30
+    ) as response:
+        for chunk in response.iter_bytes():
+            if not received:
+                service.process.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                with pytest.raises(httpx.ConnectError):
+                    httpx.get(service.url + "/health", timeout=2)
+            received += chunk
+    assert received.endswith(b"data: [DONE]\n\n")
+    assert received.count(b"tick") == 40
+    assert service.process.wait(timeout=30) in (0, -signal.SIGTERM)

@@ -88,6 +88,7 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 32 * 1024 * 1024
+    shutdown_grace_seconds: float = 30.0  # in-flight requests and streams may finish
 
 
 StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]

@@ -10,6 +10,7 @@ behaviour:
 - `drop-after-<n>`: stream n chunks of `text-basic`, then cut the connection;
 - `error-after-<n>`: stream n chunks, then an in-stream error object;
 - `slow`: one chunk every 50 ms for a minute, for disconnect tests;
+- `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]`;
 - `slow-json`: answer a non-streaming request only after 30 s.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
@@ -174,7 +175,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await legacy(request, send)
         return
     name = faults.replay_name(model)
-    if model.startswith(("drop-after-", "error-after-", "slow")):
+    if model.startswith(("drop-after-", "error-after-", "slow", "ticks-")):
         name = "text-basic"
     events = fixture_events(name)
     extra = faults.rate_headers(model, headers.get("authorization"))
@@ -246,9 +247,11 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
                 {"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n"}
             )
             return
-        if model == "slow":
+        if model == "slow" or model.startswith("ticks-"):
             template = orjson.loads(events[1][len(b"data: ") :])
-            for i in range(1200):
+            ticks = int(model.removeprefix("ticks-")) if model != "slow" else 1200
+            await send({"type": "http.response.body", "body": events[0], "more_body": True})
+            for i in range(ticks):
                 if watcher.done():
                     LOG["disconnects"].append(model)
                     return
@@ -262,6 +265,11 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
                     }
                 )
                 await asyncio.sleep(0.05)
+            events = [
+                event
+                for event in events
+                if b'"finish_reason":"' in event or event.startswith(b"data: [DONE]")
+            ]
         for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

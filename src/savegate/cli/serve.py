@@ -88,6 +88,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         lifespan="on",
         access_log=False,
         log_level="info",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
     )
     return 0
