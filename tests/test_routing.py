@@ -213,3 +213,44 @@ def test_attempt_timeout_bounds_a_hang(routed: Service):
     started = time.monotonic()
     client(routed).chat.completions.create(model="stuck", messages=MESSAGES)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("continue_streams", [False, True])
+def test_mid_stream_continuation_on_a_fallback(
+    tmp_path, fake_upstream: Service, continue_streams: bool
+):
+    config = {
+        "local": {"enabled": False},
+        "routing": {"continue_streams": continue_streams},
+        "providers": {
+            "a": {"base_url": fake_upstream.base_url, "models": []},
+            "b": {"base_url": fake_upstream.base_url, "models": ["text-basic"]},
+        },
+        "models": {
+            "m": {
+                "deployments": [{"provider": "a", "model": "drop-after-6"}],
+                "fallbacks": ["text-basic"],
+            }
+        },
+    }
+    service = start_gateway(tmp_path, config)
+    try:
+        chunks = []
+        stream = client(service).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        if not continue_streams:
+            with pytest.raises(openai.APIError):
+                chunks.extend(stream)
+            return
+        chunks.extend(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        partial = "I'm unable to provide real"
+        assert text.startswith(partial + ANSWER)  # the fake answers the same text again
+        assert len({(c.id, c.created, c.model) for c in chunks}) == 1
+        assert sum(1 for c in chunks if c.choices[0].delta.role) == 1
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        sent = httpx.get(fake_upstream.url + "/_log").json()["requests"][-1]["body"]
+        assert sent["model"] == "text-basic"
+        assert sent["messages"][-2] == {"role": "assistant", "content": partial}
+        assert "Continue it exactly" in sent["messages"][-1]["content"]
+    finally:
+        stop(service.process)

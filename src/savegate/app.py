@@ -55,6 +55,7 @@ class Gateway:
                 total_timeout=routing.total_timeout_seconds,
                 backoff=routing.backoff_seconds,
                 max_retry_after=routing.max_retry_after_seconds,
+                continue_streams=routing.continue_streams,
             ),
         )
         self.chat = ChatService(self.executor)

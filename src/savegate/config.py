@@ -117,6 +117,7 @@ class RoutingConfig(_Strict):
     max_retry_after_seconds: float = Field(default=10.0, ge=0)
     failure_threshold: int = Field(default=3, ge=1)
     cooldown_seconds: float = Field(default=30.0, ge=0)
+    continue_streams: bool = False  # finish a broken stream on a fallback deployment
 
 
 class AlertsConfig(_Strict):

@@ -21,6 +21,7 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.metering.meter import Meter
 from savegate.providers.base import ChatProvider, ChatStream
+from savegate.routing.continuation import ContinuingStream
 from savegate.routing.router import Attempt, ModelRouter, Route
 
 Call = Callable[[Route, ChatRequest], Awaitable[Json]]
@@ -42,6 +43,7 @@ class RetryPolicy:
     total_timeout: float = 900.0
     backoff: float = 0.2
     max_retry_after: float = 10.0
+    continue_streams: bool = False
 
 
 class Executor:
@@ -112,7 +114,26 @@ class Executor:
         open_stream: Open,
         supports: Capability | None = None,
     ) -> ChatStream:
-        attempts = self._attempts(request, supports)
+        tried: set[int] = set()
+        stream = await self._stream(request, endpoint, open_stream, supports, tried)
+        if self._policy.continue_streams and int(request.body.get("n") or 1) == 1:
+            return ContinuingStream(
+                stream,
+                request,
+                lambda again: self._stream(again, endpoint, open_stream, supports, tried),
+            )
+        return stream
+
+    async def _stream(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: Open,
+        supports: Capability | None,
+        skip: set[int],
+    ) -> ChatStream:
+        """The first deployment (not in `skip`) whose stream starts; it joins `skip`."""
+        attempts = [a for a in self._attempts(request, supports) if id(a.deployment) not in skip]
         deadline = time.monotonic() + self._policy.total_timeout
         last: ProviderError | None = None
         for tried, attempt in enumerate(attempts):
@@ -154,6 +175,7 @@ class Executor:
                 health.released()
                 raise
             health.succeeded(time.monotonic() - started)
+            skip.add(id(attempt.deployment))
             return PeekedStream(first, chunks, stream)
         raise _final(last, len(attempts))
 

@@ -1,0 +1,82 @@
+"""Finishing a stream whose upstream failed mid-way, on a fallback deployment.
+
+Off by default (`routing.continue_streams`). When the upstream breaks after text has
+been streamed, the partial answer is sent to the next deployment as an assistant turn
+with a request to continue, and the continuation is streamed on under the original
+stream's id, so the client sees one complete answer. Answers with tool calls, and
+requests with n > 1, are never continued: a failure there still ends with the in-stream
+error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from savegate.core.errors import ProviderError
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest
+from savegate.providers.base import ChatStream
+
+CONTINUE = (
+    "Your previous answer was cut off. Continue it exactly from where it stopped, "
+    "without repeating anything and without any preamble."
+)
+Reopen = Callable[[ChatRequest], Awaitable[ChatStream]]
+
+
+def continuation_request(request: ChatRequest, partial: str) -> ChatRequest:
+    messages = [
+        *request.body["messages"],
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": CONTINUE},
+    ]
+    return request.with_body({**request.body, "messages": messages})
+
+
+class ContinuingStream:
+    def __init__(self, first: ChatStream, request: ChatRequest, reopen: Reopen) -> None:
+        self._current = first
+        self._request = request
+        self._reopen = reopen
+        self._head: dict[str, Any] | None = None
+
+    def __aiter__(self) -> AsyncIterator[Json]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Json]:
+        text: list[str] = []
+        tool_calls = False
+        try:
+            async for chunk in self._current:
+                data = chunk.data
+                if self._head is None and data.get("id"):
+                    self._head = {k: data[k] for k in ("id", "created", "model") if k in data}
+                for choice in data.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    text.append(delta.get("content") or "")
+                    tool_calls = tool_calls or bool(delta.get("tool_calls"))
+                yield chunk
+            return
+        except ProviderError:
+            if tool_calls or not "".join(text) or self._head is None:
+                raise
+        await self._current.aclose()
+        self._current = await self._reopen(continuation_request(self._request, "".join(text)))
+        async for chunk in self._current:
+            data = {**chunk.data, **self._head}
+            for choice in data.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if "role" in delta:
+                    # The client has had its role chunk: the continuation's is dropped.
+                    choice["delta"] = {
+                        k: v for k, v in delta.items() if k != "role" and v not in (None, "")
+                    }
+            if data.get("choices") and not any(
+                c["delta"] or c.get("finish_reason") for c in data["choices"]
+            ):
+                continue
+            yield Json.of(data)
+
+    async def aclose(self) -> None:
+        await self._current.aclose()
