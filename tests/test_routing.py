@@ -35,7 +35,7 @@ def routed(tmp_path_factory, fake_upstream: Service) -> Iterator[Service]:
         "local": {"enabled": False},
         "usage": {"flush_seconds": 0.1},
         "routing": {
-            "attempt_timeout_seconds": 2,
+            "attempt_timeout_seconds": 4,
             "backoff_seconds": 0.05,
             "failure_threshold": 2,
             "cooldown_seconds": 30,
