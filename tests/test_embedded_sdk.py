@@ -215,3 +215,19 @@ def test_models_endpoint(client: openai.OpenAI):
     models = client.models.list()
     assert [model.id for model in models] == ["SmolLM2-135M-Instruct"]
     assert client.models.retrieve("anything-at-all").id == "anything-at-all"
+
+
+def test_embeddings_from_the_embedded_model(client: openai.OpenAI):
+    default = client.embeddings.create(model="any", input=["a red apple", "a green pear"])
+    floats = client.embeddings.create(
+        model="any", input=["a red apple", "a green pear"], encoding_format="float"
+    )
+    assert [len(item.embedding) for item in default.data] == [576, 576]
+    for encoded, plain in zip(default.data, floats.data, strict=True):
+        assert encoded.embedding == pytest.approx(plain.embedding, abs=1e-6)
+    assert default.usage.prompt_tokens > 0
+    short = client.embeddings.create(model="any", input="hello", dimensions=32)
+    vector = short.data[0].embedding
+    assert len(vector) == 32 and sum(v * v for v in vector) == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="any", input=[[1, 2, 3]])

@@ -13,12 +13,16 @@ from savegate.core.errors import ContextLengthExceeded, InvalidRequest, Provider
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.local.answer import ChoiceAnswer, ChoiceChunks
+from savegate.providers.local.embeddings import Embedder
 from savegate.providers.local.engine import Engine, Finished, Generation, Job
 from savegate.providers.local.prompt import PromptBuilder
 from savegate.providers.local.sampler import Sampling
 from savegate.providers.local.tools import ToolPlan, describe, grammar_for, output_for, plan_tools
 from savegate.providers.local.weights import find_weights, model_name
 from savegate.wire.openai_chat import ChunkBuilder, completion, usage
+from savegate.wire.openai_embeddings import response as embeddings_response
+
+EMBEDDING_CONTEXT = 2048  # tokens per input: one batch, so an input is pooled whole
 
 
 def _default_threads() -> int:
@@ -47,6 +51,7 @@ class LocalProvider:
         self._loaded: tuple[Engine, PromptBuilder] | None = None
         self._starting = asyncio.Lock()
         self._closed = False
+        self._embedder: Embedder | None = None
         self.model = self._config.name  # replaced by the real model's name once loaded
 
     async def start(self) -> None:
@@ -67,6 +72,11 @@ class LocalProvider:
             )
             self.model = model_name(path)
             self._loaded = engine, prompts
+            self._embedder = Embedder(
+                path,
+                context_tokens=EMBEDDING_CONTEXT,
+                threads=self._config.threads or _default_threads(),
+            )
 
     @property
     def engine(self) -> Engine:
@@ -80,6 +90,8 @@ class LocalProvider:
             loaded, self._loaded = self._loaded, None
             if loaded is not None:
                 await asyncio.to_thread(loaded[0].close)
+            if self._embedder is not None:
+                await asyncio.to_thread(self._embedder.close)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         """`model` is the route's name for us; the answer names the model that answered."""
@@ -103,6 +115,18 @@ class LocalProvider:
         return completion(
             self.model, choices, usage(prepared.prompt_tokens, completion_tokens, cached_tokens)
         )
+
+    async def embed(self, request: ChatRequest, model: str) -> Json:
+        await self.start()
+        assert self._embedder is not None
+        value = request.body["input"]
+        texts = [value] if isinstance(value, str) else value
+        if not all(isinstance(text, str) for text in texts):
+            raise InvalidRequest(
+                "The embedded model takes text input, not token arrays.", param="input"
+            )
+        vectors, tokens = await asyncio.to_thread(self._embedder.embed, texts)
+        return Json.of(embeddings_response(vectors, self.model, tokens, request.body))
 
     async def stream(self, request: ChatRequest, model: str) -> LocalStream:
         """Validation errors (context too long, bad tool choice) raise here."""
