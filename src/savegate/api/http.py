@@ -24,7 +24,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 KEEPALIVE_SECONDS = 15.0
-_JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -95,6 +94,7 @@ class JsonResponse:
     body: bytes
     status: int = 200
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = b"application/json"  # a whole body of another type: web pages
 
 
 @dataclass(slots=True)
@@ -113,14 +113,7 @@ def json_response(data: Any, status: int = 200) -> JsonResponse:
 
 
 def error_response(error: GatewayError) -> JsonResponse:
-    body = {
-        "error": {
-            "message": error.message,
-            "type": error.type,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+    body = error.body()
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     return JsonResponse(orjson.dumps(body), error.status, headers)
 
@@ -156,7 +149,7 @@ async def send_response(
     send: Send, response: Response, base_headers: list[tuple[bytes, bytes]], guard: DisconnectGuard
 ) -> None:
     if isinstance(response, JsonResponse):
-        headers = [_JSON, *base_headers, *response.headers]
+        headers = [(b"content-type", response.content_type), *base_headers, *response.headers]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         guard.finishing = True
         await send({"type": "http.response.body", "body": response.body})

@@ -35,6 +35,17 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
 
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """OpenAI's error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
 
 class InvalidRequest(GatewayError):
     status = 400

@@ -39,6 +39,11 @@ class ChatRequest:
         return bool(self.body.get("stream"))
 
     @property
+    def legacy_functions(self) -> bool:
+        """A legacy `functions` request, which gets legacy `function_call` answers."""
+        return bool(self.body.get("functions")) and not self.body.get("tools")
+
+    @property
     def include_usage(self) -> bool:
         options = self.body.get("stream_options") or {}
         return bool(options.get("include_usage"))

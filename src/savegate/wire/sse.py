@@ -27,15 +27,7 @@ def named_event(name: str, payload: Any) -> bytes:
 
 
 def error_event(error: GatewayError) -> bytes:
-    body = {
-        "error": {
-            "message": error.message,
-            "type": error.type,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
-    return data_event(orjson.dumps(body))
+    return data_event(orjson.dumps(error.body()))
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 from savegate.core.payload import Json
 from savegate.providers.anthropic.convert import STOP_REASONS, STRUCTURED_TOOL, usage_of
 from savegate.wire.openai_chat import ChunkBuilder
+from savegate.wire.sse import Event
 
 
 class StreamTranslator:
@@ -47,8 +48,14 @@ class StreamTranslator:
             return [self._finish(stop)] if stop else []
         if kind == "message_stop":
             self.finished = True
-            if self._include_usage:
-                return [self._chunks.usage_chunk(usage_of(self._usage))]
+        return []
+
+    def is_error(self, event: Event, payload: dict[str, Any]) -> bool:
+        return event.event == "error" or payload.get("type") == "error"
+
+    def end(self) -> list[Json]:
+        if self._include_usage:
+            return [self._chunks.usage_chunk(usage_of(self._usage))]
         return []
 
     def _delta(self, delta: dict[str, Any], first_is_tool: bool = False) -> Json:

@@ -7,6 +7,7 @@ from typing import Any
 from savegate.core.payload import Json
 from savegate.providers.gemini.convert import finish_reason, split_parts, usage_of
 from savegate.wire.openai_chat import ChunkBuilder
+from savegate.wire.sse import Event
 
 
 class StreamTranslator:
@@ -51,6 +52,9 @@ class StreamTranslator:
                     out.append(self._delta(index, {}))
                 out.append(self._chunks.chunk(index, {}, finish))
         return out
+
+    def is_error(self, event: Event, payload: dict[str, Any]) -> bool:
+        return "error" in payload
 
     def end(self) -> list[Json]:
         if self._include_usage:

@@ -8,7 +8,7 @@ never decoded and re-encoded.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -18,23 +18,12 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers import upstream_errors as errors
 from savegate.providers.http import HttpUpstream
+from savegate.providers.remote import RemoteAdapter
 
 _DONE = b"[DONE]"
 
 
-class OpenAICompatProvider:
-    def __init__(
-        self,
-        name: str,
-        http: HttpUpstream,
-        key: str | None,
-        observe: Callable[[httpx.Headers], None] | None = None,
-    ) -> None:
-        self.name = name
-        self._http = http
-        self._key = key
-        self._observe = observe
-
+class OpenAICompatProvider(RemoteAdapter):
     async def _open(
         self, request: ChatRequest, model: str, path: str = "/chat/completions"
     ) -> httpx.Response:
@@ -62,9 +51,6 @@ class OpenAICompatProvider:
 
     async def embed(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model, "/embeddings")))
-
-    async def aclose(self) -> None:
-        """The shared transport is closed by its owner, not by each key's adapter."""
 
 
 class UpstreamStream:
