@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from savegate.core.errors import GatewayError, InvalidRequest, ProviderError
 from savegate.core.payload import Json
@@ -24,6 +25,7 @@ from savegate.providers.base import ChatProvider, ChatStream
 from savegate.routing.continuation import ContinuingStream
 from savegate.routing.router import Attempt, ModelRouter, Route
 
+T = TypeVar("T")
 Call = Callable[[Route, ChatRequest], Awaitable[Json]]
 Open = Callable[[Route, ChatRequest], Awaitable[ChatStream]]
 
@@ -71,10 +73,11 @@ class Executor:
         wait = min(wait, self._policy.max_retry_after, max(0.0, deadline - time.monotonic()))
         await asyncio.sleep(wait)
 
-    async def call(
-        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
-    ) -> Json:
-        attempts = self._attempts(request, supports)
+    async def _in_turn(
+        self, attempts: list[Attempt], action: Callable[[Attempt], Awaitable[T]]
+    ) -> T:
+        """Run `action` on each attempt until one succeeds; failures that a retry may
+        cure move on, others are raised at once."""
         deadline = time.monotonic() + self._policy.total_timeout
         last: ProviderError | None = None
         for tried, attempt in enumerate(attempts):
@@ -84,11 +87,8 @@ class Executor:
             health.begin()
             started = time.monotonic()
             try:
-                timeout = min(self._policy.attempt_timeout, deadline - started)
-                async with asyncio.timeout(timeout):
-                    answer = await self._meter.call(
-                        request, attempt.route, endpoint, lambda r, a=attempt: invoke(a.route, r)
-                    )
+                async with asyncio.timeout(min(self._policy.attempt_timeout, deadline - started)):
+                    result = await action(attempt)
             except TimeoutError:
                 last = _timed_out(attempt)
                 health.failed(None, time.monotonic())
@@ -104,8 +104,18 @@ class Executor:
                 health.released()
                 raise
             health.succeeded(time.monotonic() - started)
-            return answer
+            return result
         raise _final(last, len(attempts))
+
+    async def call(
+        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
+    ) -> Json:
+        async def attempt_call(attempt: Attempt) -> Json:
+            return await self._meter.call(
+                request, attempt.route, endpoint, lambda r: invoke(attempt.route, r)
+            )
+
+        return await self._in_turn(self._attempts(request, supports), attempt_call)
 
     async def stream(
         self,
@@ -133,51 +143,22 @@ class Executor:
         skip: set[int],
     ) -> ChatStream:
         """The first deployment (not in `skip`) whose stream starts; it joins `skip`."""
-        attempts = [a for a in self._attempts(request, supports) if id(a.deployment) not in skip]
-        deadline = time.monotonic() + self._policy.total_timeout
-        last: ProviderError | None = None
-        for tried, attempt in enumerate(attempts):
-            if last is not None:
-                await self._pause(tried, last, deadline)
-            health = attempt.deployment.health
-            health.begin()
-            started = time.monotonic()
-            stream: ChatStream | None = None
+
+        async def open_and_peek(attempt: Attempt) -> ChatStream:
+            stream = await self._meter.stream(
+                request, attempt.route, endpoint, lambda r: open_stream(attempt.route, r)
+            )
+            chunks = aiter(stream)
             try:
-                timeout = min(self._policy.attempt_timeout, deadline - started)
-                async with asyncio.timeout(timeout):
-                    stream = await self._meter.stream(
-                        request,
-                        attempt.route,
-                        endpoint,
-                        lambda r, a=attempt: open_stream(a.route, r),
-                    )
-                    chunks = aiter(stream)
-                    first = await anext(chunks, None)
-            except TimeoutError:
-                if stream is not None:
-                    await stream.aclose()
-                last = _timed_out(attempt)
-                health.failed(None, time.monotonic())
-                continue
-            except ProviderError as exc:
-                if stream is not None:
-                    await stream.aclose()
-                if not exc.retryable:
-                    health.released()
-                    raise
-                health.failed(exc.retry_after, time.monotonic())
-                last = exc
-                continue
+                first = await anext(chunks, None)
             except BaseException:
-                if stream is not None:
-                    await stream.aclose()
-                health.released()
+                await stream.aclose()
                 raise
-            health.succeeded(time.monotonic() - started)
             skip.add(id(attempt.deployment))
             return PeekedStream(first, chunks, stream)
-        raise _final(last, len(attempts))
+
+        attempts = [a for a in self._attempts(request, supports) if id(a.deployment) not in skip]
+        return await self._in_turn(attempts, open_and_peek)
 
 
 def _timed_out(attempt: Attempt) -> ProviderError:
