@@ -10,6 +10,7 @@ from savegate.config import Config
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
 from savegate.limits.budget import BudgetBook
+from savegate.limits.rate import create_rate_limiter
 from savegate.metering.alerts import AlertSender
 from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
@@ -62,6 +63,7 @@ class Gateway:
         self.completions = CompletionService(self.executor)
         self.embeddings = EmbeddingService(self.executor)
         self.responses = ResponseStore(self.engine)
+        self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix)
         self.started_at = int(time.time())
 
     async def start(self) -> None:
@@ -78,6 +80,7 @@ class Gateway:
         await self.responses.flush()
         await self.usage_sink.close()
         await self.alerts.aclose()
+        await self.rate_limiter.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.engine.dispose()

@@ -135,6 +135,8 @@ class Config(_Strict):
     data_dir: str = ".savegate"
     database_url: str | None = None
     keys_refresh_seconds: float = 0.25
+    redis_url: str | None = None  # shared client rate limits across replicas
+    redis_prefix: str = "savegate:rl:"
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelGroupConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)

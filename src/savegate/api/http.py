@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 from savegate.core.errors import GatewayError, PayloadTooLarge
+from savegate.core.request import RequestContext
+from savegate.keys.model import ApiKey
 from savegate.wire import sse
 
 Scope = MutableMapping[str, Any]
@@ -33,6 +35,7 @@ _SSE_HEADERS = [
 
 class HttpRequest:
     __slots__ = (
+        "_context",
         "_headers",
         "body",
         "method",
@@ -51,7 +54,19 @@ class HttpRequest:
         self.path: str = scope["path"]
         self.started = time.perf_counter()
         self._headers: dict[str, str] | None = None
+        self._context: RequestContext | None = None
         self.body = b""
+
+    def authenticated(self, key: ApiKey) -> RequestContext:
+        self._context = RequestContext(self.request_id, key, self.started)
+        return self._context
+
+    @property
+    def context(self) -> RequestContext:
+        """Who is asking; set once the request is authenticated."""
+        if self._context is None:
+            raise RuntimeError("the request is not authenticated")
+        return self._context
 
     @property
     def headers(self) -> dict[str, str]:

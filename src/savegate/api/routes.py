@@ -33,6 +33,7 @@ class Endpoint:
     handler: Handler | PublicHandler
     access: Access = Access.KEY
     reads_body: bool = False
+    rate_limited: bool = False  # counts against the key's client rate limits
     errors: Callable[[GatewayError], JsonResponse] = error_response
 
 
@@ -40,12 +41,12 @@ async def _health(gateway: Gateway, request: HttpRequest) -> Response:
     return json_response({"status": "ok"})
 
 
-def _post(handler: Handler, **options: object) -> Endpoint:
-    return Endpoint(handler, reads_body=True, **options)  # type: ignore[arg-type]
+def _post(handler: Handler) -> Endpoint:
+    return Endpoint(handler, reads_body=True, rate_limited=True)
 
 
 def _anthropic(handler: Handler) -> Endpoint:
-    return Endpoint(handler, reads_body=True, errors=anthropic_error_response)
+    return Endpoint(handler, reads_body=True, rate_limited=True, errors=anthropic_error_response)
 
 
 EXACT: dict[tuple[str, str], Endpoint] = {

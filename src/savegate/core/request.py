@@ -16,6 +16,7 @@ class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    tokens_used: int = 0  # by every upstream call of this request, for rate limits
 
 
 @dataclass(slots=True)

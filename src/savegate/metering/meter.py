@@ -151,6 +151,7 @@ class Meter:
     def settle(
         self, reservation: Reservation | None, request: ChatRequest, record: UsageRecord
     ) -> None:
+        request.context.tokens_used += record.tokens.total
         self._budgets.settle(reservation, request.context.key, record.tokens.total, record.cost_usd)
         self._sink.add(record)
 

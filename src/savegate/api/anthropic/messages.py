@@ -12,7 +12,7 @@ from savegate.api.anthropic.stream import anthropic_sse
 from savegate.api.http import HttpRequest, JsonResponse, Response, StreamResponse, json_response
 from savegate.api.openai.validate import parse_json_object, validate_chat_request
 from savegate.core.errors import InvalidRequest
-from savegate.core.request import ChatRequest, RequestContext
+from savegate.core.request import ChatRequest
 from savegate.keys.model import ApiKey
 from savegate.service.chat import ChatService
 
@@ -49,9 +49,7 @@ def validate_messages_request(body: dict[str, Any]) -> dict[str, Any]:
 def _neutral(request: HttpRequest, key: ApiKey, body: dict[str, Any]) -> ChatRequest:
     openai_body = to_openai(body)
     validate_chat_request(openai_body)
-    return ChatRequest(
-        openai_body, orjson.dumps(openai_body), RequestContext(request.request_id, key)
-    )
+    return ChatRequest(openai_body, orjson.dumps(openai_body), request.context)
 
 
 async def create_message(request: HttpRequest, key: ApiKey, chat: ChatService) -> Response:

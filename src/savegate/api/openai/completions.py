@@ -9,7 +9,7 @@ from savegate.api.openai.validate import (
     validate_completion_request,
     validate_embedding_request,
 )
-from savegate.core.request import ChatRequest, RequestContext
+from savegate.core.request import ChatRequest
 from savegate.keys.model import ApiKey
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
@@ -19,7 +19,7 @@ async def create_completion(
     request: HttpRequest, key: ApiKey, completions: CompletionService
 ) -> Response:
     body = validate_completion_request(parse_json_object(request.body))
-    api_request = ChatRequest(body, request.body, RequestContext(request.request_id, key))
+    api_request = ChatRequest(body, request.body, request.context)
     if api_request.stream:
         stream = await completions.stream(api_request)
         return StreamResponse(openai_sse(stream, request.request_id))
@@ -30,5 +30,5 @@ async def create_embedding(
     request: HttpRequest, key: ApiKey, embeddings: EmbeddingService
 ) -> Response:
     body = validate_embedding_request(parse_json_object(request.body))
-    api_request = ChatRequest(body, request.body, RequestContext(request.request_id, key))
+    api_request = ChatRequest(body, request.body, request.context)
     return JsonResponse((await embeddings.embed(api_request)).raw)

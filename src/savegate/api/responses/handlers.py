@@ -11,7 +11,7 @@ from savegate.api.openai.validate import parse_json_object, validate_chat_reques
 from savegate.api.responses.convert import chat_body, from_chat, input_items, new_id
 from savegate.api.responses.stream import EventTranslator, responses_sse
 from savegate.core.errors import InvalidRequest, NotFound
-from savegate.core.request import ChatRequest, RequestContext
+from savegate.core.request import ChatRequest
 from savegate.keys.model import ApiKey
 from savegate.service.chat import ChatService
 from savegate.service.responses import ResponseStore
@@ -40,9 +40,7 @@ async def create_response(
         history = stored.conversation()
     items = [*history, *input_items(body)]
     chat_request_body = validate_chat_request(chat_body(body, items))
-    chat_request = ChatRequest(
-        chat_request_body, orjson.dumps(chat_request_body), RequestContext(request.request_id, key)
-    )
+    chat_request = ChatRequest(chat_request_body, orjson.dumps(chat_request_body), request.context)
     response_id = new_id("resp")
     keep = body.get("store", True) is not False
     this_turn = input_items(body) if not history else items[len(history) :]
