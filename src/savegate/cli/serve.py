@@ -75,8 +75,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # One line per upstream call would be hot-path logging; keep httpx to warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     created = asyncio.run(_first_start_keys(config))
     print(_banner(config, created), flush=True)
     uvicorn.run(

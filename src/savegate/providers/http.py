@@ -1,16 +1,25 @@
 """HTTP transport shared by every remote provider: one pool of keep-alive connections
 per provider (shared by all its keys), and failures translated into `ProviderError` at
-the boundary."""
+the boundary.
+
+aiohttp rather than httpx: under concurrency httpx's pool bookkeeping cost more than
+everything else the gateway does per request (measured with py-spy, see bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 
-import httpx
+import aiohttp
 
 from savegate.config import ProviderConfig
 from savegate.providers import upstream_errors as errors
 from savegate.wire.sse import Event, SSEDecoder
+
+Headers = Mapping[str, str]
+Response = aiohttp.ClientResponse
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class HttpUpstream:
@@ -18,64 +27,75 @@ class HttpUpstream:
         self.name = name
         self.base_url = config.base_url.rstrip("/")
         self.extra_headers = dict(config.headers)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            ),
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=config.connect_timeout_seconds,
+            sock_read=config.timeout_seconds,
         )
+        self._limit = config.max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: a session belongs to the running event loop.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=True
+            )
+        return self._session
 
     async def open(
         self,
         url: str,
         body: bytes,
         headers: dict[str, str],
-        observe: Callable[[httpx.Headers], None] | None = None,
-    ) -> httpx.Response:
+        observe: Callable[[Headers], None] | None = None,
+    ) -> Response:
         """Send a request and return the response with its body still unread.
 
         An error status is read, closed and raised as ProviderError here."""
-        request = self._client.build_request(
-            "POST", url, content=body, headers={**headers, **self.extra_headers}
-        )
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._client().post(
+                url, data=body, headers={**headers, **self.extra_headers}
+            )
+        except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         if observe is not None:
             observe(response.headers)
-        if response.status_code >= 400:
+        if response.status >= 400:
             try:
-                raw = await response.aread()
-            except httpx.HTTPError:
+                raw = await response.read()
+            except TRANSPORT_ERRORS:
                 raw = b""
             finally:
-                await response.aclose()
-            raise errors.from_status(self.name, response.status_code, raw, response.headers)
+                response.release()
+            raise errors.from_status(self.name, response.status, raw, response.headers)
         return response
 
-    async def read(self, response: httpx.Response) -> bytes:
+    async def read(self, response: Response) -> bytes:
         try:
-            return await response.aread()
-        except httpx.HTTPError as exc:
+            return await response.read()
+        except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         finally:
-            await response.aclose()
+            response.release()
 
-    async def events(self, response: httpx.Response) -> AsyncIterator[Event]:
+    async def events(self, response: Response) -> AsyncIterator[Event]:
         """The response's SSE events as they arrive; a broken connection raises."""
         decoder = SSEDecoder()
         try:
-            async for raw in response.aiter_raw():
+            async for raw in response.content.iter_any():
                 for event in decoder.decode(raw):
                     yield event
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(self.name, exc, mid_stream=True) from exc
         finally:
-            await response.aclose()
+            response.release()
         for event in decoder.flush():
             yield event
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()

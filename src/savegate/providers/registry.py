@@ -6,18 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
 from savegate.config import Config, ProviderConfig, RoutingConfig
 from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.gemini import GeminiProvider
-from savegate.providers.http import HttpUpstream
+from savegate.providers.http import Headers, HttpUpstream
 from savegate.providers.openai_compat import OpenAICompatProvider
 from savegate.routing.health import DeploymentHealth
 from savegate.routing.router import Billing, Deployment, ModelGroup, ModelRouter
 
-Adapter = Callable[[str, HttpUpstream, str | None, Callable[[httpx.Headers], None]], ChatProvider]
+Adapter = Callable[[str, HttpUpstream, str | None, Callable[[Headers], None]], ChatProvider]
 
 PROVIDER_TYPES: dict[str, Adapter] = {
     "openai": OpenAICompatProvider,

@@ -7,13 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-import httpx
 import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.providers import upstream_errors as errors
-from savegate.providers.http import HttpUpstream
+from savegate.providers.http import Headers, HttpUpstream, Response
 from savegate.wire.sse import Event
 
 
@@ -23,14 +22,14 @@ class RemoteAdapter:
         name: str,
         http: HttpUpstream,
         key: str | None,
-        observe: Callable[[httpx.Headers], None] | None = None,
+        observe: Callable[[Headers], None] | None = None,
     ) -> None:
         self.name = name
         self._http = http
         self._key = key
         self._observe = observe
 
-    async def _read_json(self, response: httpx.Response) -> Any:
+    async def _read_json(self, response: Response) -> Any:
         raw = await self._http.read(response)
         try:
             return orjson.loads(raw)
@@ -59,9 +58,7 @@ class TranslatedStream:
     """Relays a translated stream; one that closes before the provider said it finished
     failed, and raises rather than look complete."""
 
-    def __init__(
-        self, http: HttpUpstream, response: httpx.Response, translator: EventTranslator
-    ) -> None:
+    def __init__(self, http: HttpUpstream, response: Response, translator: EventTranslator) -> None:
         self._http = http
         self._response = response
         self._translator = translator
@@ -89,4 +86,4 @@ class TranslatedStream:
             yield chunk
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        self._response.close()  # closed, not released: the upstream stops generating

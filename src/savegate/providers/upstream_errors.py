@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
+from collections.abc import Mapping
 
-import httpx
+import aiohttp
 import orjson
 
 from savegate.core.errors import ProviderError
@@ -14,7 +16,7 @@ from savegate.core.errors import ProviderError
 _PASS_THROUGH = {400, 403, 404, 409, 413, 422, 429}
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
     value = headers.get("retry-after-ms")
     if value:
@@ -45,7 +47,9 @@ def _error_fields(raw: bytes) -> dict[str, object]:
     return {}
 
 
-def from_status(provider: str, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
+def from_status(
+    provider: str, status: int, raw: bytes, headers: Mapping[str, str]
+) -> ProviderError:
     fields = _error_fields(raw)
     upstream_message = str(fields.get("message") or raw[:500].decode("utf-8", "replace")).strip()
     code = fields.get("code") or ("rate_limit_exceeded" if status == 429 else None)
@@ -95,8 +99,8 @@ def from_payload(provider: str, raw: bytes) -> ProviderError:
     )
 
 
-def from_transport(provider: str, exc: httpx.HTTPError, *, mid_stream: bool) -> ProviderError:
-    if isinstance(exc, httpx.TimeoutException):
+def from_transport(provider: str, exc: BaseException, *, mid_stream: bool) -> ProviderError:
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         message = f"The upstream provider '{provider}' timed out"
         status, code = 504, "upstream_timeout"
     else:

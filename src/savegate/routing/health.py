@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime
-
-import httpx
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -33,7 +32,7 @@ def parse_reset(value: str | None, now: float) -> float | None:
         return None
 
 
-def _header_int(headers: httpx.Headers, *names: str) -> int | None:
+def _header_int(headers: Mapping[str, str], *names: str) -> int | None:
     for name in names:
         value = headers.get(name)
         if value is not None:
@@ -103,7 +102,7 @@ class DeploymentHealth:
         self.inflight -= 1
         self.probing = False
 
-    def observe(self, headers: httpx.Headers) -> None:
+    def observe(self, headers: Mapping[str, str]) -> None:
         """Read the upstream's rate-limit headers from any response."""
         now = time.monotonic()
         requests_left = _header_int(

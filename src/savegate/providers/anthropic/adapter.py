@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import httpx
 import orjson
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.anthropic.convert import from_anthropic, to_anthropic
 from savegate.providers.anthropic.stream import StreamTranslator
+from savegate.providers.http import Response
 from savegate.providers.remote import RemoteAdapter, TranslatedStream
 
 API_VERSION = "2023-06-01"
 
 
 class AnthropicProvider(RemoteAdapter):
-    async def _open(self, request: ChatRequest, model: str) -> httpx.Response:
+    async def _open(self, request: ChatRequest, model: str) -> Response:
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if self._key:
             headers["x-api-key"] = self._key

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import httpx
 import orjson
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.gemini.convert import from_gemini, to_gemini
 from savegate.providers.gemini.stream import StreamTranslator
+from savegate.providers.http import Response
 from savegate.providers.remote import RemoteAdapter, TranslatedStream
 
 
 class GeminiProvider(RemoteAdapter):
-    async def _open(self, request: ChatRequest, model: str, method: str) -> httpx.Response:
+    async def _open(self, request: ChatRequest, model: str, method: str) -> Response:
         headers = {"content-type": "application/json"}
         if self._key:
             headers["x-goog-api-key"] = self._key

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers import upstream_errors as errors
-from savegate.providers.http import HttpUpstream
+from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.remote import RemoteAdapter
 
 _DONE = b"[DONE]"
@@ -26,7 +25,7 @@ _DONE = b"[DONE]"
 class OpenAICompatProvider(RemoteAdapter):
     async def _open(
         self, request: ChatRequest, model: str, path: str = "/chat/completions"
-    ) -> httpx.Response:
+    ) -> Response:
         if model == request.model:
             body = request.raw
         else:
@@ -60,7 +59,7 @@ class UpstreamStream:
     a truncated answer must never look complete.
     """
 
-    def __init__(self, http: HttpUpstream, response: httpx.Response) -> None:
+    def __init__(self, http: HttpUpstream, response: Response) -> None:
         self._http = http
         self._response = response
 
@@ -82,4 +81,4 @@ class UpstreamStream:
         )
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        self._response.close()  # closed, not released: the upstream stops generating
