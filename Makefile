@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The browser tests drive Debian's Chromium; the Node examples need their npm packages.
+CHROMIUM := /usr/bin/chromium
+NODE_EXAMPLES := examples/node
 
 .PHONY: serve test lint
 
@@ -17,10 +20,18 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
+$(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	npm ci --prefix $(NODE_EXAMPLES) --no-audit --no-fund
+	touch $@
+
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(CHROMIUM) $(NODE_EXAMPLES)/node_modules/.installed
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest $(ARGS)
 

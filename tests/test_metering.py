@@ -310,7 +310,9 @@ def test_cli_usage_report(metered: Metered, tmp_path):
     config.write_text(f"database_url: {metered.url}\n")
     result = subprocess.run(
         [sys.executable, "-m", "savegate", "usage", "--key", key_id, "--config", str(config)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "text-basic" in result.stdout and "$0.0001" in result.stdout

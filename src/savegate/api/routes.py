@@ -17,6 +17,7 @@ from savegate.api.responses.handlers import create_response, delete_response, ge
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError
 from savegate.keys.model import ApiKey
+from savegate.web import static as web
 
 Handler = Callable[[Gateway, HttpRequest, ApiKey], Awaitable[Response]]
 PublicHandler = Callable[[Gateway, HttpRequest], Awaitable[Response]]
@@ -51,6 +52,9 @@ def _anthropic(handler: Handler) -> Endpoint:
 
 EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/health"): Endpoint(_health, Access.PUBLIC),
+    ("GET", "/"): Endpoint(web.page("playground.html"), Access.PUBLIC),
+    ("GET", "/playground"): Endpoint(web.page("playground.html"), Access.PUBLIC),
+    ("GET", "/dashboard"): Endpoint(web.page("dashboard.html"), Access.PUBLIC),
     ("POST", "/v1/chat/completions"): _post(lambda g, r, k: create_chat_completion(r, k, g.chat)),
     ("POST", "/v1/completions"): _post(lambda g, r, k: create_completion(r, k, g.completions)),
     ("POST", "/v1/embeddings"): _post(lambda g, r, k: create_embedding(r, k, g.embeddings)),
@@ -87,6 +91,7 @@ PREFIXED: list[tuple[str, str, Endpoint]] = [
     ("GET", "/admin/keys/", Endpoint(admin.get_key, Access.ADMIN)),
     ("PATCH", "/admin/keys/", Endpoint(admin.update_key, Access.ADMIN, reads_body=True)),
     ("DELETE", "/admin/keys/", Endpoint(admin.revoke_key, Access.ADMIN)),
+    ("GET", web.PREFIX, Endpoint(web.static_file, Access.PUBLIC)),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`savegate` command line: `serve`, `keys` and `usage`."""
+"""`savegate` command line: `serve`, `keys`, `usage` and `chat`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from savegate import __version__
-from savegate.cli import keys, serve, usage
+from savegate.cli import chat, keys, serve, usage
 from savegate.config import Config, ConfigError, load_config
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands, _common)
     keys.register(commands, _common)
     usage.register(commands, _common)
+    chat.register(commands, _common)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,12 +56,29 @@ class UsageRecord:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def row(self) -> dict[str, Any]:
-        values = asdict(self)
-        tokens = values.pop("tokens")
-        values.update(
-            prompt_tokens=tokens["prompt"],
-            cached_tokens=tokens["cached"],
-            completion_tokens=tokens["completion"],
-            reasoning_tokens=tokens["reasoning"],
-        )
-        return values
+        # Spelled out rather than dataclasses.asdict(), which deep-copies: this runs for
+        # every request.
+        tokens = self.tokens
+        return {
+            "request_id": self.request_id,
+            "key_id": self.key_id,
+            "created_at": self.created_at,
+            "endpoint": self.endpoint,
+            "requested_model": self.requested_model,
+            "model": self.model,
+            "provider": self.provider,
+            "prompt_tokens": tokens.prompt,
+            "cached_tokens": tokens.cached,
+            "completion_tokens": tokens.completion,
+            "reasoning_tokens": tokens.reasoning,
+            "cost_usd": self.cost_usd,
+            "list_cost_usd": self.list_cost_usd,
+            "latency_ms": self.latency_ms,
+            "ttft_ms": self.ttft_ms,
+            "stream": self.stream,
+            "status": self.status,
+            "error_type": self.error_type,
+            "cache_hit": self.cache_hit,
+            "client_disconnected": self.client_disconnected,
+            "estimated": self.estimated,
+        }
