@@ -9,8 +9,9 @@ receives unless the client asked for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from savegate.core.errors import GatewayError
@@ -163,14 +164,8 @@ class Meter:
         call: Callable[[ChatRequest], Awaitable[Json]],
     ) -> Json:
         request, accounting = await self._open(request, route, endpoint)
-        try:
+        with _finished_on_failure(accounting):
             answer = await call(request)
-        except GatewayError as exc:
-            accounting.finish(None, error=exc)
-            raise
-        except asyncio.CancelledError:
-            accounting.finish(None, estimated_completion=0, disconnected=True)
-            raise
         data = answer.data
         usage = data.get("usage") if isinstance(data, dict) else None
         accounting.finish(usage, model=data.get("model") if isinstance(data, dict) else None)
@@ -188,15 +183,22 @@ class Meter:
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}
             request = request.with_body({**request.body, "stream_options": options})
         request, accounting = await self._open(request, route, endpoint)
-        try:
+        with _finished_on_failure(accounting):
             upstream = await open_stream(request)
-        except GatewayError as exc:
-            accounting.finish(None, error=exc)
-            raise
-        except asyncio.CancelledError:
-            accounting.finish(None, estimated_completion=0, disconnected=True)
-            raise
         return MeteredStream(upstream, accounting, strip_usage=not wants_usage)
+
+
+@contextlib.contextmanager
+def _finished_on_failure(accounting: Accounting) -> Iterator[None]:
+    """A call that failed, or whose client went away, is recorded as such."""
+    try:
+        yield
+    except GatewayError as exc:
+        accounting.finish(None, error=exc)
+        raise
+    except asyncio.CancelledError:
+        accounting.finish(None, estimated_completion=0, disconnected=True)
+        raise
 
 
 class MeteredStream:

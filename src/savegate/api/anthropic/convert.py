@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from savegate.core.errors import InvalidRequest
+from savegate.wire.content import text_of
 
 FINISH_TO_STOP = {
     "stop": "end_turn",
@@ -16,12 +17,6 @@ FINISH_TO_STOP = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(block.get("text", "") for block in content or [] if block.get("type") == "text")
 
 
 def _image_part(source: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +39,7 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
                 {
                     "role": "tool",
                     "tool_call_id": block.get("tool_use_id", ""),
-                    "content": _text(block.get("content")) or "",
+                    "content": text_of(block.get("content")) or "",
                 }
             )
         elif kind == "text":
@@ -75,7 +70,7 @@ def _assistant_message(content: Any) -> dict[str, Any]:
         for block in content or []
         if block.get("type") == "tool_use"
     ]
-    message: dict[str, Any] = {"role": "assistant", "content": _text(content) or None}
+    message: dict[str, Any] = {"role": "assistant", "content": text_of(content) or None}
     if calls:
         message["tool_calls"] = calls
     return message
@@ -96,7 +91,7 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _text(system)})
+        messages.append({"role": "system", "content": text_of(system)})
     for message in body["messages"]:
         if message["role"] == "user":
             messages.extend(_user_messages(message.get("content")))

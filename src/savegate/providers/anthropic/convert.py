@@ -8,6 +8,7 @@ import orjson
 
 from savegate.core.errors import InvalidRequest
 from savegate.wire import openai_chat
+from savegate.wire.content import text_of
 
 DEFAULT_MAX_TOKENS = 4096
 STRUCTURED_TOOL = "structured_output"
@@ -23,12 +24,8 @@ STOP_REASONS = {
 }
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(part.get("text", "") for part in content if part.get("type") == "text")
-    return ""
+def _text(content: Any) -> str:
+    return text_of(content, "\n")
 
 
 def _image(url: str) -> dict[str, Any]:
@@ -73,7 +70,7 @@ def _arguments(raw: str) -> Any:
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    text = _text_of(message.get("content"))
+    text = _text(message.get("content"))
     if text:
         blocks.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or []:
@@ -124,7 +121,7 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.append(_text_of(message.get("content")))
+            system.append(_text(message.get("content")))
         elif role == "user":
             _merge(turns, "user", _user_blocks(message.get("content")))
         elif role == "assistant":
@@ -136,7 +133,7 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
             result = {
                 "type": "tool_result",
                 "tool_use_id": tool_use_id,
-                "content": _text_of(message.get("content")),
+                "content": _text(message.get("content")),
             }
             _merge(turns, "user", [result])
     return "\n".join(system), turns

@@ -9,6 +9,7 @@ import orjson
 from savegate.core.errors import InvalidRequest
 from savegate.core.ids import tool_call_id
 from savegate.wire import openai_chat
+from savegate.wire.content import text_of
 
 BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
@@ -19,12 +20,6 @@ def finish_reason(reason: str | None, has_calls: bool) -> str:
     if reason in BLOCKED:
         return "content_filter"
     return "tool_calls" if has_calls else "stop"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
 
 
 def _user_parts(content: Any) -> list[dict[str, Any]]:
@@ -73,13 +68,13 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.append(text_of(message.get("content")))
         elif role == "user":
             add("user", _user_parts(message.get("content")))
         elif role == "assistant":
             parts: list[dict[str, Any]] = []
-            if _text(message.get("content")):
-                parts.append({"text": _text(message.get("content"))})
+            if text_of(message.get("content")):
+                parts.append({"text": text_of(message.get("content"))})
             calls = [call.get("function") or {} for call in message.get("tool_calls") or []]
             for call in message.get("tool_calls") or []:
                 names[call.get("id", "")] = (call.get("function") or {}).get("name", "")
@@ -92,7 +87,7 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
             add("model", parts)
         else:
             name = message.get("name") or names.get(message.get("tool_call_id", ""), "")
-            text = _text(message.get("content"))
+            text = text_of(message.get("content"))
             try:
                 response = orjson.loads(text)
             except orjson.JSONDecodeError:
