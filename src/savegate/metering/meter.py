@@ -25,7 +25,6 @@ from savegate.providers.base import ChatStream
 from savegate.routing.router import Route
 
 DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
-_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 
 
 def _max_output(body: dict[str, Any]) -> int | None:
@@ -220,7 +219,7 @@ class MeteredStream:
         try:
             async for chunk in self._upstream:
                 raw = chunk.raw
-                if any(marker in raw for marker in _USAGE_MARKERS):
+                if b'"usage":{' in raw or b'"usage": {' in raw:
                     data = chunk.data
                     if data.get("usage"):
                         self._usage = data["usage"]
