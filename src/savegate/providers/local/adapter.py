@@ -26,9 +26,10 @@ EMBEDDING_CONTEXT = 2048  # tokens per input: one batch, so an input is pooled w
 
 
 def _default_threads() -> int:
-    # llama.cpp's own default is half the cores: one core on a small box, where two
-    # generate ~1.7x faster. Past a few threads a 135M model gains nothing.
-    return max(1, min(8, os.cpu_count() or 1))
+    # Every core but one: llama.cpp's threads spin while they wait for each other, so
+    # sharing the last core with the event loop (which streams the tokens out) can make
+    # generation several times slower. Past a few threads a 135M model gains nothing.
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
 
 
 @dataclass(slots=True)
