@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 NODE_EXAMPLES := examples/node
 
-.PHONY: serve test lint
+.PHONY: serve test lint bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,15 @@ serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
 test: $(VENV)/.installed-test $(CHROMIUM) $(NODE_EXAMPLES)/node_modules/.installed
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(BIN)/python -m bench.run --quick $(ARGS)

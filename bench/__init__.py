@@ -1,0 +1,1 @@
+"""SaveGate benchmark harness: `python -m bench.run [--quick]` from the repository root."""

@@ -1,0 +1,219 @@
+"""Start the upstreams and every target on free ports; each target knows its routes.
+
+Routes by kind of request: `json` (non-stream), `stream` (50-chunk SSE), `idle` (a stream
+the slow upstream keeps silent after its first event) and `burst` (a stream held 5 s, for
+the 2,000-concurrent-streams test). Gateways select the upstream by model name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench import nginx_conf
+from bench.client import Route
+from bench.fixtures import request_body
+from bench.install import LITELLM_VENV, PORTKEY_START
+from bench.procs import Proc, Procs, free_port, wait_tcp
+
+MODES = ("json", "stream", "idle", "burst")
+MODELS = {mode: f"bench-{mode}" for mode in MODES}
+IDLE_HOLD_S = 300
+BURST_HOLD_S = 20  # longer than a gateway takes to open 2,000 streams
+MOCK_KEY = "sk-mock-upstream"
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    mock_port: int
+    slow_port: int
+
+    def prefix(self, mode: str) -> str:
+        """Upstream base URL for a kind of request (what a gateway is configured with)."""
+        return {
+            "json": f"http://127.0.0.1:{self.mock_port}/json/v1",
+            "stream": f"http://127.0.0.1:{self.mock_port}/sse/v1",
+            "idle": f"http://127.0.0.1:{self.slow_port}/hold/{IDLE_HOLD_S}/v1",
+            "burst": f"http://127.0.0.1:{self.slow_port}/hold/{BURST_HOLD_S}/v1",
+        }[mode]
+
+    def path(self, mode: str) -> str:
+        return urlsplit(self.prefix(mode)).path + "/chat/completions"
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    proc: Proc
+    routes: dict[str, Route] = field(default_factory=dict)
+
+
+def _body(mode: str) -> bytes:
+    return request_body(MODELS[mode], stream=mode != "json")
+
+
+def start_mock(procs: Procs, work: Path, json_body: bytes, sse: bytes) -> tuple[Proc, int]:
+    port = free_port()
+    conf = nginx_conf.mock_upstream(work, port, json_body, sse)
+    proc = procs.start("mock-nginx", nginx_conf.argv(conf, work), work / "mock.log")
+    wait_tcp(port, proc)
+    return proc, port
+
+
+def start_slow(procs: Procs, work: Path, python: str, sse_file: Path) -> tuple[Proc, int]:
+    port = free_port()
+    proc = procs.start(
+        "slow-upstream",
+        [python, "-m", "bench.slow_upstream", str(port), str(sse_file)],
+        work / "slow.log",
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    wait_tcp(port, proc)
+    return proc, port
+
+
+def direct(mock: Proc, ups: Upstreams) -> Target:
+    routes = {
+        mode: Route(ups.mock_port, ups.path(mode), {}, _body(mode)) for mode in ("json", "stream")
+    }
+    return Target("direct", "direct upstream (nginx static)", mock, routes)
+
+
+def start_nginx_proxy(procs: Procs, work: Path, ups: Upstreams) -> Target:
+    port = free_port()
+    conf = nginx_conf.reverse_proxy(work, port, ups.mock_port, ups.slow_port)
+    proc = procs.start("nginx-proxy", nginx_conf.argv(conf, work), work / "proxy.log")
+    wait_tcp(port, proc)
+    routes = {mode: Route(port, ups.path(mode), {}, _body(mode)) for mode in MODES}
+    return Target("nginx", "nginx reverse proxy", proc, routes)
+
+
+def _gateway_routes(port: int, headers: dict[str, str]) -> dict[str, Route]:
+    return {mode: Route(port, "/v1/chat/completions", headers, _body(mode)) for mode in MODES}
+
+
+def start_savegate(procs: Procs, work: Path, ups: Upstreams, savegate: str) -> Target:
+    port = free_port()
+    providers = {
+        mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
+        for mode in MODES
+    }
+    for mode in ("idle", "burst"):  # above the default pool of 1,000 upstream connections
+        providers[mode]["max_connections"] = 4096
+    config = work / "savegate.yaml"
+    config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
+    proc, key = _savegate(procs, work / "savegate", savegate, port, config)
+    return Target(
+        "savegate", "SaveGate", proc, _gateway_routes(port, {"Authorization": f"Bearer {key}"})
+    )
+
+
+def _savegate(procs: Procs, data: Path, savegate: str, port: int, config: Path) -> tuple[Proc, str]:
+    shutil.rmtree(data, ignore_errors=True)  # a fresh store prints fresh keys
+    data.mkdir(parents=True)
+    argv = [
+        savegate,
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--config",
+        str(config),
+    ]
+    proc = procs.start("savegate", argv, data / "serve.log", env={"MOCK_KEY": MOCK_KEY})
+    wait_tcp(port, proc, timeout=180)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = re.search(r"default key:\s+(\S+)", proc.log.read_text(errors="replace"))
+        if found:
+            return proc, found.group(1)
+        time.sleep(0.1)
+    raise RuntimeError(f"no key in SaveGate's banner:\n{proc.log_tail()}")
+
+
+def start_savegate_embedded(procs: Procs, work: Path, savegate: str) -> tuple[Proc, Route]:
+    port = free_port()
+    config = work / "savegate-embedded.yaml"
+    config.write_text(json.dumps({"providers": {}}))
+    proc, key = _savegate(procs, work / "savegate-embedded", savegate, port, config)
+    return proc, Route(port, "/v1/chat/completions", {"Authorization": f"Bearer {key}"}, b"")
+
+
+def start_litellm(procs: Procs, work: Path, ups: Upstreams) -> Target:
+    port = free_port()
+    model_list = [
+        {
+            "model_name": MODELS[mode],
+            "litellm_params": {
+                "model": f"openai/{MODELS[mode]}",
+                "api_base": ups.prefix(mode),
+                "api_key": MOCK_KEY,
+            },
+        }
+        for mode in MODES
+    ]
+    config = work / "litellm.yaml"
+    master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without one
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": model_list,
+                "litellm_settings": {"telemetry": False},
+                "general_settings": {"master_key": master},
+            }
+        )
+    )
+    argv = [
+        str(LITELLM_VENV / "bin" / "litellm"),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_ADMIN_UI": "True",
+        "LITELLM_MODE": "PRODUCTION",
+    }
+    proc = procs.start("litellm", argv, work / "litellm.log", env=env)
+    wait_tcp(port, proc, timeout=240)
+    return Target(
+        "litellm",
+        "LiteLLM proxy",
+        proc,
+        _gateway_routes(port, {"Authorization": f"Bearer {master}"}),
+    )
+
+
+def start_portkey(procs: Procs, work: Path, ups: Upstreams) -> Target:
+    port = free_port()
+    argv = ["node", str(PORTKEY_START), f"--port={port}", "--headless"]
+    proc = procs.start("portkey", argv, work / "portkey.log", env={"NODE_ENV": "production"})
+    wait_tcp(port, proc, timeout=120)
+    routes = {
+        mode: Route(
+            port,
+            "/v1/chat/completions",
+            {
+                "Authorization": f"Bearer {MOCK_KEY}",
+                "x-portkey-provider": "openai",
+                "x-portkey-custom-host": ups.prefix(mode),
+            },
+            _body(mode),
+        )
+        for mode in MODES
+    }
+    return Target("portkey", "Portkey gateway", proc, routes)
