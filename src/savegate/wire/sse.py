@@ -36,6 +36,19 @@ class Event:
     event: str | None = None
 
 
+def _whole_data_events(chunk: bytes) -> list[Event] | None:
+    """The common case, decoded in one pass: a read that holds only whole
+    `data: …\n\n` events (one line each, no CR). None for anything else."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    events = []
+    for block in chunk[:-2].split(b"\n\n"):
+        if not block.startswith(b"data: ") or b"\n" in block:
+            return None
+        events.append(Event(data=block[6:]))
+    return events
+
+
 class SSEDecoder:
     """Incremental SSE parser: `decode()` bytes as they arrive, `flush()` at the end.
 
@@ -51,6 +64,10 @@ class SSEDecoder:
         self._event: str | None = None
 
     def decode(self, chunk: bytes) -> list[Event]:
+        if not self._buffer and not self._data and self._event is None:
+            fast = _whole_data_events(chunk)
+            if fast is not None:
+                return fast
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[Event] = []
         start = 0
