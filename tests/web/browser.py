@@ -1,8 +1,8 @@
 """Debian's Chromium driven by Playwright, one instance for the whole run.
 
 Playwright's sync API allows one driver per thread, and both tests/web and tests/examples
-use the browser: their `browser` fixtures share this instance, and the last to finish
-closes it.
+use the browser: their `browser` fixtures share this instance while they overlap, and the
+last to finish closes it.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def chromium() -> Iterator[Browser]:
             _shared.clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in
+    # this thread, and every other test module needs asyncio.run() to work.
     with chromium() as shared:
         yield shared
 
