@@ -73,9 +73,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if updates:
         config = config.model_copy(update={"server": config.server.model_copy(update=updates)})
     logging.basicConfig(
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     created = asyncio.run(_first_start_keys(config))
     print(_banner(config, created), flush=True)
     uvicorn.run(
