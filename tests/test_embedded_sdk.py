@@ -100,7 +100,7 @@ def test_n_choices(client: openai.OpenAI):
 def test_stream_helper_final_completion(client: openai.OpenAI):
     # The helper raises on finish_reason "length": stop at the first sentence instead.
     with client.chat.completions.stream(
-        model="gpt-4", messages=MESSAGES, max_tokens=64, stop=[".", "\n"]
+        model="gpt-4", messages=MESSAGES, max_tokens=64, stop=[".", "\n"], temperature=0, seed=1
     ) as stream:
         text = "".join(event.delta for event in stream if event.type == "content.delta")
         final = stream.get_final_completion()
