@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.recordings import sse_events
+
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "anthropic-streams"
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -24,8 +26,7 @@ ERROR_TYPES = {
 
 
 def fixture_events(name: str) -> list[bytes]:
-    text = (FIXTURES / f"{name}.sse").read_bytes()
-    return [block + b"\n\n" for block in text.split(b"\n\n") if block.strip()]
+    return sse_events(FIXTURES / f"{name}.sse")
 
 
 def payloads(events: list[bytes]) -> list[dict[str, Any]]:

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.recordings import sse_events
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gemini"
 STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -22,8 +24,7 @@ STATUSES = {
 
 
 def fixture_events(name: str) -> list[bytes]:
-    text = (FIXTURES / f"{name}.sse").read_bytes()
-    return [block + b"\n\n" for block in text.split(b"\n\n") if block.strip()]
+    return sse_events(FIXTURES / f"{name}.sse")
 
 
 def assemble(events: list[bytes]) -> dict[str, Any]:

@@ -27,14 +27,14 @@ import orjson
 import uvicorn
 
 from tests.fakes import anthropic, faults, gemini, openai_extra
+from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": [], "webhooks": []}
 
 
 def fixture_events(name: str) -> list[bytes]:
-    text = (FIXTURES / f"{name}.sse").read_bytes()
-    return [block + b"\n\n" for block in text.split(b"\n\n") if block.strip()]
+    return sse_events(FIXTURES / f"{name}.sse")
 
 
 def is_usage_event(event: bytes) -> bool:
