@@ -81,12 +81,12 @@ def test_non_stream_is_metered_and_priced(metered: Metered):
     assert row["latency_ms"] > 0
 
 
-def test_stream_is_metered_exactly_without_showing_usage(metered: Metered):
+@pytest.mark.parametrize("model", ["text-basic", "text-basic@whole", "text-basic@split-97"])
+def test_stream_is_metered_exactly_without_showing_usage(metered: Metered, model: str):
+    """Also when the usage chunk arrives in one read with the rest, or cut across reads."""
     key_id, secret = metered.new_key()
     chunks = list(
-        metered.client(secret).chat.completions.create(
-            model="text-basic", messages=MESSAGES, stream=True
-        )
+        metered.client(secret).chat.completions.create(model=model, messages=MESSAGES, stream=True)
     )
     assert all(chunk.choices for chunk in chunks)  # the usage chunk was stripped
     sent = httpx.get(metered.fake.url + "/_log").json()["requests"][-1]["body"]

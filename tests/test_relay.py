@@ -57,6 +57,23 @@ def test_stream_bytes_are_the_upstreams(relay_gateway: Service, name: str, inclu
     assert raw_stream(relay_gateway, body) == b"".join(expected)
 
 
+@pytest.mark.parametrize("framing", ["whole", "split-97", "split-1000", "crlf"])
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_stream_framing_does_not_change_what_the_client_gets(
+    relay_gateway: Service, framing: str, include_usage: bool
+):
+    """Reads holding many events, reads that cut events anywhere, and CRLF framing all
+    come out as the upstream's events in OpenAI's exact framing."""
+    name = "tool-calls-parallel"
+    body: dict = {"model": f"{name}@{framing}", "messages": MESSAGES, "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    expected = fixture_events(name)
+    if not include_usage:
+        expected = [event for event in expected if not is_usage_event(event)]
+    assert raw_stream(relay_gateway, body) == b"".join(expected)
+
+
 @pytest.mark.parametrize("name", FIXTURES)
 def test_non_stream_answer_is_the_upstreams(relay_gateway: Service, name: str):
     completion = client(relay_gateway).chat.completions.create(model=name, messages=MESSAGES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,8 @@ def test_chat_page_through_the_relay(page: Page, relay: Service):
     stream.value.finished()
     messages = page.locator("#messages div")
     expect(messages.nth(0)).to_have_text(f"User: {PROMPT}")
+    # The page may still be rendering the last read when the response has finished.
+    expect(messages.nth(1).locator("span")).to_have_text(re.compile(r"\S"))
     answer = messages.nth(1).locator("span").inner_text()
     assert answer.strip() and "error" not in answer and "undefined" not in answer, answer
     screenshot(page, f"example-chat-page-{relay.log.stem.removesuffix('-relay')}")

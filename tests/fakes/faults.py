@@ -5,7 +5,8 @@
   past that, 429 with `retry-after: 30`; every answer carries `x-ratelimit-*` headers;
 - `reset`: the connection is cut before any response;
 - `hang`: no answer for 60 s;
-- `slow-first-<ms>`: the answer starts after that many milliseconds.
+- `slow-first-<ms>`: the answer starts after that many milliseconds;
+- `<recording>@<framing>`: the recording streamed in another framing (see `reframe`).
 
 Anything else falls through (None) to the ordinary replay.
 """
@@ -75,8 +76,28 @@ def rate_headers(model: str, authorization: str | None) -> list[tuple[bytes, byt
     ]
 
 
+def reframe(model: str, events: list[bytes]) -> list[bytes]:
+    """What the fake sends, write by write, for a `@<framing>` model:
+
+    - `whole`: the stream in one write;
+    - `split-<n>`: writes of n bytes, cutting events and lines anywhere;
+    - `crlf`: CRLF line ends and a comment, as SSE allows.
+    """
+    framing = model.partition("@")[2]
+    body = b"".join(events)
+    if framing == "whole":
+        return [body]
+    if framing.startswith("split-"):
+        size = int(framing.removeprefix("split-"))
+        return [body[i : i + size] for i in range(0, len(body), size)]
+    if framing == "crlf":
+        return [b": comment\r\n\r\n", *(event.replace(b"\n", b"\r\n") for event in events)]
+    return events
+
+
 def replay_name(model: str) -> str:
     """Which recording answers once the fault (if any) has passed."""
+    model = model.partition("@")[0]
     if model.startswith(("flaky-", "rpm-", "slow-first-")) or model in ("reset", "hang"):
         return "text-basic"
     return model

@@ -270,8 +270,10 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
                 for event in events
                 if b'"finish_reason":"' in event or event.startswith(b"data: [DONE]")
             ]
-        for event in events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        for write in faults.reframe(model, events):
+            await send({"type": "http.response.body", "body": write, "more_body": True})
+            if "@split-" in model:
+                await asyncio.sleep(0.001)  # apart, so that the gateway reads them apart
         await send({"type": "http.response.body", "body": b""})
         LOG["completed"].append(model)
     finally:

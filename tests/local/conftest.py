@@ -55,7 +55,7 @@ def chat(body: dict[str, Any], key: str = "key-a") -> ChatRequest:
 
 async def read_all(stream: LocalStream) -> list[dict[str, Any]]:
     try:
-        return [chunk.data async for chunk in stream]
+        return [chunk.data async for batch in stream for chunk in batch]
     finally:
         await stream.aclose()
 

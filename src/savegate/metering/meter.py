@@ -23,6 +23,7 @@ from savegate.metering.record import TokenCounts, UsageRecord
 from savegate.metering.sink import UsageSink
 from savegate.providers.base import ChatStream
 from savegate.routing.router import Route
+from savegate.wire.chunks import Chunks
 
 DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
 
@@ -187,6 +188,13 @@ class Meter:
         return MeteredStream(upstream, accounting, strip_usage=not wants_usage)
 
 
+def _has_usage(where: Chunks | bytes) -> bool:
+    """A cheap test for a usage object, before anything is parsed."""
+    if isinstance(where, bytes):
+        return b'"usage":{' in where or b'"usage": {' in where
+    return where.mentions(b'"usage":{') or where.mentions(b'"usage": {')
+
+
 @contextlib.contextmanager
 def _finished_on_failure(accounting: Accounting) -> Iterator[None]:
     """A call that failed, or whose client went away, is recorded as such."""
@@ -201,7 +209,7 @@ def _finished_on_failure(accounting: Accounting) -> Iterator[None]:
 
 
 class MeteredStream:
-    """Passes chunks through untouched, noting usage, first token and failures."""
+    """Passes batches through untouched, noting usage, first token and failures."""
 
     def __init__(self, upstream: ChatStream, accounting: Accounting, strip_usage: bool) -> None:
         self._upstream = upstream
@@ -211,31 +219,49 @@ class MeteredStream:
         self._usage: dict[str, Any] | None = None
         self._model: str | None = None
 
-    def __aiter__(self) -> AsyncIterator[Json]:
+    def __aiter__(self) -> AsyncIterator[Chunks]:
         return self._relay()
 
-    async def _relay(self) -> AsyncIterator[Json]:
+    async def _relay(self) -> AsyncIterator[Chunks]:
         accounting = self._accounting
         try:
-            async for chunk in self._upstream:
-                raw = chunk.raw
-                if b'"usage":{' in raw or b'"usage": {' in raw:
-                    data = chunk.data
-                    if data.get("usage"):
-                        self._usage = data["usage"]
-                        self._model = data.get("model")
-                        if self._strip_usage and not data.get("choices"):
-                            continue
+            async for batch in self._upstream:
+                if _has_usage(batch):
+                    kept = self._take_usage(batch)
+                    if kept is None:
+                        continue
+                    batch = kept
                 if not self._chunks:
                     accounting.first_token()
-                self._chunks += 1
-                yield chunk
+                self._chunks += len(batch)
+                yield batch
         except GatewayError as exc:
             accounting.finish(
                 self._usage, model=self._model, error=exc, estimated_completion=self._chunks
             )
             raise
         accounting.finish(self._usage, model=self._model, estimated_completion=self._chunks)
+
+    def _take_usage(self, batch: Chunks) -> Chunks | None:
+        """Notes the usage in `batch`; returns what the client should see of it."""
+        head, last = batch.split_last()
+        if head is None or not _has_usage(head):  # the usual case: usage comes last
+            if not self._is_usage_only(last):
+                return batch
+            return head
+        kept = [chunk for chunk in batch if not self._is_usage_only(chunk)]
+        return Chunks(kept) if kept else None
+
+    def _is_usage_only(self, chunk: Json) -> bool:
+        """Notes the chunk's usage, if any; true if it is to be stripped."""
+        if not _has_usage(chunk.raw):
+            return False
+        data = chunk.data
+        if not data.get("usage"):
+            return False
+        self._usage = data["usage"]
+        self._model = data.get("model")
+        return self._strip_usage and not data.get("choices")
 
     async def aclose(self) -> None:
         # Closed before the end: the client went away. Bill what was streamed.

@@ -14,13 +14,15 @@ from typing import Protocol, runtime_checkable
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.wire.chunks import Chunks
 
 
 @runtime_checkable
 class ChatStream(Protocol):
-    """OpenAI `chat.completion.chunk` payloads, exactly as the client should see them."""
+    """OpenAI `chat.completion.chunk` payloads, exactly as the client should see them,
+    in batches: the chunks that became ready together (see `wire.chunks`)."""
 
-    def __aiter__(self) -> AsyncIterator[Json]: ...
+    def __aiter__(self) -> AsyncIterator[Chunks]: ...
 
     async def aclose(self) -> None: ...
 

@@ -9,6 +9,7 @@ everything else the gateway does per request (measured with py-spy, see bench/RE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
@@ -82,19 +83,27 @@ class HttpUpstream:
         finally:
             response.release()
 
-    async def events(self, response: Response) -> AsyncIterator[Event]:
-        """The response's SSE events as they arrive; a broken connection raises."""
-        decoder = SSEDecoder()
+    async def reads(self, response: Response) -> AsyncIterator[bytes]:
+        """The response body as it arrives, read by read; a broken connection raises."""
         try:
             async for raw in response.content.iter_any():
-                for event in decoder.decode(raw):
-                    yield event
+                yield raw
         except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(self.name, exc, mid_stream=True) from exc
         finally:
             response.release()
-        for event in decoder.flush():
-            yield event
+
+    async def event_batches(self, response: Response) -> AsyncIterator[list[Event]]:
+        """The response's SSE events, batched by the read they completed in."""
+        decoder = SSEDecoder()
+        async with contextlib.aclosing(self.reads(response)) as reads:
+            async for raw in reads:
+                events = decoder.decode(raw)
+                if events:
+                    yield events
+        events = decoder.flush()
+        if events:
+            yield events
 
     async def aclose(self) -> None:
         if self._session is not None:

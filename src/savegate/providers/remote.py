@@ -13,6 +13,7 @@ from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.providers import upstream_errors as errors
 from savegate.providers.http import Headers, HttpUpstream, Response
+from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event
 
 
@@ -63,27 +64,35 @@ class TranslatedStream:
         self._response = response
         self._translator = translator
 
-    def __aiter__(self) -> AsyncIterator[Json]:
-        return self._chunks()
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
 
-    async def _chunks(self) -> AsyncIterator[Json]:
+    async def _batches(self) -> AsyncIterator[Chunks]:
         translator = self._translator
-        async with contextlib.aclosing(self._http.events(self._response)) as events:
-            async for event in events:
-                if not event.data:
-                    continue
-                payload = orjson.loads(event.data)
-                if translator.is_error(event, payload):
-                    raise errors.from_payload(self._http.name, event.data)
-                for chunk in translator.feed(payload):
-                    yield chunk
+        async with contextlib.aclosing(self._http.event_batches(self._response)) as batches:
+            async for events in batches:
+                chunks: list[Json] = []
+                failure = None
+                for event in events:
+                    if not event.data:
+                        continue
+                    payload = orjson.loads(event.data)
+                    if translator.is_error(event, payload):
+                        failure = errors.from_payload(self._http.name, event.data)
+                        break
+                    chunks.extend(translator.feed(payload))
+                if chunks:
+                    yield Chunks(chunks)
+                if failure is not None:  # after the chunks that came before it
+                    raise failure
         if not translator.finished:
             raise ProviderError(
                 f"The upstream provider '{self._http.name}' ended the stream before finishing.",
                 code="upstream_incomplete",
             )
-        for chunk in translator.end():
-            yield chunk
+        last = translator.end()
+        if last:
+            yield Chunks(last)
 
     async def aclose(self) -> None:
         self._response.close()  # closed, not released: the upstream stops generating

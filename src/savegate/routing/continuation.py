@@ -17,6 +17,7 @@ from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import ChatStream
+from savegate.wire.chunks import Chunks
 
 CONTINUE = (
     "Your previous answer was cut off. Continue it exactly from where it stopped, "
@@ -41,42 +42,51 @@ class ContinuingStream:
         self._reopen = reopen
         self._head: dict[str, Any] | None = None
 
-    def __aiter__(self) -> AsyncIterator[Json]:
-        return self._chunks()
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
 
-    async def _chunks(self) -> AsyncIterator[Json]:
+    async def _batches(self) -> AsyncIterator[Chunks]:
         text: list[str] = []
         tool_calls = False
         try:
-            async for chunk in self._current:
-                data = chunk.data
-                if self._head is None and data.get("id"):
-                    self._head = {k: data[k] for k in ("id", "created", "model") if k in data}
-                for choice in data.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    text.append(delta.get("content") or "")
-                    tool_calls = tool_calls or bool(delta.get("tool_calls"))
-                yield chunk
+            async for batch in self._current:
+                for chunk in batch:
+                    data = chunk.data
+                    if self._head is None and data.get("id"):
+                        self._head = {k: data[k] for k in ("id", "created", "model") if k in data}
+                    for choice in data.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        text.append(delta.get("content") or "")
+                        tool_calls = tool_calls or bool(delta.get("tool_calls"))
+                yield batch
             return
         except ProviderError:
             if tool_calls or not "".join(text) or self._head is None:
                 raise
         await self._current.aclose()
         self._current = await self._reopen(continuation_request(self._request, "".join(text)))
-        async for chunk in self._current:
-            data = {**chunk.data, **self._head}
-            for choice in data.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if "role" in delta:
-                    # The client has had its role chunk: the continuation's is dropped.
-                    choice["delta"] = {
-                        k: v for k, v in delta.items() if k != "role" and v not in (None, "")
-                    }
-            if data.get("choices") and not any(
-                c["delta"] or c.get("finish_reason") for c in data["choices"]
-            ):
-                continue
-            yield Json.of(data)
+        async for batch in self._current:
+            chunks = [c for c in (self._continued(chunk.data) for chunk in batch) if c is not None]
+            if chunks:
+                yield Chunks(chunks)
+
+    def _continued(self, data: dict[str, Any]) -> Json | None:
+        """A chunk of the continuation under the original stream's id, or None if nothing
+        is left of it."""
+        assert self._head is not None
+        data = {**data, **self._head}
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if "role" in delta:
+                # The client has had its role chunk: the continuation's is dropped.
+                choice["delta"] = {
+                    k: v for k, v in delta.items() if k != "role" and v not in (None, "")
+                }
+        if data.get("choices") and not any(
+            c["delta"] or c.get("finish_reason") for c in data["choices"]
+        ):
+            return None
+        return Json.of(data)
 
     async def aclose(self) -> None:
         await self._current.aclose()

@@ -24,6 +24,7 @@ from savegate.metering.meter import Meter
 from savegate.providers.base import ChatProvider, ChatStream
 from savegate.routing.continuation import ContinuingStream
 from savegate.routing.router import Attempt, ModelRouter, Route
+from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
 Call = Callable[[Route, ChatRequest], Awaitable[Json]]
@@ -148,14 +149,14 @@ class Executor:
             stream = await self._meter.stream(
                 request, attempt.route, endpoint, lambda r: open_stream(attempt.route, r)
             )
-            chunks = aiter(stream)
+            batches = aiter(stream)
             try:
-                first = await anext(chunks, None)
+                first = await anext(batches, None)
             except BaseException:
                 await stream.aclose()
                 raise
             skip.add(id(attempt.deployment))
-            return PeekedStream(first, chunks, stream)
+            return PeekedStream(first, batches, stream)
 
         attempts = [a for a in self._attempts(request, supports) if id(a.deployment) not in skip]
         return await self._in_turn(attempts, open_and_peek)
@@ -185,22 +186,24 @@ def _final(last: ProviderError | None, attempts: int) -> GatewayError:
 
 
 class PeekedStream:
-    """A stream whose first chunk was read early, to be sure it started."""
+    """A stream whose first batch was read early, to be sure it started."""
 
-    def __init__(self, first: Json | None, rest: AsyncIterator[Json], stream: ChatStream) -> None:
+    def __init__(
+        self, first: Chunks | None, rest: AsyncIterator[Chunks], stream: ChatStream
+    ) -> None:
         self._first = first
         self._rest = rest
         self._stream = stream
 
-    def __aiter__(self) -> AsyncIterator[Json]:
-        return self._chunks()
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
 
-    async def _chunks(self) -> AsyncIterator[Json]:
+    async def _batches(self) -> AsyncIterator[Chunks]:
         if self._first is None:
             return
         yield self._first
-        async for chunk in self._rest:
-            yield chunk
+        async for batch in self._rest:
+            yield batch
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -11,6 +11,7 @@ from savegate.routing.executor import Executor
 from savegate.routing.router import Route
 from savegate.service.access import check_model_access
 from savegate.wire import openai_completions as legacy
+from savegate.wire.chunks import Chunks
 
 
 def _as_chat(request: ChatRequest) -> ChatRequest:
@@ -51,14 +52,15 @@ class TextStream:
     def __init__(self, chat: ChatStream) -> None:
         self._chat = chat
 
-    def __aiter__(self) -> AsyncIterator[Json]:
-        return self._chunks()
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
 
-    async def _chunks(self) -> AsyncIterator[Json]:
-        async for chat_chunk in self._chat:
-            text_chunk = legacy.chunk(chat_chunk.data)
-            if text_chunk is not None:
-                yield Json.of(text_chunk)
+    async def _batches(self) -> AsyncIterator[Chunks]:
+        async for batch in self._chat:
+            text_chunks = [legacy.chunk(chat_chunk.data) for chat_chunk in batch]
+            chunks = [Json.of(chunk) for chunk in text_chunks if chunk is not None]
+            if chunks:
+                yield Chunks(chunks)
 
     async def aclose(self) -> None:
         await self._chat.aclose()

@@ -124,11 +124,11 @@ class EventTranslator:
 async def anthropic_sse(stream: ChatStream, request_id: str) -> AsyncIterator[bytes]:
     translator = EventTranslator()
     try:
-        async for chunk in stream:
-            for event in translator.feed(chunk.data):
-                yield event
-        for event in translator.finish():
-            yield event
+        async for batch in stream:
+            events = [event for chunk in batch for event in translator.feed(chunk.data)]
+            if events:
+                yield b"".join(events)
+        yield b"".join(translator.finish())
     except GatewayError as exc:
         log.warning("stream %s failed mid-way: %s", request_id, exc.message)
         yield named_event(

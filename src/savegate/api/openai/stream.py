@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 async def openai_sse(stream: ChatStream, request_id: str) -> AsyncIterator[bytes]:
     """`data:` events, then `[DONE]`; a failure mid-way ends with the in-stream error object."""
     try:
-        async for chunk in stream:
-            yield sse.data_event(chunk.raw)
+        async for batch in stream:
+            yield batch.sse
         yield sse.DONE
     except GatewayError as exc:
         log.warning("stream %s failed mid-way: %s", request_id, exc.message)

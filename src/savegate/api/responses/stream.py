@@ -182,22 +182,19 @@ async def responses_sse(
     request_id: str,
 ) -> AsyncIterator[bytes]:
     try:
-        for event in translator.start():
-            yield event
-        async for chunk in stream:
-            for event in translator.feed(chunk.data):
-                yield event
+        yield b"".join(translator.start())
+        async for batch in stream:
+            events = [event for chunk in batch for event in translator.feed(chunk.data)]
+            if events:
+                yield b"".join(events)
         events = translator.finish()
         await on_complete(translator.final)
-        for event in events:
-            yield event
+        yield b"".join(events)
     except GatewayError as exc:
         log.warning("stream %s failed mid-way: %s", request_id, exc.message)
-        for event in translator.fail(exc):
-            yield event
+        yield b"".join(translator.fail(exc))
     except Exception:
         log.exception("stream %s failed", request_id)
-        for event in translator.fail(GatewayError("The server had an error while streaming.")):
-            yield event
+        yield b"".join(translator.fail(GatewayError("The server had an error while streaming.")))
     finally:
         await stream.aclose()

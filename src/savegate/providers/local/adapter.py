@@ -19,6 +19,7 @@ from savegate.providers.local.prompt import PromptBuilder
 from savegate.providers.local.sampler import Sampling
 from savegate.providers.local.tools import ToolPlan, describe, grammar_for, output_for, plan_tools
 from savegate.providers.local.weights import find_weights, model_name
+from savegate.wire.chunks import Chunks
 from savegate.wire.openai_chat import ChunkBuilder, completion, usage
 from savegate.wire.openai_embeddings import response as embeddings_response
 
@@ -143,14 +144,15 @@ class LocalProvider:
 
     async def _chunks(
         self, prepared: _Prepared, jobs: list[Job], include_usage: bool
-    ) -> AsyncGenerator[Json, None]:
+    ) -> AsyncGenerator[Chunks, None]:
         builder = ChunkBuilder(self.model)
         completion_tokens = cached_tokens = 0
         try:
             for index, job in enumerate(jobs):
                 choice = ChoiceChunks(builder, index, prepared.plan)
-                for chunk in choice.opening():
-                    yield chunk
+                opening = choice.opening()
+                if opening:
+                    yield Chunks(opening)
                 async for event in job.events():
                     if isinstance(event, Finished):
                         completion_tokens += event.completion_tokens
@@ -158,11 +160,15 @@ class LocalProvider:
                         chunks = choice.finish(event.reason)
                     else:
                         chunks = choice.part(event)
-                    for chunk in chunks:
-                        yield chunk
+                    if chunks:
+                        yield Chunks(chunks)
             if include_usage:
-                yield builder.usage_chunk(
-                    usage(prepared.prompt_tokens, completion_tokens, cached_tokens)
+                yield Chunks(
+                    [
+                        builder.usage_chunk(
+                            usage(prepared.prompt_tokens, completion_tokens, cached_tokens)
+                        )
+                    ]
                 )
         finally:
             for job in jobs:
@@ -249,11 +255,11 @@ def _stops(stop: Any) -> tuple[str, ...]:
 class LocalStream:
     """The chunks of one streamed answer; `aclose()` cancels its generation."""
 
-    def __init__(self, jobs: list[Job], chunks: AsyncGenerator[Json, None]) -> None:
+    def __init__(self, jobs: list[Job], chunks: AsyncGenerator[Chunks, None]) -> None:
         self._jobs = jobs
         self._chunks = chunks
 
-    def __aiter__(self) -> AsyncIterator[Json]:
+    def __aiter__(self) -> AsyncIterator[Chunks]:
         return self._chunks
 
     async def aclose(self) -> None:

@@ -18,8 +18,13 @@ from savegate.core.request import ChatRequest
 from savegate.providers import upstream_errors as errors
 from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.remote import RemoteAdapter
+from savegate.wire import sse
+from savegate.wire.chunks import Chunks
+from savegate.wire.sse import Event, SSEDecoder
 
 _DONE = b"[DONE]"
+_DONE_EVENT = b"data: [DONE]"
+_ERROR_EVENT = b'data: {"error"'
 
 
 class OpenAICompatProvider(RemoteAdapter):
@@ -53,32 +58,66 @@ class OpenAICompatProvider(RemoteAdapter):
 
 
 class UpstreamStream:
-    """The upstream's `data:` payloads as they arrive; `[DONE]` ends it.
+    """The upstream's chunks, batched by the read they arrived in; `[DONE]` ends it.
 
-    An error event, a broken connection or an end without `[DONE]` raises ProviderError:
-    a truncated answer must never look complete.
+    A read of whole `data:` events in OpenAI's framing is passed on as its own bytes;
+    anything else goes through the SSE decoder. An error event, a broken connection or
+    an end without `[DONE]` raises ProviderError: a truncated answer must never look
+    complete.
     """
 
     def __init__(self, http: HttpUpstream, response: Response) -> None:
         self._http = http
         self._response = response
+        self._decoder = SSEDecoder()
+        self._done = False
+        self._failure: ProviderError | None = None  # raised once the chunks before it are out
 
-    def __aiter__(self) -> AsyncIterator[Json]:
-        return self._chunks()
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
 
-    async def _chunks(self) -> AsyncIterator[Json]:
-        async with contextlib.aclosing(self._http.events(self._response)) as events:
-            async for event in events:
-                if event.data == _DONE:
+    async def _batches(self) -> AsyncIterator[Chunks]:
+        async with contextlib.aclosing(self._http.reads(self._response)) as reads:
+            async for raw in reads:
+                batch = self._batch(raw)
+                if batch is not None:
+                    yield batch
+                if self._failure is not None:
+                    raise self._failure
+                if self._done:
                     return
-                if event.event == "error" or event.data.startswith(b'{"error"'):
-                    raise errors.from_payload(self._http.name, event.data)
-                if event.data:
-                    yield Json(raw=event.data)
-        raise ProviderError(
-            f"The upstream provider '{self._http.name}' ended the stream without [DONE].",
-            code="upstream_incomplete",
-        )
+        batch = self._events(self._decoder.flush())
+        if batch is not None:
+            yield batch
+        if self._failure is not None:
+            raise self._failure
+        if not self._done:
+            raise ProviderError(
+                f"The upstream provider '{self._http.name}' ended the stream without [DONE].",
+                code="upstream_incomplete",
+            )
+
+    def _batch(self, raw: bytes) -> Chunks | None:
+        if self._decoder.idle and sse.whole_data_events(raw) and _ERROR_EVENT not in raw:
+            if raw.endswith(sse.DONE):
+                self._done = True
+                raw = raw[: -len(sse.DONE)]
+            if _DONE_EVENT not in raw:
+                return Chunks(sse=raw) if raw else None
+        return self._events(self._decoder.decode(raw))
+
+    def _events(self, events: list[Event]) -> Chunks | None:
+        chunks: list[Json] = []
+        for event in events:
+            if event.data == _DONE:
+                self._done = True
+                break
+            if event.event == "error" or event.data.startswith(b'{"error"'):
+                self._failure = errors.from_payload(self._http.name, event.data)
+                break
+            if event.data:
+                chunks.append(Json(raw=event.data))
+        return Chunks(chunks) if chunks else None
 
     async def aclose(self) -> None:
         self._response.close()  # closed, not released: the upstream stops generating

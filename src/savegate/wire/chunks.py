@@ -1,0 +1,68 @@
+"""A batch of stream chunks: those that arrived together in one upstream read.
+
+Streams move in batches so that what is paid per step (a generator hop per layer, an
+ASGI send, a socket write) is paid once per upstream read rather than once per chunk.
+A batch relayed from an OpenAI-compatible upstream keeps the upstream's own SSE bytes:
+on the usual path they are forwarded without being split, parsed or re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from savegate.core.payload import Json
+from savegate.wire import sse
+
+
+class Chunks:
+    """OpenAI `chat.completion.chunk` payloads, as items or as `data:` events, each form
+    made from the other only when someone asks for it."""
+
+    __slots__ = ("_items", "_sse")
+
+    def __init__(self, items: list[Json] | None = None, *, sse: bytes | None = None) -> None:
+        if items is None and sse is None:
+            raise ValueError("a batch needs its items or its SSE bytes")
+        self._items = items
+        self._sse = sse
+
+    @property
+    def items(self) -> list[Json]:
+        if self._items is None:
+            assert self._sse is not None
+            self._items = [Json(raw=payload) for payload in sse.data_payloads(self._sse)]
+        return self._items
+
+    @property
+    def sse(self) -> bytes:
+        """The batch framed as OpenAI SSE `data:` events."""
+        if self._sse is None:
+            self._sse = b"".join([sse.data_event(chunk.raw) for chunk in self.items])
+        return self._sse
+
+    def mentions(self, needle: bytes) -> bool:
+        """Whether some chunk's JSON holds `needle`: a cheap test before parsing."""
+        if self._sse is not None:
+            return needle in self._sse
+        return any(needle in chunk.raw for chunk in self.items)
+
+    def split_last(self) -> tuple[Chunks | None, Json]:
+        """The chunks before the last one (None if there are none), and the last one;
+        SSE bytes are cut, not re-encoded."""
+        if self._items is not None:
+            items = self._items
+            return (Chunks(items[:-1]) if len(items) > 1 else None), items[-1]
+        assert self._sse is not None
+        separator = self._sse.rfind(b"\n\ndata: ", 0, -2)
+        start = separator + 2 if separator >= 0 else 0
+        last = Json(raw=self._sse[start + 6 : -2])
+        return (Chunks(sse=self._sse[:start]) if start else None), last
+
+    def __len__(self) -> int:
+        if self._items is None:
+            assert self._sse is not None
+            return self._sse.count(b"\n\n")
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Json]:
+        return iter(self.items)
