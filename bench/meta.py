@@ -60,7 +60,7 @@ def machine_and_versions() -> dict[str, Any]:
             "savegate": f"{_version('savegate')} @ {rev}"
             + (" (uncommitted changes in src/)" if dirty else ""),
             "uvicorn": _version("uvicorn"),
-            "aiohttp": _version("aiohttp"),
+            "httptools": _version("httptools"),
             "httpx": _version("httpx"),
             "llama-cpp-python": _version("llama_cpp_python"),
             "litellm": install.litellm_version(),

@@ -33,7 +33,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
         if process.poll() is not None:
             raise RuntimeError(f"process exited early:\n{log.read_text(errors='replace')}")
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
+            if httpx.get(url, timeout=1, verify=False).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -58,10 +58,11 @@ class Service:
     port: int
     log: Path
     keys: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -75,15 +76,25 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
-def start_process(args: list[str], workdir: Path, name: str, health: str) -> Service:
+def start_process(
+    args: list[str],
+    workdir: Path,
+    name: str,
+    health: str,
+    env: dict[str, str] | None = None,
+    scheme: str = "http",
+) -> Service:
     port = free_port()
     log = workdir / f"{name}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+            [*args, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-    service = Service(process, port, log)
+    service = Service(process, port, log, scheme=scheme)
     try:
         wait_http(service.url + health, process, log)
     except Exception:
@@ -92,22 +103,32 @@ def start_process(args: list[str], workdir: Path, name: str, health: str) -> Ser
     return service
 
 
-def start_gateway(workdir: Path, config: dict | None = None, name: str = "gateway") -> Service:
+def start_gateway(
+    workdir: Path,
+    config: dict | None = None,
+    name: str = "gateway",
+    env: dict[str, str] | None = None,
+) -> Service:
     workdir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "savegate", "serve", "--data-dir", str(workdir / "data")]
     if config is not None:
         config_file = workdir / f"{name}.yaml"
         config_file.write_text(yaml.safe_dump(config))
         args += ["--config", str(config_file)]
-    service = start_process(args, workdir, name, "/health")
+    service = start_process(args, workdir, name, "/health", env)
     service.keys = dict(re.findall(r"^\s+(\w+) key:\s+(sk-savegate-\w+)$", service.output(), re.M))
     return service
 
 
-def start_fake_upstream(workdir: Path) -> Service:
+def start_fake_upstream(workdir: Path, *options: str, tls: bool = False) -> Service:
+    """`options` go to the fake's command line (see `tests.fakes.upstream.main`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return start_process(
-        [sys.executable, "-m", "tests.fakes.upstream"], workdir, "fake-upstream", "/_log"
+        [sys.executable, "-m", "tests.fakes.upstream", *options],
+        workdir,
+        "fake-upstream",
+        "/_log",
+        scheme="https" if tls else "http",
     )
 
 

@@ -57,7 +57,7 @@ def test_stream_bytes_are_the_upstreams(relay_gateway: Service, name: str, inclu
     assert raw_stream(relay_gateway, body) == b"".join(expected)
 
 
-@pytest.mark.parametrize("framing", ["whole", "split-97", "split-1000", "crlf"])
+@pytest.mark.parametrize("framing", ["whole", "split-97", "split-1000", "crlf", "gzip"])
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_stream_framing_does_not_change_what_the_client_gets(
     relay_gateway: Service, framing: str, include_usage: bool

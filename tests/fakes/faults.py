@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections import defaultdict
 from typing import Any
 
@@ -81,7 +82,8 @@ def reframe(model: str, events: list[bytes]) -> list[bytes]:
 
     - `whole`: the stream in one write;
     - `split-<n>`: writes of n bytes, cutting events and lines anywhere;
-    - `crlf`: CRLF line ends and a comment, as SSE allows.
+    - `crlf`: CRLF line ends and a comment, as SSE allows;
+    - `gzip`: gzip-compressed (with `content-encoding: gzip`), flushed write by write.
     """
     framing = model.partition("@")[2]
     body = b"".join(events)
@@ -90,6 +92,10 @@ def reframe(model: str, events: list[bytes]) -> list[bytes]:
     if framing.startswith("split-"):
         size = int(framing.removeprefix("split-"))
         return [body[i : i + size] for i in range(0, len(body), size)]
+    if framing == "gzip":
+        packer = zlib.compressobj(wbits=31)
+        writes = [packer.compress(event) + packer.flush(zlib.Z_SYNC_FLUSH) for event in events]
+        return [*writes, packer.flush()]
     if framing == "crlf":
         return [b": comment\r\n\r\n", *(event.replace(b"\n", b"\r\n") for event in events)]
     return events

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,10 @@ async def send_json(
             "headers": [(b"content-type", b"application/json"), *headers],
         }
     )
-    await send({"type": "http.response.body", "body": orjson.dumps(body)})
+    raw = orjson.dumps(body)
+    if (b"content-encoding", b"gzip") in headers:
+        raw = gzip.compress(raw)
+    await send({"type": "http.response.body", "body": raw})
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -179,6 +183,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         name = "text-basic"
     events = fixture_events(name)
     extra = faults.rate_headers(model, headers.get("authorization"))
+    if model.endswith("@gzip"):
+        extra.append((b"content-encoding", b"gzip"))
     if not request.get("stream"):
         await send_json(send, 200, assemble(events), extra)
         return
@@ -283,8 +289,20 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate")
+    parser.add_argument("--keyfile")
+    parser.add_argument("--keep-alive", type=float, default=5, help="idle seconds before closing")
     args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=args.certfile,
+        ssl_keyfile=args.keyfile,
+        timeout_keep_alive=args.keep_alive,
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import uvicorn
 
 from savegate import __version__
 from savegate.api.asgi import ApiApp
+from savegate.api.server import GatheredWritesProtocol
 from savegate.app import Gateway
 from savegate.config import Config
 from savegate.keys.spec import NewKey
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         ApiApp(Gateway(config)),
         host=config.server.host,
         port=config.server.port,
-        http="httptools",
+        http=GatheredWritesProtocol,
         loop="uvloop",
         lifespan="on",
         access_log=False,

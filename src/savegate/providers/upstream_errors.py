@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
 
-import aiohttp
 import orjson
 
 from savegate.core.errors import ProviderError
@@ -100,7 +98,7 @@ def from_payload(provider: str, raw: bytes) -> ProviderError:
 
 
 def from_transport(provider: str, exc: BaseException, *, mid_stream: bool) -> ProviderError:
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         message = f"The upstream provider '{provider}' timed out"
         status, code = 504, "upstream_timeout"
     else:

@@ -20,9 +20,7 @@ class AnthropicProvider(RemoteAdapter):
         if self._key:
             headers["x-api-key"] = self._key
         body = orjson.dumps(to_anthropic(request.body, model))
-        return await self._http.open(
-            self._http.base_url + "/messages", body, headers, self._observe
-        )
+        return await self._http.open("/messages", body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         message = await self._read_json(await self._open(request, model))

@@ -17,9 +17,8 @@ class GeminiProvider(RemoteAdapter):
         headers = {"content-type": "application/json"}
         if self._key:
             headers["x-goog-api-key"] = self._key
-        url = f"{self._http.base_url}/models/{model}:{method}"
         body = orjson.dumps(to_gemini(request.body))
-        return await self._http.open(url, body, headers, self._observe)
+        return await self._http.open(f"/models/{model}:{method}", body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         response = await self._read_json(await self._open(request, model, "generateContent"))

@@ -39,7 +39,7 @@ class OpenAICompatProvider(RemoteAdapter):
         key = self._key
         if key:
             headers["authorization"] = f"Bearer {key}"
-        return await self._http.open(self._http.base_url + path, body, headers, self._observe)
+        return await self._http.open(path, body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model)))
