@@ -52,7 +52,8 @@ def test_messages_stream(claude_sdk: anthropic.Anthropic):
 def test_messages_forced_tool(claude_sdk: anthropic.Anthropic):
     with claude_sdk.messages.stream(
         model="claude-local",
-        max_tokens=60,
+        max_tokens=200,  # room for the whole call: a cut one has no arguments
+        extra_body={"temperature": 0},  # greedy: the same call every run
         tools=[WEATHER],
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "Weather in Lisbon?"}],

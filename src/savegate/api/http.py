@@ -177,19 +177,47 @@ async def send_response(
 
 
 async def _send_stream(send: Send, chunks: AsyncIterator[bytes]) -> None:
-    last_sent = time.monotonic()
-
-    async def keep_alive() -> None:
-        while True:
-            await asyncio.sleep(KEEPALIVE_SECONDS)
-            if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
-                await send({"type": "http.response.body", "body": sse.KEEPALIVE, "more_body": True})
-
-    pinger = asyncio.create_task(keep_alive())
+    keep_alive = _KeepAlive(send)
     try:
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                last_sent = time.monotonic()
+                keep_alive.sent()
     finally:
-        pinger.cancel()
+        keep_alive.stop()
+
+
+class _KeepAlive:
+    """Sends an SSE comment when a stream has been silent for `KEEPALIVE_SECONDS`, so
+    proxies do not cut it. A timer, not a task, until a comment is due."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
+            KEEPALIVE_SECONDS, self._due
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def sent(self) -> None:
+        self._last = self._loop.time()
+
+    def _due(self) -> None:
+        silent = self._loop.time() - self._last
+        if silent < KEEPALIVE_SECONDS:
+            self._timer = self._loop.call_later(KEEPALIVE_SECONDS - silent, self._due)
+        else:
+            self._timer = None
+            self._task = self._loop.create_task(self._ping())
+
+    async def _ping(self) -> None:
+        await self._send({"type": "http.response.body", "body": sse.KEEPALIVE, "more_body": True})
+        self.sent()
+        self._timer = self._loop.call_later(KEEPALIVE_SECONDS, self._due)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()

@@ -1,11 +1,11 @@
-"""Uvicorn's httptools protocol, with the writes of one event-loop turn sent together.
+"""Uvicorn's httptools protocol, with a response's writes paired into one system call.
 
 Uvicorn writes the status line and headers, each body part and the final chunk
 terminator as separate socket writes: a streamed answer whose chunks arrive in one
-upstream read cost four system calls, a JSON answer two. Writes made during one turn
-of the loop are gathered here and go out in one call at the end of that turn, so the
-headers and the first chunk also reach the client in the same packet. Nothing waits
-longer than the current turn.
+upstream read cost four system calls, a JSON answer two. Here a write waits until the
+next one and both go out in one call, so the headers travel with the first body part
+and the last part with the terminator. A write that has no follower yet goes out at
+the end of the current turn of the event loop: nothing waits longer than that.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class _GatheringTransport:
-    """The connection's transport, with `write()` deferred to the end of the loop turn."""
+class _PairingTransport:
+    """The connection's transport, with each write held for the next one (or the end of
+    the loop turn)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -25,9 +26,12 @@ class _GatheringTransport:
         self._pending: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
+        if self._pending:
+            self._pending.append(data)
+            self._flush()
+            return
         self._pending.append(data)
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -42,6 +46,6 @@ class _GatheringTransport:
         return getattr(self._transport, name)
 
 
-class GatheredWritesProtocol(HttpToolsProtocol):
+class PairedWritesProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_GatheringTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(_PairingTransport(transport, self.loop))  # type: ignore[arg-type]

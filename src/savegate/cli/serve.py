@@ -12,7 +12,7 @@ import uvicorn
 
 from savegate import __version__
 from savegate.api.asgi import ApiApp
-from savegate.api.server import GatheredWritesProtocol
+from savegate.api.server import PairedWritesProtocol
 from savegate.app import Gateway
 from savegate.config import Config
 from savegate.keys.spec import NewKey
@@ -83,10 +83,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         ApiApp(Gateway(config)),
         host=config.server.host,
         port=config.server.port,
-        http=GatheredWritesProtocol,
+        http=PairedWritesProtocol,
         loop="uvloop",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # nothing here reads the client's address
         log_level="info",
         timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
     )
