@@ -66,6 +66,8 @@ class Connection(asyncio.Protocol):
     async def send(self, request: bytes) -> None:
         """Write the request and wait for the response head (status and headers)."""
         assert self._transport is not None and not self._busy
+        if self.closed:  # lost while it sat idle, before the pool heard of it
+            raise ConnectionBroken("the upstream closed the connection")
         self._busy = True
         self._complete = False
         self._failure = None
@@ -154,6 +156,8 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._inflate is not None:
             body = self._inflate.decompress(body)
+            if not body:  # b"" means the end to a reader: wait for real data
+                return
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:

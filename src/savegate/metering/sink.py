@@ -23,6 +23,8 @@ from savegate.store.tables import usage
 
 log = logging.getLogger(__name__)
 
+ROWS_PER_STATEMENT = 100
+
 
 class UsageSink:
     def __init__(
@@ -101,9 +103,11 @@ class UsageSink:
                 self._writing = [self._buffer.popleft() for _ in range(count)]
                 try:
                     async with self._engine.begin() as connection:
-                        await connection.execute(
-                            insert(usage), [record.row() for record in self._writing]
-                        )
+                        # Statements of a few rows: preparing a statement's parameters
+                        # holds the event loop, so requests get a turn in between.
+                        for start in range(0, count, ROWS_PER_STATEMENT):
+                            rows = self._writing[start : start + ROWS_PER_STATEMENT]
+                            await connection.execute(insert(usage), [r.row() for r in rows])
                 except BaseException:
                     self._buffer.extendleft(reversed(self._writing))
                     raise
