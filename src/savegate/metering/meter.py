@@ -188,11 +188,11 @@ class Meter:
         return MeteredStream(upstream, accounting, strip_usage=not wants_usage)
 
 
-def _has_usage(where: Chunks | bytes) -> bool:
-    """A cheap test for a usage object, before anything is parsed."""
+def _usages(where: Chunks | bytes) -> int:
+    """How many usage objects `where` seems to hold: a cheap test before parsing."""
     if isinstance(where, bytes):
-        return b'"usage":{' in where or b'"usage": {' in where
-    return where.mentions(b'"usage":{') or where.mentions(b'"usage": {')
+        return where.count(b'"usage":{') + where.count(b'"usage": {')
+    return where.occurrences(b'"usage":{') + where.occurrences(b'"usage": {')
 
 
 @contextlib.contextmanager
@@ -226,8 +226,8 @@ class MeteredStream:
         accounting = self._accounting
         try:
             async for batch in self._upstream:
-                if _has_usage(batch):
-                    kept = self._take_usage(batch)
+                if usages := _usages(batch):
+                    kept = self._take_usage(batch, usages)
                     if kept is None:
                         continue
                     batch = kept
@@ -242,10 +242,11 @@ class MeteredStream:
             raise
         accounting.finish(self._usage, model=self._model, estimated_completion=self._chunks)
 
-    def _take_usage(self, batch: Chunks) -> Chunks | None:
-        """Notes the usage in `batch`; returns what the client should see of it."""
+    def _take_usage(self, batch: Chunks, usages: int) -> Chunks | None:
+        """Notes the usage in `batch` (`usages` mentions of it); returns what the client
+        should see of it."""
         head, last = batch.split_last()
-        if head is None or not _has_usage(head):  # the usual case: usage comes last
+        if head is None or _usages(last.raw) == usages:  # the usual case: usage comes last
             if not self._is_usage_only(last):
                 return batch
             return head
@@ -254,7 +255,7 @@ class MeteredStream:
 
     def _is_usage_only(self, chunk: Json) -> bool:
         """Notes the chunk's usage, if any; true if it is to be stripped."""
-        if not _has_usage(chunk.raw):
+        if not _usages(chunk.raw):
             return False
         data = chunk.data
         if not data.get("usage"):

@@ -96,10 +96,15 @@ class UsageSink:
                 )
 
     async def flush(self) -> None:
-        """Write everything buffered now; rows go back to the buffer if the write fails."""
+        """Write everything buffered now; rows go back to the buffer if the write fails.
+
+        Rows that arrive while it writes wait for the next flush: under steady traffic
+        a flush that chased them would never end, writing a few rows per transaction."""
         async with self._flushing:
-            while self._buffer:
-                count = min(self._batch_size, len(self._buffer))
+            remaining = len(self._buffer)
+            while remaining > 0 and self._buffer:
+                count = min(self._batch_size, remaining, len(self._buffer))
+                remaining -= count
                 self._writing = [self._buffer.popleft() for _ in range(count)]
                 try:
                     async with self._engine.begin() as connection:

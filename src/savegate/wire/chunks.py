@@ -18,13 +18,17 @@ class Chunks:
     """OpenAI `chat.completion.chunk` payloads, as items or as `data:` events, each form
     made from the other only when someone asks for it."""
 
-    __slots__ = ("_items", "_sse")
+    __slots__ = ("_count", "_items", "_sse")
 
-    def __init__(self, items: list[Json] | None = None, *, sse: bytes | None = None) -> None:
+    def __init__(
+        self, items: list[Json] | None = None, *, sse: bytes | None = None, count: int = 0
+    ) -> None:
+        """`count` is how many events `sse` holds, when the caller already knows."""
         if items is None and sse is None:
             raise ValueError("a batch needs its items or its SSE bytes")
         self._items = items
         self._sse = sse
+        self._count = count
 
     @property
     def items(self) -> list[Json]:
@@ -40,11 +44,11 @@ class Chunks:
             self._sse = b"".join([sse.data_event(chunk.raw) for chunk in self.items])
         return self._sse
 
-    def mentions(self, needle: bytes) -> bool:
-        """Whether some chunk's JSON holds `needle`: a cheap test before parsing."""
+    def occurrences(self, needle: bytes) -> int:
+        """How often the chunks' JSON holds `needle`: a cheap test before parsing."""
         if self._sse is not None:
-            return needle in self._sse
-        return any(needle in chunk.raw for chunk in self.items)
+            return self._sse.count(needle)
+        return sum(chunk.raw.count(needle) for chunk in self.items)
 
     def split_last(self) -> tuple[Chunks | None, Json]:
         """The chunks before the last one (None if there are none), and the last one;
@@ -56,13 +60,16 @@ class Chunks:
         separator = self._sse.rfind(b"\n\ndata: ", 0, -2)
         start = separator + 2 if separator >= 0 else 0
         last = Json(raw=self._sse[start + 6 : -2])
-        return (Chunks(sse=self._sse[:start]) if start else None), last
+        head = Chunks(sse=self._sse[:start], count=max(0, self._count - 1)) if start else None
+        return head, last
 
     def __len__(self) -> int:
-        if self._items is None:
-            assert self._sse is not None
-            return self._sse.count(b"\n\n")
-        return len(self._items)
+        if self._items is not None:
+            return len(self._items)
+        assert self._sse is not None
+        if not self._count:
+            self._count = self._sse.count(b"\n\n")
+        return self._count
 
     def __iter__(self) -> Iterator[Json]:
         return iter(self.items)

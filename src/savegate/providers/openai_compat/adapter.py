@@ -23,7 +23,6 @@ from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event, SSEDecoder
 
 _DONE = b"[DONE]"
-_DONE_EVENT = b"data: [DONE]"
 _ERROR_EVENT = b'data: {"error"'
 
 
@@ -98,12 +97,13 @@ class UpstreamStream:
             )
 
     def _batch(self, raw: bytes) -> Chunks | None:
-        if self._decoder.idle and sse.whole_data_events(raw) and _ERROR_EVENT not in raw:
-            if raw.endswith(sse.DONE):
-                self._done = True
-                raw = raw[: -len(sse.DONE)]
-            if _DONE_EVENT not in raw:
-                return Chunks(sse=raw) if raw else None
+        if self._decoder.idle:
+            ends = raw.endswith(sse.DONE)
+            events = raw[: -len(sse.DONE)] if ends else raw
+            count = sse.json_data_events(events)
+            if (count or not events) and _ERROR_EVENT not in events:
+                self._done = ends
+                return Chunks(sse=events, count=count) if count else None
         return self._events(self._decoder.decode(raw))
 
     def _events(self, events: list[Event]) -> Chunks | None:
