@@ -44,6 +44,8 @@ class Route:
 
 class _Response:
     def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.keep_alive = False
         self.first_body: float | None = None
         self.complete = asyncio.get_running_loop().create_future()
         self.nbytes = 0
@@ -58,6 +60,9 @@ class _Response:
         self.tail = (self.tail + data)[-256:]
 
     def on_message_complete(self) -> None:
+        # httptools answers this only while the message is current: afterwards, never.
+        if self.parser is not None:
+            self.keep_alive = self.parser.should_keep_alive()
         if not self.complete.done():
             self.complete.set_result(None)
 
@@ -103,6 +108,7 @@ class Connection:
         assert self.writer is not None
         response = _Response()
         parser = httptools.HttpResponseParser(response)
+        response.parser = parser
         start = time.perf_counter()
         self.writer.write(self.raw)
         return response, parser, start
@@ -128,7 +134,7 @@ class Connection:
             self.close()
             return Result(0, start, None, None, 0, 0, b"", f"{type(exc).__name__}: {exc}")
         status = parser.get_status_code()
-        if not parser.should_keep_alive():
+        if not response.keep_alive:
             self.close()
         return Result(
             status,
