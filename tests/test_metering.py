@@ -96,6 +96,24 @@ def test_stream_is_metered_exactly_without_showing_usage(metered: Metered, model
     assert row["stream"] and row["ttft_ms"] is not None and not row["estimated"]
 
 
+def test_usage_option_is_spliced_into_the_clients_bytes(metered: Metered):
+    """A long conversation is not serialised again just to ask for usage."""
+    _, secret = metered.new_key()
+    raw = (
+        '{ "model": "text-basic",\n  "messages": [{"role": "user", "content": "caf\\u00e9"}],'
+        ' "stream": true }'
+    )
+    response = httpx.post(
+        metered.service.base_url + "/chat/completions",
+        content=raw.encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+    sent = httpx.get(metered.fake.url + "/_log").json()["requests"][-1]["raw"]
+    assert sent == '{"stream_options":{"include_usage":true},' + raw[1:]
+
+
 def test_cancelled_stream_is_billed_for_what_was_sent(metered: Metered):
     key_id, secret = metered.new_key()
     stream = metered.client(secret).chat.completions.create(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, start_process, stop
 from tests.fakes.upstream import assemble, fixture_events, is_usage_event
 
 FIXTURES = [
@@ -179,29 +181,54 @@ def test_upstream_received_the_request_untouched(relay_gateway: Service, fake_up
     assert seen["authorization"] == "Bearer sk-fake-upstream-key"
 
 
-def _wait_for_disconnect(fake_upstream: Service, model: str) -> None:
+def _disconnects(fake_upstream: Service, model: str) -> int:
+    return httpx.get(fake_upstream.url + "/_log").json()["disconnects"].count(model)
+
+
+def _wait_for_disconnect(fake_upstream: Service, model: str, before: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if model in httpx.get(fake_upstream.url + "/_log").json()["disconnects"]:
+        if _disconnects(fake_upstream, model) > before:
             return
         time.sleep(0.1)
     pytest.fail(f"the upstream never saw the {model} request cancelled")
 
 
-def test_client_disconnect_mid_stream_cancels_upstream(relay_gateway: Service, fake_upstream):
-    stream = client(relay_gateway).chat.completions.create(
+@pytest.fixture(scope="module")
+def stock_uvicorn(relay_gateway: Service) -> Iterator[Service]:
+    """The relay gateway's app and store under stock uvicorn: no disconnect signal from
+    our server protocol, so the app watches `receive` itself."""
+    workdir = relay_gateway.log.parent
+    args = [sys.executable, "-m", "tests.stock_uvicorn", "--data-dir", str(workdir / "data")]
+    args += ["--config", str(workdir / "gateway.yaml")]
+    service = start_process(args, workdir, "stock", "/health")
+    service.keys = relay_gateway.keys
+    yield service
+    stop(service.process)
+
+
+@pytest.fixture(params=["savegate", "stock-uvicorn"])
+def any_server(request: pytest.FixtureRequest) -> Service:
+    name = "relay_gateway" if request.param == "savegate" else "stock_uvicorn"
+    return request.getfixturevalue(name)
+
+
+def test_client_disconnect_mid_stream_cancels_upstream(any_server: Service, fake_upstream):
+    before = _disconnects(fake_upstream, "slow")
+    stream = client(any_server).chat.completions.create(
         model="slow", messages=MESSAGES, stream=True
     )
     for index, _chunk in enumerate(stream):
         if index == 5:
             break
     stream.close()
-    _wait_for_disconnect(fake_upstream, "slow")
+    _wait_for_disconnect(fake_upstream, "slow", before)
 
 
-def test_client_disconnect_before_answer_cancels_upstream(relay_gateway: Service, fake_upstream):
+def test_client_disconnect_before_answer_cancels_upstream(any_server: Service, fake_upstream):
+    before = _disconnects(fake_upstream, "slow-json")
     with pytest.raises(openai.APITimeoutError):
-        client(relay_gateway, timeout=1.0).chat.completions.create(
+        client(any_server, timeout=1.0).chat.completions.create(
             model="slow-json", messages=MESSAGES
         )
-    _wait_for_disconnect(fake_upstream, "slow-json")
+    _wait_for_disconnect(fake_upstream, "slow-json", before)

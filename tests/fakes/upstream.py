@@ -137,6 +137,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         {
             "path": scope["path"],
             "body": request,
+            "raw": body.decode(),
             "headers": headers,
             "authorization": headers.get("authorization"),
         }

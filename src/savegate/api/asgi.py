@@ -61,7 +61,7 @@ class ApiApp:
                     request.authenticated(key)
                     if endpoint.rate_limited:
                         permit = await self._admit(request, key)
-                guard = DisconnectGuard(receive)
+                guard = DisconnectGuard(scope, receive)
                 if key is None:
                     response = await endpoint.handler(self.gateway, request)  # type: ignore[call-arg]
                 else:
@@ -74,7 +74,7 @@ class ApiApp:
                 log.exception("request %s failed", request.request_id)
                 response = errors(GatewayError("The server had an error processing your request."))
             if guard is None:
-                guard = DisconnectGuard(receive)
+                guard = DisconnectGuard(scope, receive)
             headers = self._headers(request)
             if permit is not None:
                 headers += [(k.encode(), v.encode()) for k, v in permit.headers().items()]

@@ -133,31 +133,71 @@ def error_response(error: GatewayError) -> JsonResponse:
     return JsonResponse(orjson.dumps(body), error.status, headers)
 
 
+DISCONNECT_EXTENSION = "savegate.disconnect"
+
+
+class DisconnectSignal:
+    """The server's word that a request's client went away, passed to one listener.
+
+    Our server (`api/server.py`) puts one in each request's scope, under
+    `extensions["savegate.disconnect"]["signal"]`: a callback costs nothing per request,
+    where a task waiting on `receive` for `http.disconnect` costs two task steps.
+    """
+
+    __slots__ = ("_listener", "fired")
+
+    def __init__(self) -> None:
+        self._listener: Callable[[], None] | None = None
+        self.fired = False
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+        if listener is not None and self.fired:
+            listener()
+
+    def fire(self) -> None:
+        self.fired = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener()
+
+
 class DisconnectGuard:
     """Cancels the current task when the client disconnects before we are done.
 
-    Uvicorn also reports `http.disconnect` once the response is complete, so the guard
-    is told when the final message is about to be sent and ignores what follows.
+    The disconnect comes from our server's signal or, under another ASGI server, from a
+    task waiting for `http.disconnect`. Uvicorn also reports `http.disconnect` once the
+    response is complete, so the guard is told when the final message is about to be
+    sent and ignores what follows.
     """
 
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         self._task = asyncio.current_task()
         self.finishing = False
         self.disconnected = False
-        self._watcher = asyncio.create_task(self._watch())
+        self._watcher: asyncio.Task[None] | None = None
+        extension = (scope.get("extensions") or {}).get(DISCONNECT_EXTENSION) or {}
+        self._signal: DisconnectSignal | None = extension.get("signal")
+        if self._signal is not None:
+            self._signal.listen(self._gone)
+        else:
+            self._watcher = asyncio.create_task(self._watch(receive))
 
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                if not self.finishing and self._task is not None:
-                    self.disconnected = True
-                    self._task.cancel()
-                return
+    def _gone(self) -> None:
+        if not self.finishing and self._task is not None:
+            self.disconnected = True
+            self._task.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._gone()
 
     def close(self) -> None:
-        self._watcher.cancel()
+        if self._signal is not None:
+            self._signal.listen(None)
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 async def send_response(

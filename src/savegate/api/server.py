@@ -1,4 +1,5 @@
-"""Uvicorn's httptools protocol, with a response's writes paired into one system call.
+"""Uvicorn's httptools protocol, with a response's writes paired into one system call
+and a client's disconnect signalled to the request it interrupts.
 
 Uvicorn writes the status line and headers, each body part and the final chunk
 terminator as separate socket writes: a streamed answer whose chunks arrive in one
@@ -6,6 +7,9 @@ upstream read cost four system calls, a JSON answer two. Here a write waits unti
 next one and both go out in one call, so the headers travel with the first body part
 and the last part with the terminator. A write that has no follower yet goes out at
 the end of the current turn of the event loop: nothing waits longer than that.
+
+A lost connection fires the `DisconnectSignal` each request finds in its scope, so the
+application learns of it without a task of its own waiting on `receive`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from savegate.api.http import DISCONNECT_EXTENSION, DisconnectSignal
 
 
 class _PairingTransport:
@@ -49,3 +55,19 @@ class _PairingTransport:
 class PairedWritesProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_PairingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: {"signal": DisconnectSignal()}}
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        interrupted = [cycle for cycle, _ in self.pipeline]
+        if self.cycle is not None and not self.cycle.response_complete:
+            interrupted.append(self.cycle)
+        for cycle in interrupted:
+            _signal(cycle).fire()
+
+
+def _signal(cycle: RequestResponseCycle) -> DisconnectSignal:
+    return cycle.scope["extensions"][DISCONNECT_EXTENSION]["signal"]  # type: ignore[typeddict-item,return-value]

@@ -31,6 +31,16 @@ class ChatRequest:
         """The same request with another body (serialised once, here)."""
         return ChatRequest(body, orjson.dumps(body), self.context)
 
+    def with_field(self, name: str, value: Any) -> ChatRequest:
+        """The same request with one top-level field set. A new field is spliced into
+        the client's own bytes: a long conversation is not serialised again."""
+        body = {**self.body, name: value}
+        start = self.raw.find(b"{") + 1
+        if name in self.body or not start or self.raw[start:].lstrip().startswith(b"}"):
+            return self.with_body(body)
+        field = orjson.dumps({name: value})[1:-1]
+        return ChatRequest(body, self.raw[:start] + field + b"," + self.raw[start:], self.context)
+
     @property
     def model(self) -> str:
         return str(self.body["model"])

@@ -141,7 +141,7 @@ class Meter:
             output = _max_output(request.body)
             if output is None and endpoint != "embeddings":
                 output = DEFAULT_OUTPUT_CAP
-                request = request.with_body({**request.body, "max_tokens": output})
+                request = request.with_field("max_tokens", output)
             n = int(request.body.get("n") or 1)
             output = (output or 0) * n
             reservation = await self._budgets.reserve(
@@ -181,7 +181,7 @@ class Meter:
         wants_usage = request.include_usage
         if not wants_usage:
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}
-            request = request.with_body({**request.body, "stream_options": options})
+            request = request.with_field("stream_options", options)
         request, accounting = await self._open(request, route, endpoint)
         with _finished_on_failure(accounting):
             upstream = await open_stream(request)
