@@ -55,30 +55,55 @@ class UsageRecord:
     estimated: bool = False
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def row(self) -> dict[str, Any]:
-        # Spelled out rather than dataclasses.asdict(), which deep-copies: this runs for
-        # every request.
+    def values(self) -> tuple[Any, ...]:
+        """The `usage` row, in `COLUMNS` order. Spelled out rather than
+        dataclasses.astuple(), which deep-copies: this runs for every request."""
         tokens = self.tokens
-        return {
-            "request_id": self.request_id,
-            "key_id": self.key_id,
-            "created_at": self.created_at,
-            "endpoint": self.endpoint,
-            "requested_model": self.requested_model,
-            "model": self.model,
-            "provider": self.provider,
-            "prompt_tokens": tokens.prompt,
-            "cached_tokens": tokens.cached,
-            "completion_tokens": tokens.completion,
-            "reasoning_tokens": tokens.reasoning,
-            "cost_usd": self.cost_usd,
-            "list_cost_usd": self.list_cost_usd,
-            "latency_ms": self.latency_ms,
-            "ttft_ms": self.ttft_ms,
-            "stream": self.stream,
-            "status": self.status,
-            "error_type": self.error_type,
-            "cache_hit": self.cache_hit,
-            "client_disconnected": self.client_disconnected,
-            "estimated": self.estimated,
-        }
+        return (
+            self.request_id,
+            self.key_id,
+            self.created_at,
+            self.endpoint,
+            self.requested_model,
+            self.model,
+            self.provider,
+            tokens.prompt,
+            tokens.cached,
+            tokens.completion,
+            tokens.reasoning,
+            self.cost_usd,
+            self.list_cost_usd,
+            self.latency_ms,
+            self.ttft_ms,
+            self.stream,
+            self.status,
+            self.error_type,
+            self.cache_hit,
+            self.client_disconnected,
+            self.estimated,
+        )
+
+
+COLUMNS = (
+    "request_id",
+    "key_id",
+    "created_at",
+    "endpoint",
+    "requested_model",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "list_cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "status",
+    "error_type",
+    "cache_hit",
+    "client_disconnected",
+    "estimated",
+)

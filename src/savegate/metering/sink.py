@@ -15,11 +15,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.metering.record import UsageRecord
-from savegate.store.tables import usage
+from savegate.metering.rows import UsageInsert
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ class UsageSink:
         capacity: int = 1_000_000,
     ) -> None:
         self._engine = engine
+        self._insert = UsageInsert(engine.dialect)
         self._touch_keys = touch_keys
         self._interval = interval
         self._batch_size = batch_size
@@ -112,7 +112,7 @@ class UsageSink:
                         # holds the event loop, so requests get a turn in between.
                         for start in range(0, count, ROWS_PER_STATEMENT):
                             rows = self._writing[start : start + ROWS_PER_STATEMENT]
-                            await connection.execute(insert(usage), [r.row() for r in rows])
+                            await self._insert.write(connection, rows)
                 except BaseException:
                     self._buffer.extendleft(reversed(self._writing))
                     raise
