@@ -230,8 +230,9 @@ def _profile(s: dict[str, Any]) -> list[str]:
             f"**{mode}**, c={data['conc']} ({data['samples']} samples"
             + (f", {_f(rate, 0)} req/s while sampled" if rate else ", one generation")
             + "): "
-            "share of samples where a function is running (self), and where a SaveGate "
-            "function is on the stack (inclusive).",
+            "share of samples (of the thread holding the GIL) where a function is running "
+            "(self), and where a SaveGate function is on the stack (inclusive). A system "
+            "call's time counts to the Python function that made it.",
             "",
         ]
         rows = [

@@ -24,6 +24,7 @@ def record(pyspy: Path, pid: int, seconds: int, out: Path, rate: int = 250) -> P
         "-o",
         str(out),
         "--nonblocking",
+        "--gil",  # threads waiting for the GIL (or in a queue) are not working
     ]
     subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(seconds + 60)
     return out
