@@ -230,9 +230,12 @@ def _profile(s: dict[str, Any]) -> list[str]:
             f"**{mode}**, c={data['conc']} ({data['samples']} samples"
             + (f", {_f(rate, 0)} req/s while sampled" if rate else ", one generation")
             + "): "
-            "share of samples (of the thread holding the GIL) where a function is running "
-            "(self), and where a SaveGate function is on the stack (inclusive). A system "
-            "call's time counts to the Python function that made it.",
+            "share of samples where a function is running (self), and where a SaveGate "
+            "function is on the stack (inclusive)"
+            + (" (every thread)." if rate is None else " (the thread holding the GIL).")
+            + " A system call's or a garbage collection's time counts to the Python "
+            "function running it: `py-spy --native` shows that `Timeout.__aenter__` is "
+            "there almost only for the collections its allocation sets off.",
             "",
         ]
         rows = [

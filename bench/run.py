@@ -305,7 +305,9 @@ def _profile_embedded(pid: int, route: client.Route, result: dict[str, Any]) -> 
     seconds = int(min(30, 1 + 1.2 * (result["savegate"]["total_s"] or 10)))
     raw = WORK / "profile-embedded.txt"
     spy = threading.Thread(
-        target=pyspy.record, args=(Path(PYTHON).parent / "py-spy", pid, seconds, raw)
+        target=pyspy.record,
+        # llama.cpp decodes without the GIL: every thread is sampled.
+        args=(Path(PYTHON).parent / "py-spy", pid, seconds, raw, 250, False),
     )
     spy.start()
     time.sleep(0.3)
