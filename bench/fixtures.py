@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path("/work/shared/fixtures/openai-chat-streams/text-basic.sse")
+FIXTURE = (
+    Path(__file__).resolve().parents[1]
+    / "tests"
+    / "fixtures"
+    / "openai-chat-streams"
+    / "text-basic.sse"
+)
 STREAM_CHUNKS = 50  # data events before [DONE]: role, 47 content, finish, usage
 
 

@@ -49,7 +49,8 @@ def test_cooldown_then_one_probe():
     assert health.available(time.monotonic())
     health.begin()  # the probe
     assert not health.available(time.monotonic())
-    health.succeeded(0.01)
+    health.answered(0.01)
+    health.released()
     assert health.available(time.monotonic()) and health.failures == 0
 
 

@@ -7,6 +7,7 @@ import gc
 import logging
 import time
 
+from savegate.composition import build_providers
 from savegate.config import Config
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -17,13 +18,16 @@ from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.sink import UsageSink
-from savegate.providers.registry import build_providers
 from savegate.routing.executor import Executor, RetryPolicy
+from savegate.service.admin import KeyAdmin
+from savegate.service.admission import Admission
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
-from savegate.service.responses import ResponseStore
+from savegate.service.pipeline import Pipeline
+from savegate.service.responses import ResponsesService
 from savegate.store.db import create_engine, create_schema
+from savegate.store.responses import ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +50,11 @@ class Gateway:
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = BudgetBook(self.usage.month, self.alerts)
-        self.meter = Meter(PriceBook(config.prices), self.budgets, self.usage_sink)
+        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
+        self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix)
         routing = config.routing
         self.executor = Executor(
             self.router,
-            self.meter,
             RetryPolicy(
                 max_attempts=routing.max_attempts,
                 attempt_timeout=routing.attempt_timeout_seconds,
@@ -60,11 +64,14 @@ class Gateway:
                 continue_streams=routing.continue_streams,
             ),
         )
-        self.chat = ChatService(self.executor)
-        self.completions = CompletionService(self.executor)
-        self.embeddings = EmbeddingService(self.executor)
-        self.responses = ResponseStore(self.engine)
-        self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix)
+        admission = Admission(self.rate_limiter, self.budgets, self.meter)
+        pipeline = Pipeline(admission, self.executor, self.meter)
+        self.chat = ChatService(pipeline)
+        self.completions = CompletionService(pipeline)
+        self.embeddings = EmbeddingService(pipeline)
+        self.response_store = ResponseStore(self.engine)
+        self.responses = ResponsesService(self.chat, self.response_store)
+        self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
         self.started_at = int(time.time())
 
     async def start(self) -> None:
@@ -81,7 +88,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.auth.stop()
-        await self.responses.flush()
+        await self.response_store.flush()
         await self.usage_sink.close()
         await self.alerts.aclose()
         await self.rate_limiter.aclose()

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from savegate.metering.prices import ModelPrice
+from savegate.core.prices import ModelPrice
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
 

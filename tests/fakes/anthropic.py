@@ -1,6 +1,6 @@
 """The Anthropic half of the fake upstream: replays recorded Messages streams byte for byte.
 
-Models: `<fixture>` (a file of shared/fixtures/anthropic-streams/), `status-<code>` (an
+Models: `<fixture>` (a file of tests/fixtures/anthropic-streams/), `status-<code>` (an
 Anthropic error body), `overloaded-mid` (a stream that fails with an `error` event).
 """
 
@@ -13,7 +13,7 @@ import orjson
 
 from tests.fakes.recordings import sse_events
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "anthropic-streams"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-streams"
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

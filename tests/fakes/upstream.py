@@ -3,7 +3,7 @@ completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`.
 
 Run as `python -m tests.fakes.upstream --port N`. The requested model picks the
 behaviour:
-- `<fixture name>` (e.g. `text-basic`): replay `shared/fixtures/openai-chat-streams/<name>.sse`
+- `<fixture name>` (e.g. `text-basic`): replay `tests/fixtures/openai-chat-streams/<name>.sse`
   when streaming (without the usage chunk unless `stream_options.include_usage`), or the
   same answer assembled into one `chat.completion` when not;
 - `status-<code>`: answer that HTTP status with an OpenAI error body;
@@ -30,7 +30,7 @@ import uvicorn
 from tests.fakes import anthropic, faults, gemini, openai_extra
 from tests.fakes.recordings import sse_events
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "openai-chat-streams"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
 LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": [], "webhooks": []}
 
 

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
+from savegate.core.keys import ApiKey
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest, RequestContext
-from savegate.keys.model import ApiKey
 from savegate.providers.local import LocalProvider, LocalStream
 
 T = TypeVar("T")

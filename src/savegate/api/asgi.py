@@ -25,9 +25,8 @@ from savegate.api.routes import Access
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError, NotFound, PermissionDenied
 from savegate.core.ids import request_id
+from savegate.core.keys import ApiKey
 from savegate.keys.auth import bearer_token
-from savegate.keys.model import ApiKey
-from savegate.limits.rate import Permit, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ class ApiApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
         guard: DisconnectGuard | None = None
-        permit: Permit | None = None
         endpoint = routes.find(request.method, request.path)
         errors = endpoint.errors if endpoint is not None else error_response
         try:
@@ -59,8 +57,6 @@ class ApiApp:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
                 if key is not None:
                     request.authenticated(key)
-                    if endpoint.rate_limited:
-                        permit = await self._admit(request, key)
                 guard = DisconnectGuard(scope, receive)
                 if key is None:
                     response = await endpoint.handler(self.gateway, request)  # type: ignore[call-arg]
@@ -75,10 +71,7 @@ class ApiApp:
                 response = errors(GatewayError("The server had an error processing your request."))
             if guard is None:
                 guard = DisconnectGuard(scope, receive)
-            headers = self._headers(request)
-            if permit is not None:
-                headers += [(k.encode(), v.encode()) for k, v in permit.headers().items()]
-            await send_response(send, response, headers, guard)
+            await send_response(send, response, self._headers(request), guard)
         except asyncio.CancelledError:
             if guard is None or not guard.disconnected:
                 raise
@@ -88,8 +81,6 @@ class ApiApp:
         finally:
             if guard is not None:
                 guard.close()
-            if permit is not None:
-                await permit.settle(request.context.tokens_used)
 
     async def _authenticate(self, request: HttpRequest, access: Access) -> ApiKey:
         headers = request.headers
@@ -98,15 +89,6 @@ class ApiApp:
         if access is Access.ADMIN and not key.is_admin:
             raise PermissionDenied("This endpoint needs an admin key.", code="admin_key_required")
         return key
-
-    async def _admit(self, request: HttpRequest, key: ApiKey) -> Permit | None:
-        """The key's client rate limits: admit the request or refuse it with 429."""
-        if key.rpm is None and key.tpm is None and key.max_concurrent is None:
-            return None
-        limits = RateLimits(key.rpm, key.tpm, key.max_concurrent)
-        # A prompt estimate (about four bytes a token); settled with the real count.
-        estimate = len(request.body) // 4 + 1
-        return await self.gateway.rate_limiter.acquire(key.id, limits, estimate)
 
     @staticmethod
     def _headers(request: HttpRequest) -> list[tuple[bytes, bytes]]:

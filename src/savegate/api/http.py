@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from savegate.api.relay import Framer, relay
 from savegate.core.errors import GatewayError, PayloadTooLarge
+from savegate.core.keys import ApiKey
+from savegate.core.payload import Json
 from savegate.core.request import RequestContext
-from savegate.keys.model import ApiKey
+from savegate.providers.base import ChatStream
 from savegate.wire import sse
 
 Scope = MutableMapping[str, Any]
@@ -114,9 +117,12 @@ class JsonResponse:
 
 @dataclass(slots=True)
 class StreamResponse:
-    """An SSE body. Headers go out at once; the chunks follow as they come."""
+    """An SSE body: a stream framed for the client's dialect. Headers go out at once;
+    the chunks follow as they come."""
 
-    chunks: AsyncIterator[bytes]
+    stream: ChatStream
+    framer: Framer
+    request_id: str
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
@@ -127,10 +133,22 @@ def json_response(data: Any, status: int = 200) -> JsonResponse:
     return JsonResponse(orjson.dumps(data), status)
 
 
+def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
 def error_response(error: GatewayError) -> JsonResponse:
-    body = error.body()
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    return JsonResponse(orjson.dumps(body), error.status, headers)
+    return JsonResponse(orjson.dumps(error.body()), error.status, encode_headers(error.headers))
+
+
+def answer_response(answer: Json, headers: Mapping[str, str]) -> JsonResponse:
+    return JsonResponse(answer.raw, headers=encode_headers(headers))
+
+
+def stream_response(
+    stream: ChatStream, framer: Framer, headers: Mapping[str, str], request_id: str
+) -> StreamResponse:
+    return StreamResponse(stream, framer, request_id, encode_headers(headers))
 
 
 DISCONNECT_EXTENSION = "savegate.disconnect"
@@ -210,16 +228,20 @@ async def send_response(
         await send({"type": "http.response.body", "body": response.body})
         return
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await _send_stream(send, response.chunks)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _send_stream(send, relay(response.stream, response.framer, response.request_id))
+    finally:
+        # However the relay ended (done, failed, the client gone), the upstream is let go now.
+        await response.stream.aclose()
     guard.finishing = True
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _send_stream(send: Send, chunks: AsyncIterator[bytes]) -> None:
+async def _send_stream(send: Send, chunks: AsyncGenerator[bytes, None]) -> None:
     keep_alive = _KeepAlive(send)
     try:
-        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 keep_alive.sent()

@@ -16,7 +16,7 @@ from savegate.api.openai.models import list_models, retrieve_model
 from savegate.api.responses.handlers import create_response, delete_response, get_response
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 from savegate.web import static as web
 
 Handler = Callable[[Gateway, HttpRequest, ApiKey], Awaitable[Response]]
@@ -34,7 +34,6 @@ class Endpoint:
     handler: Handler | PublicHandler
     access: Access = Access.KEY
     reads_body: bool = False
-    rate_limited: bool = False  # counts against the key's client rate limits
     errors: Callable[[GatewayError], JsonResponse] = error_response
 
 
@@ -43,11 +42,11 @@ async def _health(gateway: Gateway, request: HttpRequest) -> Response:
 
 
 def _post(handler: Handler) -> Endpoint:
-    return Endpoint(handler, reads_body=True, rate_limited=True)
+    return Endpoint(handler, reads_body=True)
 
 
 def _anthropic(handler: Handler) -> Endpoint:
-    return Endpoint(handler, reads_body=True, rate_limited=True, errors=anthropic_error_response)
+    return Endpoint(handler, reads_body=True, errors=anthropic_error_response)
 
 
 EXACT: dict[tuple[str, str], Endpoint] = {
@@ -58,7 +57,7 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): _post(lambda g, r, k: create_chat_completion(r, k, g.chat)),
     ("POST", "/v1/completions"): _post(lambda g, r, k: create_completion(r, k, g.completions)),
     ("POST", "/v1/embeddings"): _post(lambda g, r, k: create_embedding(r, k, g.embeddings)),
-    ("POST", "/v1/responses"): _post(lambda g, r, k: create_response(r, k, g.chat, g.responses)),
+    ("POST", "/v1/responses"): _post(lambda g, r, k: create_response(r, k, g.responses)),
     ("GET", "/v1/models"): Endpoint(lambda g, r, k: list_models(g.router, k, g.started_at)),
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
     **{

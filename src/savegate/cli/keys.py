@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from savegate.config import Config
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 from savegate.keys.spec import KeySettings, NewKey
 from savegate.keys.store import KeyStore
 from savegate.store.db import create_engine, create_schema

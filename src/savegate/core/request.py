@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 
 
 @dataclass(slots=True)
@@ -16,7 +16,6 @@ class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
-    tokens_used: int = 0  # by every upstream call of this request, for rate limits
 
 
 @dataclass(slots=True)

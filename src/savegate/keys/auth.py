@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime
 
 from savegate.core.errors import AuthenticationFailed
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 from savegate.keys.secrets import hash_secret, well_formed
 from savegate.keys.store import KeyStore
 

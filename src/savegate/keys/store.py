@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 from savegate.keys.secrets import hash_secret, hint, new_secret
 from savegate.keys.spec import KeySettings, NewKey
 from savegate.store.tables import api_keys, counters

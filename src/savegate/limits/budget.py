@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from savegate.core.errors import GatewayError
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 
 Loader = Callable[[str, datetime], Awaitable[tuple[int, float]]]
 Alert = Callable[[ApiKey, str, float, float, float], None]

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 
 log = logging.getLogger(__name__)
 

@@ -6,32 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class TokenCounts:
-    prompt: int = 0
-    completion: int = 0
-    cached: int = 0  # cache reads, part of prompt
-    cache_write: int = 0  # cache writes, part of prompt
-    reasoning: int = 0  # part of completion
-
-    @property
-    def total(self) -> int:
-        return self.prompt + self.completion
-
-    @classmethod
-    def from_openai(cls, usage: dict[str, Any] | None) -> TokenCounts:
-        """From an OpenAI `usage` object (chat, completions, embeddings)."""
-        usage = usage or {}
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
-        return cls(
-            prompt=int(usage.get("prompt_tokens") or 0),
-            completion=int(usage.get("completion_tokens") or 0),
-            cached=int(prompt_details.get("cached_tokens") or 0),
-            cache_write=int(prompt_details.get("cache_creation_tokens") or 0),
-            reasoning=int(completion_details.get("reasoning_tokens") or 0),
-        )
+from savegate.core.usage import TokenCounts
 
 
 @dataclass(slots=True)

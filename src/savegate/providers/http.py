@@ -4,13 +4,11 @@ the boundary."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from savegate.config import ProviderConfig
 from savegate.httpclient import ConnectionPool, HttpError, Response
 from savegate.providers import upstream_errors as errors
-from savegate.wire.sse import Event, SSEDecoder
 
 Headers = Mapping[str, str]
 
@@ -63,27 +61,13 @@ class HttpUpstream:
         finally:
             response.release()
 
-    async def reads(self, response: Response) -> AsyncIterator[bytes]:
-        """The response body as it arrives, read by read; a broken connection raises."""
+    async def next_read(self, response: Response) -> bytes:
+        """What arrived of a streamed body since the last call; b"" at its end. A broken
+        connection raises. The reader releases the response when it is done."""
         try:
-            while raw := await response.next_body():
-                yield raw
+            return await response.next_body()
         except HttpError as exc:
             raise errors.from_transport(self.name, exc, mid_stream=True) from exc
-        finally:
-            response.release()
-
-    async def event_batches(self, response: Response) -> AsyncIterator[list[Event]]:
-        """The response's SSE events, batched by the read they completed in."""
-        decoder = SSEDecoder()
-        async with contextlib.aclosing(self.reads(response)) as reads:
-            async for raw in reads:
-                events = decoder.decode(raw)
-                if events:
-                    yield events
-        events = decoder.flush()
-        if events:
-            yield events
 
     async def aclose(self) -> None:
         await self._pool.aclose()

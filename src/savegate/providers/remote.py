@@ -3,8 +3,7 @@ and the relay of a stream that must be translated event by event."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -14,7 +13,7 @@ from savegate.core.payload import Json
 from savegate.providers import upstream_errors as errors
 from savegate.providers.http import Headers, HttpUpstream, Response
 from savegate.wire.chunks import Chunks
-from savegate.wire.sse import Event
+from savegate.wire.sse import Event, SSEDecoder
 
 
 class RemoteAdapter:
@@ -63,28 +62,31 @@ class TranslatedStream:
         self._http = http
         self._response = response
         self._translator = translator
+        self._batches: AsyncGenerator[Chunks, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
+        if self._batches is None:
+            self._batches = self._read()
+        return self._batches
 
-    async def _batches(self) -> AsyncIterator[Chunks]:
-        translator = self._translator
-        async with contextlib.aclosing(self._http.event_batches(self._response)) as batches:
-            async for events in batches:
-                chunks: list[Json] = []
-                failure = None
-                for event in events:
-                    if not event.data:
-                        continue
-                    payload = orjson.loads(event.data)
-                    if translator.is_error(event, payload):
-                        failure = errors.from_payload(self._http.name, event.data)
-                        break
-                    chunks.extend(translator.feed(payload))
+    async def _read(self) -> AsyncGenerator[Chunks, None]:
+        http, response = self._http, self._response
+        decoder = SSEDecoder()
+        try:
+            while raw := await http.next_read(response):
+                chunks, failure = self._translate(decoder.decode(raw))
                 if chunks:
                     yield Chunks(chunks)
                 if failure is not None:  # after the chunks that came before it
                     raise failure
+        finally:
+            response.release()
+        chunks, failure = self._translate(decoder.flush())
+        if chunks:
+            yield Chunks(chunks)
+        if failure is not None:
+            raise failure
+        translator = self._translator
         if not translator.finished:
             raise ProviderError(
                 f"The upstream provider '{self._http.name}' ended the stream before finishing.",
@@ -94,5 +96,20 @@ class TranslatedStream:
         if last:
             yield Chunks(last)
 
+    def _translate(self, events: list[Event]) -> tuple[list[Json], ProviderError | None]:
+        """The chunks of `events`, up to an error event (returned as the failure)."""
+        translator = self._translator
+        chunks: list[Json] = []
+        for event in events:
+            if not event.data:
+                continue
+            payload = orjson.loads(event.data)
+            if translator.is_error(event, payload):
+                return chunks, errors.from_payload(self._http.name, event.data)
+            chunks.extend(translator.feed(payload))
+        return chunks, None
+
     async def aclose(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
         self._response.close()  # closed, not released: the upstream stops generating

@@ -10,7 +10,7 @@ error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from savegate.core.errors import ProviderError
@@ -41,11 +41,14 @@ class ContinuingStream:
         self._request = request
         self._reopen = reopen
         self._head: dict[str, Any] | None = None
+        self._batches: AsyncGenerator[Chunks, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
+        if self._batches is None:
+            self._batches = self._relay()
+        return self._batches
 
-    async def _batches(self) -> AsyncIterator[Chunks]:
+    async def _relay(self) -> AsyncGenerator[Chunks, None]:
         text: list[str] = []
         tool_calls = False
         try:
@@ -89,4 +92,6 @@ class ContinuingStream:
         return Json.of(data)
 
     async def aclose(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
         await self._current.aclose()

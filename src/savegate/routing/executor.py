@@ -4,8 +4,8 @@ A failure before the first byte (429, 5xx, timeout, connection error) moves on t
 next deployment after a jittered backoff that honours `retry-after`; a stream is peeked
 (its first chunk read) before anything is sent to the client, so a provider that fails
 at once can still be replaced. The client sees one answer or one clear error, and when
-the gateway already retried it says so with `x-should-retry: false`. Each upstream call
-is metered on its own.
+the gateway already retried it says so with `x-should-retry: false`. Each attempt is
+reported to the caller's hooks (metering) as it starts and ends.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import TypeVar
 from savegate.core.errors import GatewayError, InvalidRequest, ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
 from savegate.providers.base import ChatProvider, ChatStream
 from savegate.routing.continuation import ContinuingStream
+from savegate.routing.hooks import AttemptHook, CallHooks
 from savegate.routing.router import Attempt, ModelRouter, Route
+from savegate.routing.stream import RoutedStream
 from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
@@ -50,19 +51,18 @@ class RetryPolicy:
 
 
 class Executor:
-    def __init__(self, router: ModelRouter, meter: Meter, policy: RetryPolicy) -> None:
+    def __init__(self, router: ModelRouter, policy: RetryPolicy) -> None:
         self._router = router
-        self._meter = meter
         self._policy = policy
 
-    def _attempts(self, request: ChatRequest, supports: Capability | None) -> list[Attempt]:
-        attempts = self._router.plan(request.model)
+    def plan(self, model: str, supports: Capability | None = None) -> list[Attempt]:
+        """The deployments to try for `model`, best first, at most `max_attempts`."""
+        attempts = self._router.plan(model)
         if supports is not None:
             attempts = [a for a in attempts if supports.check(a.deployment.provider)]
             if not attempts:
                 raise InvalidRequest(
-                    f"The model `{request.model}` does not support {supports.name}.",
-                    param="model",
+                    f"The model `{model}` does not support {supports.name}.", param="model"
                 )
         return attempts[: self._policy.max_attempts]
 
@@ -75,16 +75,21 @@ class Executor:
         await asyncio.sleep(wait)
 
     async def _in_turn(
-        self, attempts: list[Attempt], action: Callable[[Attempt], Awaitable[T]]
-    ) -> T:
+        self,
+        attempts: list[Attempt],
+        hooks: CallHooks,
+        action: Callable[[Attempt], Awaitable[T]],
+    ) -> tuple[Attempt, AttemptHook, T]:
         """Run `action` on each attempt until one succeeds; failures that a retry may
-        cure move on, others are raised at once."""
+        cure move on, others are raised at once. The attempt that succeeded is still in
+        flight: the caller ends it."""
         deadline = time.monotonic() + self._policy.total_timeout
         last: ProviderError | None = None
         for tried, attempt in enumerate(attempts):
             if last is not None:
                 await self._pause(tried, last, deadline)
             health = attempt.deployment.health
+            hook = hooks.attempt(attempt.route.target)
             health.begin()
             started = time.monotonic()
             try:
@@ -92,74 +97,83 @@ class Executor:
                     result = await action(attempt)
             except TimeoutError:
                 last = _timed_out(attempt)
+                hook.ended(error=last)
                 health.failed(None, time.monotonic())
                 continue
             except ProviderError as exc:
+                hook.ended(error=exc)
                 if not exc.retryable:
                     health.released()
                     raise
                 health.failed(exc.retry_after, time.monotonic())
                 last = exc
                 continue
-            except BaseException:
+            except GatewayError as exc:
+                hook.ended(error=exc)
                 health.released()
                 raise
-            health.succeeded(time.monotonic() - started)
-            return result
+            except Exception:
+                hook.ended(error=GatewayError("The server had an error processing your request."))
+                health.released()
+                raise
+            except BaseException:
+                hook.ended(cancelled=True)
+                health.released()
+                raise
+            health.answered(time.monotonic() - started)
+            return attempt, hook, result
         raise _final(last, len(attempts))
 
     async def call(
-        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
+        self, request: ChatRequest, plan: list[Attempt], invoke: Call, hooks: CallHooks
     ) -> Json:
-        async def attempt_call(attempt: Attempt) -> Json:
-            return await self._meter.call(
-                request, attempt.route, endpoint, lambda r: invoke(attempt.route, r)
-            )
-
-        return await self._in_turn(self._attempts(request, supports), attempt_call)
+        attempt, hook, answer = await self._in_turn(
+            plan, hooks, lambda attempt: invoke(attempt.route, request)
+        )
+        attempt.deployment.health.released()
+        hook.ended(answer=answer)
+        return answer
 
     async def stream(
-        self,
-        request: ChatRequest,
-        endpoint: str,
-        open_stream: Open,
-        supports: Capability | None = None,
+        self, request: ChatRequest, plan: list[Attempt], open_stream: Open, hooks: CallHooks
     ) -> ChatStream:
         tried: set[int] = set()
-        stream = await self._stream(request, endpoint, open_stream, supports, tried)
+        stream = await self._stream(request, plan, open_stream, hooks, tried)
         if self._policy.continue_streams and int(request.body.get("n") or 1) == 1:
             return ContinuingStream(
                 stream,
                 request,
-                lambda again: self._stream(again, endpoint, open_stream, supports, tried),
+                lambda again: self._stream(again, plan, open_stream, hooks, tried),
             )
         return stream
 
     async def _stream(
         self,
         request: ChatRequest,
-        endpoint: str,
+        plan: list[Attempt],
         open_stream: Open,
-        supports: Capability | None,
+        hooks: CallHooks,
         skip: set[int],
-    ) -> ChatStream:
+    ) -> RoutedStream:
         """The first deployment (not in `skip`) whose stream starts; it joins `skip`."""
 
-        async def open_and_peek(attempt: Attempt) -> ChatStream:
-            stream = await self._meter.stream(
-                request, attempt.route, endpoint, lambda r: open_stream(attempt.route, r)
-            )
+        async def open_and_peek(
+            attempt: Attempt,
+        ) -> tuple[ChatStream, AsyncIterator[Chunks], Chunks | None]:
+            stream = await open_stream(attempt.route, request)
             batches = aiter(stream)
             try:
                 first = await anext(batches, None)
             except BaseException:
                 await stream.aclose()
                 raise
-            skip.add(id(attempt.deployment))
-            return PeekedStream(first, batches, stream)
+            return stream, batches, first
 
-        attempts = [a for a in self._attempts(request, supports) if id(a.deployment) not in skip]
-        return await self._in_turn(attempts, open_and_peek)
+        attempts = [a for a in plan if id(a.deployment) not in skip]
+        attempt, hook, (stream, rest, first) = await self._in_turn(attempts, hooks, open_and_peek)
+        skip.add(id(attempt.deployment))
+        hook.first_byte()
+        return RoutedStream(stream, rest, first, hook, attempt.deployment.health)
 
 
 def _timed_out(attempt: Attempt) -> ProviderError:
@@ -183,27 +197,3 @@ def _final(last: ProviderError | None, attempts: int) -> GatewayError:
         # We already retried upstream: the SDK should not retry on top of it.
         last.headers["x-should-retry"] = "false"
     return last
-
-
-class PeekedStream:
-    """A stream whose first batch was read early, to be sure it started."""
-
-    def __init__(
-        self, first: Chunks | None, rest: AsyncIterator[Chunks], stream: ChatStream
-    ) -> None:
-        self._first = first
-        self._rest = rest
-        self._stream = stream
-
-    def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
-
-    async def _batches(self) -> AsyncIterator[Chunks]:
-        if self._first is None:
-            return
-        yield self._first
-        async for batch in self._rest:
-            yield batch
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()

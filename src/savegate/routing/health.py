@@ -73,12 +73,14 @@ class DeploymentHealth:
         )
 
     def begin(self) -> None:
+        """An attempt starts; it counts as in flight until `failed` or `released`."""
         self.inflight += 1
         if self.failures >= self._threshold:
             self.probing = True  # half-open: this request is the probe
 
-    def succeeded(self, first_byte_seconds: float) -> None:
-        self.inflight -= 1
+    def answered(self, first_byte_seconds: float) -> None:
+        """The attempt got its answer, or a stream its first chunk: the deployment is
+        healthy. A stream stays in flight until it ends."""
         self.failures = 0
         self.probing = False
         self.cooldown_until = 0.0
@@ -98,7 +100,8 @@ class DeploymentHealth:
             self.cooldown_until = max(self.cooldown_until, now + self._cooldown)
 
     def released(self) -> None:
-        """The attempt ended without a verdict (client went away, bad request)."""
+        """The attempt is over: answered, or ended without a verdict (client went away,
+        bad request)."""
         self.inflight -= 1
         self.probing = False
 

@@ -14,26 +14,22 @@ import time
 from dataclasses import dataclass, field
 
 from savegate.core.errors import ModelNotFound
-from savegate.metering.prices import ModelPrice
+from savegate.core.route import Billing, Target
 from savegate.providers.base import ChatProvider
 from savegate.routing.health import DeploymentHealth
 from savegate.routing.strategies import STRATEGIES
 
 
 @dataclass(frozen=True, slots=True)
-class Billing:
-    """What a deployment costs: list price less `discount`, or explicit `paid` prices."""
-
-    discount: float = 0.0
-    paid: dict[str, ModelPrice] = field(default_factory=dict)
-    free: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Route:
+    """A deployment chosen for one call: the adapter to call and what it is billed as."""
+
     provider: ChatProvider
-    upstream_model: str
-    billing: Billing = Billing()
+    target: Target
+
+    @property
+    def upstream_model(self) -> str:
+        return self.target.model
 
 
 @dataclass(eq=False, slots=True)
@@ -43,10 +39,12 @@ class Deployment:
     health: DeploymentHealth
     model: str | None = None  # the upstream's name; None: the name the client asked for
     weight: float = 1.0
-    billing: Billing = Billing()
+    billing: Billing = field(default_factory=Billing)
 
     def route(self, requested: str) -> Route:
-        return Route(self.provider, self.model or requested, self.billing)
+        return Route(
+            self.provider, Target(self.provider.name, self.model or requested, self.billing)
+        )
 
 
 @dataclass(frozen=True, slots=True)

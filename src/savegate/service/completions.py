@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import ChatStream, TextCompletionProvider
-from savegate.routing.executor import Executor
 from savegate.routing.router import Route
-from savegate.service.access import check_model_access
+from savegate.service.pipeline import Pipeline, Reply
 from savegate.wire import openai_completions as legacy
 from savegate.wire.chunks import Chunks
 
@@ -34,16 +33,14 @@ async def _stream(route: Route, request: ChatRequest) -> ChatStream:
 
 
 class CompletionService:
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
 
-    async def complete(self, request: ChatRequest) -> Json:
-        check_model_access(request)
-        return await self._executor.call(request, "completions", _complete)
+    async def complete(self, request: ChatRequest) -> Reply[Json]:
+        return await self._pipeline.call(request, "completions", _complete)
 
-    async def stream(self, request: ChatRequest) -> ChatStream:
-        check_model_access(request)
-        return await self._executor.stream(request, "completions", _stream)
+    async def stream(self, request: ChatRequest) -> Reply[ChatStream]:
+        return await self._pipeline.stream(request, "completions", _stream)
 
 
 class TextStream:
@@ -51,11 +48,14 @@ class TextStream:
 
     def __init__(self, chat: ChatStream) -> None:
         self._chat = chat
+        self._batches: AsyncGenerator[Chunks, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
+        if self._batches is None:
+            self._batches = self._relay()
+        return self._batches
 
-    async def _batches(self) -> AsyncIterator[Chunks]:
+    async def _relay(self) -> AsyncGenerator[Chunks, None]:
         async for batch in self._chat:
             text_chunks = [legacy.chunk(chat_chunk.data) for chat_chunk in batch]
             chunks = [Json.of(chunk) for chunk in text_chunks if chunk is not None]
@@ -63,4 +63,6 @@ class TextStream:
                 yield Chunks(chunks)
 
     async def aclose(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
         await self._chat.aclose()

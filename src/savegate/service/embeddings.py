@@ -5,9 +5,9 @@ from __future__ import annotations
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import EmbeddingProvider
-from savegate.routing.executor import Capability, Executor
+from savegate.routing.executor import Capability
 from savegate.routing.router import Route
-from savegate.service.access import check_model_access
+from savegate.service.pipeline import Pipeline, Reply
 
 EMBEDDINGS = Capability("embeddings", lambda provider: isinstance(provider, EmbeddingProvider))
 
@@ -19,9 +19,8 @@ async def _embed(route: Route, request: ChatRequest) -> Json:
 
 
 class EmbeddingService:
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
 
-    async def embed(self, request: ChatRequest) -> Json:
-        check_model_access(request)
-        return await self._executor.call(request, "embeddings", _embed, supports=EMBEDDINGS)
+    async def embed(self, request: ChatRequest) -> Reply[Json]:
+        return await self._pipeline.call(request, "embeddings", _embed, supports=EMBEDDINGS)

@@ -1,95 +1,90 @@
-"""Stored Responses API conversations.
+"""The Responses API use case: a conversation the gateway keeps, answered through chat.
 
-Saving happens off the request path: a finished response is cached in memory at once
-(so a follow-up with `previous_response_id` finds it) and written to the database by a
-background task that shutdown waits for.
+A turn loads the conversation named by `previous_response_id` (only the key that made it
+can see it), adds this turn's input, and is answered by the chat pipeline. A finished
+response is stored with the input that led to it, unless the request said `store: false`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+import orjson
 
-from savegate.store.tables import responses
+from savegate.core.errors import NotFound
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest, RequestContext
+from savegate.providers.base import ChatStream
+from savegate.service.chat import ChatService
+from savegate.service.pipeline import Reply
+from savegate.store.responses import ResponseStore, StoredResponse
+from savegate.wire.responses import chat_body, from_chat, input_items, new_id
+from savegate.wire.validate import validate_chat_request
 
-log = logging.getLogger(__name__)
+
+def not_found(response_id: str, param: str | None = None) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param=param, code="not_found")
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
+@dataclass(slots=True)
+class Turn:
+    """One `POST /v1/responses`: the Responses request, its chat request, and what to
+    store once it is answered."""
+
+    response_id: str
+    body: dict[str, Any]
+    chat: ChatRequest
     key_id: str
-    response: dict[str, Any]
-    input_items: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]  # the stored history and this turn's input
+    store: ResponseStore | None
 
-    def conversation(self) -> list[dict[str, Any]]:
-        """Everything said so far: this turn's input and its output."""
-        return [*self.input_items, *self.response["output"]]
+    def remember(self, response: dict[str, Any]) -> None:
+        if self.store is not None:
+            self.store.save(self.key_id, response, self.conversation)
 
 
-class ResponseStore:
-    def __init__(self, engine: AsyncEngine, cache_size: int = 2048) -> None:
-        self._engine = engine
-        self._cache: OrderedDict[str, StoredResponse] = OrderedDict()
-        self._cache_size = cache_size
-        self._writes: set[asyncio.Task[None]] = set()
+class ResponsesService:
+    def __init__(self, chat: ChatService, store: ResponseStore) -> None:
+        self._chat = chat
+        self._store = store
 
-    def save(self, key_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        stored = StoredResponse(key_id, response, items)
-        self._remember(response["id"], stored)
-        task = asyncio.create_task(self._write(response["id"], stored))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+    async def start(self, body: dict[str, Any], context: RequestContext) -> Turn:
+        key_id = context.key.id
+        history: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            stored = await self._store.load(key_id, str(previous))
+            if stored is None:
+                raise not_found(str(previous), "previous_response_id")
+            history = stored.conversation()
+        items = [*history, *input_items(body)]
+        chat = validate_chat_request(chat_body(body, items))
+        keep = body.get("store", True) is not False
+        return Turn(
+            new_id("resp"),
+            body,
+            ChatRequest(chat, orjson.dumps(chat), context),
+            key_id,
+            items,
+            self._store if keep else None,
+        )
 
-    async def _write(self, response_id: str, stored: StoredResponse) -> None:
-        try:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    insert(responses).values(
-                        id=response_id,
-                        key_id=stored.key_id,
-                        created_at=datetime.now(UTC),
-                        response=stored.response,
-                        input_items=stored.input_items,
-                    )
-                )
-        except Exception:
-            log.exception("could not store response %s", response_id)
+    async def complete(self, turn: Turn) -> Reply[Json]:
+        reply = await self._chat.complete(turn.chat)
+        response = from_chat(turn.response_id, turn.body, reply.value.data)
+        turn.remember(response)
+        return Reply(Json.of(response), reply.headers)
 
-    def _remember(self, response_id: str, stored: StoredResponse) -> None:
-        self._cache[response_id] = stored
-        self._cache.move_to_end(response_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+    async def stream(self, turn: Turn) -> Reply[ChatStream]:
+        return await self._chat.stream(turn.chat)
 
-    async def load(self, key_id: str, response_id: str) -> StoredResponse | None:
-        """A response the key created, or None (another key's responses are invisible)."""
-        stored = self._cache.get(response_id)
+    async def load(self, key_id: str, response_id: str) -> StoredResponse:
+        stored = await self._store.load(key_id, response_id)
         if stored is None:
-            query = select(responses).where(responses.c.id == response_id)
-            async with self._engine.connect() as connection:
-                row = (await connection.execute(query)).first()
-            if row is None:
-                return None
-            stored = StoredResponse(row.key_id, row.response, row.input_items)
-            self._remember(response_id, stored)
-        return stored if stored.key_id == key_id else None
+            raise not_found(response_id)
+        return stored
 
-    async def delete(self, key_id: str, response_id: str) -> bool:
-        if await self.load(key_id, response_id) is None:
-            return False
-        await self.flush()
-        self._cache.pop(response_id, None)
-        async with self._engine.begin() as connection:
-            await connection.execute(delete(responses).where(responses.c.id == response_id))
-        return True
-
-    async def flush(self) -> None:
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+    async def delete(self, key_id: str, response_id: str) -> None:
+        if not await self._store.delete(key_id, response_id):
+            raise not_found(response_id)

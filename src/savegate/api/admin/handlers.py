@@ -8,13 +8,13 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
-from savegate.api.http import HttpRequest, JsonResponse, Response, json_response
-from savegate.api.openai.validate import parse_json_object
+from savegate.api.http import HttpRequest, Response, json_response
 from savegate.app import Gateway
-from savegate.core.errors import InvalidRequest, NotFound
-from savegate.keys.model import ApiKey
+from savegate.core.errors import InvalidRequest
+from savegate.core.keys import ApiKey
 from savegate.keys.spec import KeySettings, NewKey
 from savegate.metering.queries import GROUPS, UsageFilters
+from savegate.wire.validate import parse_json_object
 
 MAX_PAGE = 1000
 
@@ -66,7 +66,9 @@ async def list_keys(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Resp
     query = _query(request)
     limit, offset = _page(query)
     include_revoked = query.get("include_revoked", "true") != "false"
-    keys = await gateway.keys.list(include_revoked=include_revoked, limit=limit + 1, offset=offset)
+    keys = await gateway.key_admin.list(
+        include_revoked=include_revoked, limit=limit + 1, offset=offset
+    )
     return json_response(
         {
             "object": "list",
@@ -78,34 +80,22 @@ async def list_keys(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Resp
 
 async def create_key(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Response:
     spec = _settings(NewKey, parse_json_object(request.body))
-    created, secret = await gateway.keys.create(spec)
-    await gateway.auth.reload()
-    body = {**created.public(), "secret": secret}
-    return JsonResponse(json_response(body).body, status=201)
+    created, secret = await gateway.key_admin.create(spec)
+    return json_response({**created.public(), "secret": secret}, status=201)
 
 
 async def get_key(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Response:
-    found = await gateway.keys.get(_key_id(request))
-    if found is None:
-        raise NotFound(f"No key with id '{_key_id(request)}'.", code="key_not_found")
-    return json_response(found.public())
+    return json_response((await gateway.key_admin.get(_key_id(request))).public())
 
 
 async def update_key(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Response:
     changes = _settings(KeySettings, parse_json_object(request.body))
-    updated = await gateway.keys.update(_key_id(request), changes)
-    if updated is None:
-        raise NotFound(f"No key with id '{_key_id(request)}'.", code="key_not_found")
-    await gateway.auth.reload()
-    gateway.budgets.forget(updated.id)
-    return json_response(updated.public())
+    return json_response((await gateway.key_admin.update(_key_id(request), changes)).public())
 
 
 async def revoke_key(gateway: Gateway, request: HttpRequest, key: ApiKey) -> Response:
     key_id = _key_id(request)
-    if not await gateway.keys.revoke(key_id):
-        raise NotFound(f"No active key with id '{key_id}'.", code="key_not_found")
-    await gateway.auth.reload()
+    await gateway.key_admin.revoke(key_id)
     return json_response({"id": key_id, "object": "api_key", "revoked": True})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from savegate.api.http import JsonResponse
+from savegate.api.http import JsonResponse, encode_headers
 from savegate.core.errors import GatewayError, ProviderError
 
 _TYPES = {
@@ -34,5 +34,4 @@ def error_body(error: GatewayError) -> bytes:
 
 
 def anthropic_error_response(error: GatewayError) -> JsonResponse:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    return JsonResponse(error_body(error), error.status, headers)
+    return JsonResponse(error_body(error), error.status, encode_headers(error.headers))

@@ -8,13 +8,21 @@ from typing import Any
 import orjson
 
 from savegate.api.anthropic.convert import from_openai, to_openai
-from savegate.api.anthropic.stream import anthropic_sse
-from savegate.api.http import HttpRequest, JsonResponse, Response, StreamResponse, json_response
-from savegate.api.openai.validate import parse_json_object, validate_chat_request
+from savegate.api.anthropic.stream import AnthropicFramer
+from savegate.api.http import (
+    HttpRequest,
+    Response,
+    answer_response,
+    json_response,
+    stream_response,
+)
 from savegate.core.errors import InvalidRequest
+from savegate.core.keys import ApiKey
+from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.keys.model import ApiKey
+from savegate.core.tokens import estimate_tokens
 from savegate.service.chat import ChatService
+from savegate.wire.validate import parse_json_object, validate_chat_request
 
 
 def _require(body: dict[str, Any], name: str, kind: type, description: str) -> Any:
@@ -46,7 +54,7 @@ def validate_messages_request(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _neutral(request: HttpRequest, key: ApiKey, body: dict[str, Any]) -> ChatRequest:
+def _neutral(request: HttpRequest, body: dict[str, Any]) -> ChatRequest:
     openai_body = to_openai(body)
     validate_chat_request(openai_body)
     return ChatRequest(openai_body, orjson.dumps(openai_body), request.context)
@@ -61,20 +69,15 @@ async def create_message(request: HttpRequest, key: ApiKey, chat: ChatService) -
         )
     if not body["messages"]:
         raise InvalidRequest("messages: at least one message is required", param="messages")
-    chat_request = _neutral(request, key, body)
+    chat_request = _neutral(request, body)
     if chat_request.stream:
-        return StreamResponse(anthropic_sse(await chat.stream(chat_request), request.request_id))
+        reply = await chat.stream(chat_request)
+        return stream_response(reply.value, AnthropicFramer(), reply.headers, request.request_id)
     answer = await chat.complete(chat_request)
-    return JsonResponse(orjson.dumps(from_openai(answer.data)))
-
-
-def _estimate_tokens(body: dict[str, Any]) -> int:
-    # No tokenizer is shared by every backend; about four characters a token is the
-    # usual estimate for English text and JSON.
-    text = orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")])
-    return max(1, len(text) // 4)
+    return answer_response(Json.of(from_openai(answer.value.data)), answer.headers)
 
 
 async def count_tokens(request: HttpRequest, key: ApiKey) -> Response:
     body = validate_messages_request(parse_json_object(request.body))
-    return json_response({"input_tokens": _estimate_tokens(body)})
+    counted = orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")])
+    return json_response({"input_tokens": estimate_tokens(counted)})

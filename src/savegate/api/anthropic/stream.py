@@ -1,21 +1,17 @@
-"""Relaying a neutral chat stream to Anthropic clients: OpenAI chunks → Messages events."""
+"""Anthropic's stream framing: OpenAI chunks → Messages events."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from savegate.api.anthropic.convert import FINISH_TO_STOP, message_id, usage_of
 from savegate.api.anthropic.errors import error_type
 from savegate.core.errors import GatewayError
-from savegate.providers.base import ChatStream
+from savegate.wire.chunks import Chunks
 from savegate.wire.sse import named_event
 
-log = logging.getLogger(__name__)
 
-
-class EventTranslator:
+class AnthropicFramer:
     """Opens and closes content blocks as the chunks' deltas change kind."""
 
     def __init__(self) -> None:
@@ -43,7 +39,19 @@ class EventTranslator:
     def _delta(self, delta: dict[str, Any]) -> None:
         self._emit("content_block_delta", {"index": self._next_block, "delta": delta})
 
-    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, batch: Chunks) -> bytes:
+        for chunk in batch:
+            self._chunk(chunk.data)
+        return self._drain()
+
+    def _drain(self) -> bytes:
+        events, self._events = self._events, []
+        return b"".join(events)
+
+    def _chunk(self, chunk: dict[str, Any]) -> None:
         if not self._started:
             self._started = True
             self._emit(
@@ -66,8 +74,6 @@ class EventTranslator:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) == 0:
                 self._choice(choice)
-        events, self._events = self._events, []
-        return events
 
     def _choice(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -106,7 +112,7 @@ class EventTranslator:
             self._close()
             self._stop_reason = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> bytes:
         self._close()
         usage = usage_of(self._usage)
         self._emit(
@@ -117,34 +123,8 @@ class EventTranslator:
             },
         )
         self._emit("message_stop", {})
-        events, self._events = self._events, []
-        return events
+        return self._drain()
 
-
-async def anthropic_sse(stream: ChatStream, request_id: str) -> AsyncIterator[bytes]:
-    translator = EventTranslator()
-    try:
-        async for batch in stream:
-            events = [event for chunk in batch for event in translator.feed(chunk.data)]
-            if events:
-                yield b"".join(events)
-        yield b"".join(translator.finish())
-    except GatewayError as exc:
-        log.warning("stream %s failed mid-way: %s", request_id, exc.message)
-        yield named_event(
-            "error", {"type": "error", "error": {"type": error_type(exc), "message": exc.message}}
-        )
-    except Exception:
-        log.exception("stream %s failed", request_id)
-        yield named_event(
-            "error",
-            {
-                "type": "error",
-                "error": {
-                    "type": "api_error",
-                    "message": "The server had an error while streaming.",
-                },
-            },
-        )
-    finally:
-        await stream.aclose()
+    def fail(self, error: GatewayError) -> bytes:
+        self._emit("error", {"error": {"type": error_type(error), "message": error.message}})
+        return self._drain()

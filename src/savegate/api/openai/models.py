@@ -6,7 +6,7 @@ from typing import Any
 
 from savegate.api.http import Response, json_response
 from savegate.core.errors import ModelNotFound
-from savegate.keys.model import ApiKey
+from savegate.core.keys import ApiKey
 from savegate.routing.router import ModelGroup, ModelRouter
 
 

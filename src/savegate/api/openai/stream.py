@@ -1,28 +1,21 @@
-"""Relaying a neutral chat stream to OpenAI clients as SSE."""
+"""OpenAI's stream framing: `data:` events as the upstream sent them, then `[DONE]`."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-
 from savegate.core.errors import GatewayError
-from savegate.providers.base import ChatStream
 from savegate.wire import sse
+from savegate.wire.chunks import Chunks
 
-log = logging.getLogger(__name__)
 
+class OpenAIFramer:
+    def start(self) -> bytes:
+        return b""
 
-async def openai_sse(stream: ChatStream, request_id: str) -> AsyncIterator[bytes]:
-    """`data:` events, then `[DONE]`; a failure mid-way ends with the in-stream error object."""
-    try:
-        async for batch in stream:
-            yield batch.sse
-        yield sse.DONE
-    except GatewayError as exc:
-        log.warning("stream %s failed mid-way: %s", request_id, exc.message)
-        yield sse.error_event(exc)
-    except Exception:
-        log.exception("stream %s failed", request_id)
-        yield sse.error_event(GatewayError("The server had an error while streaming the answer."))
-    finally:
-        await stream.aclose()
+    def feed(self, batch: Chunks) -> bytes:
+        return batch.sse
+
+    def finish(self) -> bytes:
+        return sse.DONE
+
+    def fail(self, error: GatewayError) -> bytes:
+        return sse.error_event(error)

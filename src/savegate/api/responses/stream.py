@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from savegate.api.responses.convert import (
+from savegate.core.errors import GatewayError
+from savegate.wire.chunks import Chunks
+from savegate.wire.responses import (
     call_item,
     incomplete_reason,
     message_item,
@@ -14,17 +15,19 @@ from savegate.api.responses.convert import (
     response_object,
     usage,
 )
-from savegate.core.errors import GatewayError
-from savegate.providers.base import ChatStream
 from savegate.wire.sse import named_event
 
-log = logging.getLogger(__name__)
 
+class ResponsesFramer:
+    """Opens and closes output items as the chunks' deltas change kind; the final
+    response object is handed to `on_complete` (to be stored)."""
 
-class EventTranslator:
-    def __init__(self, response_id: str, body: dict[str, Any]) -> None:
+    def __init__(
+        self, response_id: str, body: dict[str, Any], on_complete: Callable[[dict[str, Any]], None]
+    ) -> None:
         self._id = response_id
         self._body = body
+        self._on_complete = on_complete
         self._sequence = 0
         self._model = body.get("model", "")
         self._output: list[dict[str, Any]] = []
@@ -33,7 +36,6 @@ class EventTranslator:
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
         self._events: list[bytes] = []
-        self.final: dict[str, Any] = {}
 
     def _emit(self, kind: str, **fields: Any) -> None:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -51,14 +53,14 @@ class EventTranslator:
             **extra,
         )
 
-    def start(self) -> list[bytes]:
+    def start(self) -> bytes:
         self._emit("response.created", response=self._snapshot("in_progress"))
         self._emit("response.in_progress", response=self._snapshot("in_progress"))
         return self._drain()
 
-    def _drain(self) -> list[bytes]:
+    def _drain(self) -> bytes:
         events, self._events = self._events, []
-        return events
+        return b"".join(events)
 
     def _open_item(self, item: dict[str, Any]) -> None:
         self._close_item()
@@ -101,13 +103,15 @@ class EventTranslator:
         self._output.append(item)
         self._open = None
 
-    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
-        self._model = chunk.get("model") or self._model
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) == 0:
-                self._choice(choice)
+    def feed(self, batch: Chunks) -> bytes:
+        for item in batch:
+            chunk = item.data
+            self._model = chunk.get("model") or self._model
+            if chunk.get("usage"):
+                self._usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) == 0:
+                    self._choice(choice)
         return self._drain()
 
     def _choice(self, choice: dict[str, Any]) -> None:
@@ -154,7 +158,7 @@ class EventTranslator:
             self._finish = choice["finish_reason"]
             self._close_item()
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> bytes:
         self._close_item()
         incomplete = incomplete_reason(self._finish)
         final = self._snapshot(
@@ -162,39 +166,14 @@ class EventTranslator:
             usage_=usage(self._usage),
             incomplete=incomplete,
         )
+        self._on_complete(final)
         self._emit("response.incomplete" if incomplete else "response.completed", response=final)
-        self.final = final
         return self._drain()
 
-    def fail(self, error: GatewayError) -> list[bytes]:
+    def fail(self, error: GatewayError) -> bytes:
         self._emit("error", code=error.code or error.type, message=error.message, param=error.param)
         failed = self._snapshot(
             "failed", error={"code": error.code or "server_error", "message": error.message}
         )
         self._emit("response.failed", response=failed)
         return self._drain()
-
-
-async def responses_sse(
-    stream: ChatStream,
-    translator: EventTranslator,
-    on_complete: Callable[[dict[str, Any]], Awaitable[None]],
-    request_id: str,
-) -> AsyncIterator[bytes]:
-    try:
-        yield b"".join(translator.start())
-        async for batch in stream:
-            events = [event for chunk in batch for event in translator.feed(chunk.data)]
-            if events:
-                yield b"".join(events)
-        events = translator.finish()
-        await on_complete(translator.final)
-        yield b"".join(events)
-    except GatewayError as exc:
-        log.warning("stream %s failed mid-way: %s", request_id, exc.message)
-        yield b"".join(translator.fail(exc))
-    except Exception:
-        log.exception("stream %s failed", request_id)
-        yield b"".join(translator.fail(GatewayError("The server had an error while streaming.")))
-    finally:
-        await stream.aclose()

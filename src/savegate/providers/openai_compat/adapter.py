@@ -7,8 +7,7 @@ never decoded and re-encoded.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -71,13 +70,17 @@ class UpstreamStream:
         self._decoder = SSEDecoder()
         self._done = False
         self._failure: ProviderError | None = None  # raised once the chunks before it are out
+        self._batches: AsyncGenerator[Chunks, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
+        if self._batches is None:
+            self._batches = self._read()
+        return self._batches
 
-    async def _batches(self) -> AsyncIterator[Chunks]:
-        async with contextlib.aclosing(self._http.reads(self._response)) as reads:
-            async for raw in reads:
+    async def _read(self) -> AsyncGenerator[Chunks, None]:
+        http, response = self._http, self._response
+        try:
+            while raw := await http.next_read(response):
                 batch = self._batch(raw)
                 if batch is not None:
                     yield batch
@@ -85,6 +88,8 @@ class UpstreamStream:
                     raise self._failure
                 if self._done:
                     return
+        finally:
+            response.release()
         batch = self._events(self._decoder.flush())
         if batch is not None:
             yield batch
@@ -120,4 +125,6 @@ class UpstreamStream:
         return Chunks(chunks) if chunks else None
 
     async def aclose(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
         self._response.close()  # closed, not released: the upstream stops generating

@@ -1,5 +1,6 @@
-"""The one place that knows provider types by name: builds the adapters (one per
-upstream key, sharing their provider's connection pool) and the model groups."""
+"""Providers and the router, built from the config: the one place that knows provider
+types by name. Each upstream key gets an adapter of its own (sharing its provider's
+connection pool), and each adapter and model a deployment in a model group."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from savegate.config import Config, ProviderConfig, RoutingConfig
+from savegate.core.route import Billing
 from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.gemini import GeminiProvider
 from savegate.providers.http import Headers, HttpUpstream
 from savegate.providers.openai_compat import OpenAICompatProvider
 from savegate.routing.health import DeploymentHealth
-from savegate.routing.router import Billing, Deployment, ModelGroup, ModelRouter
+from savegate.routing.router import Deployment, ModelGroup, ModelRouter
 
 Adapter = Callable[[str, HttpUpstream, str | None, Callable[[Headers], None]], ChatProvider]
 

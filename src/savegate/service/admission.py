@@ -1,0 +1,115 @@
+"""What a request may spend, decided before any upstream call.
+
+The key's model allow-list, its client rate limits (admitted by the shared token
+estimate), and its budget and quota: each request reserves its worst case, priced at
+the dearest deployment it may reach, so concurrent requests cannot overspend a hard
+budget together. The ticket settles both with what was really used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from savegate.core.errors import GatewayError, PermissionDenied
+from savegate.core.request import ChatRequest
+from savegate.core.tokens import estimate_tokens, prompt_bound
+from savegate.limits.budget import BudgetBook, Reservation, limited
+from savegate.limits.rate import Permit, RateLimiter, RateLimits
+from savegate.metering.meter import Meter, RequestMeter
+from savegate.routing.router import Attempt
+
+DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
+
+
+def check_model_access(request: ChatRequest) -> None:
+    model = request.model
+    if not request.context.key.allows(model):
+        raise PermissionDenied(
+            f"This API key is not allowed to use the model `{model}`.",
+            param="model",
+            code="model_not_allowed",
+        )
+
+
+def _max_output(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return int(value) if value else None
+
+
+class Ticket:
+    """An admitted request: the request as it goes upstream (an output limit may have been
+    added), and its holds on the key's rate limits and budget."""
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        permit: Permit | None,
+        reservation: Reservation | None,
+        budgets: BudgetBook,
+    ) -> None:
+        self.request = request
+        self._permit = permit
+        self._reservation = reservation
+        self._budgets = budgets
+        self._settled = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`x-ratelimit-*` for the key's client rate limits, as of admission."""
+        return self._permit.headers() if self._permit is not None else {}
+
+    def refused(self, error: GatewayError) -> GatewayError:
+        """An error for this request's client, with the rate-limit headers it is owed."""
+        error.headers = {**self.headers, **error.headers}
+        return error
+
+    async def settle(self, used: RequestMeter) -> None:
+        """Replace the holds by what every attempt really used; once."""
+        if self._settled:
+            return
+        self._settled = True
+        key = self.request.context.key
+        self._budgets.settle(self._reservation, key, used.tokens, used.cost)
+        if self._permit is not None:
+            await self._permit.settle(used.tokens)
+
+
+class Admission:
+    def __init__(self, rate_limiter: RateLimiter, budgets: BudgetBook, meter: Meter) -> None:
+        self._rate_limiter = rate_limiter
+        self._budgets = budgets
+        self._meter = meter
+
+    async def admit(self, request: ChatRequest, plan: list[Attempt], endpoint: str) -> Ticket:
+        """Hold the request's share of its key's limits, or refuse it with 429."""
+        key = request.context.key
+        permit = None
+        if key.rpm is not None or key.tpm is not None or key.max_concurrent is not None:
+            limits = RateLimits(key.rpm, key.tpm, key.max_concurrent)
+            permit = await self._rate_limiter.acquire(key.id, limits, estimate_tokens(request.raw))
+        try:
+            request, reservation = await self._reserve(request, plan, endpoint)
+        except BaseException:
+            if permit is not None:
+                await permit.settle(0)
+            raise
+        return Ticket(request, permit, reservation, self._budgets)
+
+    async def _reserve(
+        self, request: ChatRequest, plan: list[Attempt], endpoint: str
+    ) -> tuple[ChatRequest, Reservation | None]:
+        key = request.context.key
+        if not limited(key):
+            return request, None
+        prompt = prompt_bound(request.raw)
+        output = _max_output(request.body)
+        if output is None and endpoint != "embeddings":
+            output = DEFAULT_OUTPUT_CAP
+            request = request.with_field("max_tokens", output)
+        output = (output or 0) * int(request.body.get("n") or 1)
+        cost = max(
+            (self._meter.pricing(a.route.target).worst_case(prompt, output) for a in plan),
+            default=0.0,
+        )
+        reservation = await self._budgets.reserve(key, prompt + output, cost)
+        return request, reservation
