@@ -6,18 +6,21 @@ BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 NODE_EXAMPLES := examples/node
 
-.PHONY: serve test lint bench bench-quick
+# Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
+PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
+
+.PHONY: serve test lint bench bench-quick constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 $(CHROMIUM):
@@ -33,11 +36,24 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed-test $(CHROMIUM) $(NODE_EXAMPLES)/node_modules/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+# Renew the pins from a fresh install of the newest allowed releases.
+constraints:
+	rm -rf $(VENV)-constraints
+	$(PYTHON) -m venv $(VENV)-constraints
+	$(VENV)-constraints/bin/pip install --quiet --upgrade pip
+	$(VENV)-constraints/bin/pip install --quiet -e '.[test]'
+	(echo "# What CI installs, exactly: make serve / make test install with -c constraints.txt."; \
+	 echo "# Regenerate with 'make constraints' after changing pyproject.toml's dependencies."; \
+	 $(VENV)-constraints/bin/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+	rm -rf $(VENV)-constraints
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(ARGS)

@@ -70,4 +70,4 @@ class PairedWritesProtocol(HttpToolsProtocol):
 
 
 def _signal(cycle: RequestResponseCycle) -> DisconnectSignal:
-    return cycle.scope["extensions"][DISCONNECT_EXTENSION]["signal"]  # type: ignore[typeddict-item,return-value]
+    return cycle.scope["extensions"][DISCONNECT_EXTENSION]["signal"]  # type: ignore[return-value]

@@ -46,5 +46,5 @@ class KeySettings(BaseModel):
 
 
 class NewKey(KeySettings):
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200)
     is_admin: bool = False

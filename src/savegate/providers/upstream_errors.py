@@ -52,11 +52,7 @@ def from_status(
     upstream_message = str(fields.get("message") or raw[:500].decode("utf-8", "replace")).strip()
     code = fields.get("code") or ("rate_limit_exceeded" if status == 429 else None)
     param = fields.get("param")
-    common = {
-        "upstream_status": status,
-        "raw_body": raw,
-        "retry_after": retry_after(headers),
-    }
+    wait = retry_after(headers)
     if status in _PASS_THROUGH:
         return ProviderError(
             upstream_message or f"upstream returned HTTP {status}",
@@ -65,7 +61,9 @@ def from_status(
             code=str(code) if code is not None else None,
             param=str(param) if param is not None else None,
             retryable=status == 429,
-            **common,
+            upstream_status=status,
+            raw_body=raw,
+            retry_after=wait,
         )
     if status == 401:
         # Our upstream credentials were refused: not the client's key, so not a 401 to them.
@@ -74,7 +72,9 @@ def from_status(
             status=502,
             code="upstream_auth_error",
             retryable=True,
-            **common,
+            upstream_status=status,
+            raw_body=raw,
+            retry_after=wait,
         )
     # Anthropic's 529 "overloaded" is a 503 to OpenAI clients.
     client_status = 503 if status == 529 else status if status >= 500 else 502
@@ -82,7 +82,9 @@ def from_status(
         f"The upstream provider '{provider}' failed with HTTP {status}: {upstream_message}",
         status=client_status,
         retryable=status >= 500 or status == 408,
-        **common,
+        upstream_status=status,
+        raw_body=raw,
+        retry_after=wait,
     )
 
 

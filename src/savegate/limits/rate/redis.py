@@ -93,7 +93,7 @@ class RedisBackend:
         if time.monotonic() < self._down_until:
             return _OPEN
         permit_id = secrets.token_hex(8)
-        args = [
+        args: list[int | str] = [
             self._window_ms,
             _arg(limits.rpm),
             _arg(limits.tpm),

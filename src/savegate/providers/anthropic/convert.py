@@ -263,9 +263,10 @@ def from_anthropic(message: dict[str, Any], legacy: bool) -> dict[str, Any]:
         reply["tool_calls"] = calls
     elif finish == "tool_calls":
         finish = "stop"  # the only tool use was the structured-output tool
-    return openai_chat.completion(
+    completion: dict[str, Any] = openai_chat.completion(
         message.get("model", ""),
         [openai_chat.choice(0, reply, finish)],
         usage_of(message.get("usage") or {}),
         id="chatcmpl-" + str(message.get("id", "")),
     ).data
+    return completion

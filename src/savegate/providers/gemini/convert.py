@@ -211,6 +211,7 @@ def from_gemini(response: dict[str, Any], model: str, legacy: bool) -> dict[str,
         elif calls:
             message["tool_calls"] = calls
         choices.append(openai_chat.choice(candidate.get("index", position), message, finish))
-    return openai_chat.completion(
+    completion: dict[str, Any] = openai_chat.completion(
         response.get("modelVersion") or model, choices, usage_of(response.get("usageMetadata"))
     ).data
+    return completion

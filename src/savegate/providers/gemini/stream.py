@@ -72,8 +72,8 @@ class StreamTranslator:
         self._calls[index] = number + 1
         name, arguments = call["function"]["name"], call["function"]["arguments"]
         if self._legacy:
-            head = {"function_call": {"name": name, "arguments": ""}}
-            rest = {"function_call": {"arguments": arguments}}
+            head: dict[str, Any] = {"function_call": {"name": name, "arguments": ""}}
+            rest: dict[str, Any] = {"function_call": {"arguments": arguments}}
         else:
             head = {
                 "tool_calls": [

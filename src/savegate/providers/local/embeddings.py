@@ -50,7 +50,7 @@ class Embedder:
                         code="context_length_exceeded",
                     )
                 tokens += count
-                vectors.append([float(v) for v in llama.embed(text)])  # type: ignore[union-attr]
+                vectors.append([float(v) for v in llama.embed(text)])
             return vectors, tokens
 
     def close(self) -> None:

@@ -34,7 +34,9 @@ class PromptBuilder:
         )
 
     def render(self, messages: list[dict[str, Any]], system_note: str | None = None) -> str:
-        return self._formatter(messages=plain_messages(messages, system_note)).prompt
+        # llama-cpp types its messages as TypedDicts; ours are the same plain dicts.
+        plain: Any = plain_messages(messages, system_note)
+        return self._formatter(messages=plain).prompt
 
 
 def plain_messages(
@@ -65,12 +67,12 @@ def plain_messages(
                 )
             plain.append({"role": "assistant", "content": "\n".join(p for p in pieces if p)})
         elif role in ("tool", "function"):
-            name = (
+            tool = (
                 tool_names.get(str(message.get("tool_call_id")))
                 if role == "tool"
                 else message.get("name")
             )
-            label = f"Result of the tool {name}:" if name else "Tool result:"
+            label = f"Result of the tool {tool}:" if tool else "Tool result:"
             plain.append({"role": "user", "content": f"{label}\n{content}"})
         else:
             plain.append({"role": "user", "content": content})
