@@ -121,3 +121,56 @@ def test_graceful_shutdown_lets_streams_finish(tmp_path, fake_upstream: Service)
     assert received.endswith(b"data: [DONE]\n\n")
     assert received.count(b"tick") == 40
     assert service.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_shutdown_past_its_grace_cuts_visibly(tmp_path, fake_upstream: Service):
+    """Streams and requests that outlive the grace end with their dialect's error, never
+    silently, and their usage rows say the server cut them."""
+    with database("sqlite", tmp_path) as url:
+        config = {
+            **_config(url, fake_upstream),
+            "server": {"shutdown_grace_seconds": 1},
+        }
+        service = start_gateway(tmp_path, config)
+        headers = {"Authorization": f"Bearer {service.key}"}
+        slow = {"model": "ticks-200", "stream": True}  # 10 s
+        requests = {
+            "chat": ("/chat/completions", {**slow, "messages": MESSAGES}),
+            "messages": ("/messages", {**slow, "max_tokens": 50, "messages": MESSAGES}),
+            "responses": ("/responses", {**slow, "input": "hello"}),
+            "json": ("/chat/completions", {"model": "slow-json", "messages": MESSAGES}),
+        }
+        bodies: dict[str, bytes] = {}
+        started = threading.Barrier(len(requests) + 1, timeout=30)
+
+        def run(name: str) -> None:
+            path, body = requests[name]
+            if not body.get("stream"):
+                started.wait()  # its answer would take 30 s: sent once the streams run
+            with httpx.stream(
+                "POST", service.base_url + path, json=body, headers=headers, timeout=30
+            ) as response:
+                bodies[name + " status"] = str(response.status_code).encode()
+                chunks = response.iter_bytes()
+                bodies[name] = b""
+                if body.get("stream"):
+                    bodies[name] = next(chunks)
+                    started.wait()
+                bodies[name] += b"".join(chunks)
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in requests]
+        for thread in threads:
+            thread.start()
+        started.wait()  # every stream has sent its first bytes
+        time.sleep(0.5)  # and the JSON request is in flight
+        service.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert service.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        chat, messages, responses = bodies["chat"], bodies["messages"], bodies["responses"]
+        assert b'"code":"server_shutting_down"' in chat and not chat.endswith(b"[DONE]\n\n")
+        assert b"event: error" in messages and b"overloaded_error" in messages
+        assert b"event: response.failed" in responses and b"server_shutting_down" in responses
+        assert bodies["json status"] == b"503" and b"server_shutting_down" in bodies["json"]
+        rows = query(url, "SELECT endpoint, status, error_type FROM usage")
+        assert sorted(rows) == [("chat", 503, "server_shutting_down")] * 4, rows

@@ -73,6 +73,7 @@ class Gateway:
         self.responses = ResponsesService(self.chat, self.response_store)
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
         self.started_at = int(time.time())
+        self.draining = False  # shutting down: in-flight work finishes, nothing new comes
 
     async def start(self) -> None:
         await create_schema(self.engine)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from savegate.api import routes
 from savegate.api.http import (
@@ -23,17 +24,37 @@ from savegate.api.http import (
 )
 from savegate.api.routes import Access
 from savegate.app import Gateway
-from savegate.core.errors import GatewayError, NotFound, PermissionDenied
+from savegate.core.errors import (
+    GatewayError,
+    NotFound,
+    PermissionDenied,
+    ShuttingDown,
+    interruption,
+)
 from savegate.core.ids import request_id
 from savegate.core.keys import ApiKey
 from savegate.keys.auth import bearer_token
 
 log = logging.getLogger(__name__)
 
+SETTLE_SECONDS = 2.0  # at shutdown, for interrupted requests to finish their accounting
+
 
 class ApiApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    def drain(self, grace: float) -> asyncio.TimerHandle:
+        """Shutdown began: report it, and in `grace` seconds cut what is still running."""
+        self.gateway.draining = True
+        return asyncio.get_running_loop().call_later(grace, self.interrupt, ShuttingDown())
+
+    def interrupt(self, error: GatewayError) -> None:
+        """End every request still running with `error`: JSON requests answer it, streams
+        end with it in their dialect, and usage rows record it."""
+        for task in list(self._inflight):
+            task.cancel(msg=error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -43,6 +64,9 @@ class ApiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
         guard: DisconnectGuard | None = None
         endpoint = routes.find(request.method, request.path)
         errors = endpoint.errors if endpoint is not None else error_response
@@ -66,6 +90,12 @@ class ApiApp:
                 response = errors(exc)
             except ClientGone:
                 return
+            except asyncio.CancelledError as exc:
+                cut = interruption(exc)
+                if cut is None:
+                    raise
+                task.uncancel()
+                response = errors(cut)
             except Exception:
                 log.exception("request %s failed", request.request_id)
                 response = errors(GatewayError("The server had an error processing your request."))
@@ -75,10 +105,11 @@ class ApiApp:
         except asyncio.CancelledError:
             if guard is None or not guard.disconnected:
                 raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            task.uncancel()
         except OSError:
             pass  # the client's socket went away while we wrote to it
         finally:
+            self._inflight.discard(task)
             if guard is not None:
                 guard.close()
 
@@ -110,6 +141,8 @@ class ApiApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._inflight:  # interrupted requests still writing their usage rows
+                    await asyncio.wait(self._inflight, timeout=SETTLE_SECONDS)
                 await self.gateway.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

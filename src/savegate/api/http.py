@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from savegate.api.relay import Framer, relay
-from savegate.core.errors import GatewayError, PayloadTooLarge
+from savegate.core.errors import GatewayError, PayloadTooLarge, interruption
 from savegate.core.keys import ApiKey
 from savegate.core.payload import Json
 from savegate.core.request import RequestContext
@@ -230,7 +230,16 @@ async def send_response(
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await _send_stream(send, relay(response.stream, response.framer, response.request_id))
+        try:
+            await _send_stream(send, relay(response.stream, response.framer, response.request_id))
+        except asyncio.CancelledError as exc:
+            cut = interruption(exc)
+            if cut is None:
+                raise
+            # Cut by the server (shutdown): the client must see that the answer is cut.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            failure = response.framer.fail(cut)
+            await send({"type": "http.response.body", "body": failure, "more_body": True})
     finally:
         # However the relay ended (done, failed, the client gone), the upstream is let go now.
         await response.stream.aclose()

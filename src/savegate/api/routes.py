@@ -38,6 +38,8 @@ class Endpoint:
 
 
 async def _health(gateway: Gateway, request: HttpRequest) -> Response:
+    if gateway.draining:
+        return json_response({"status": "draining"}, status=503)
     return json_response({"status": "ok"})
 
 

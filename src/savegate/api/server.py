@@ -1,5 +1,6 @@
 """Uvicorn's httptools protocol, with a response's writes paired into one system call
-and a client's disconnect signalled to the request it interrupts.
+and a client's disconnect signalled to the request it interrupts; and uvicorn's server,
+with a shutdown that ends what outlives its grace period visibly.
 
 Uvicorn writes the status line and headers, each body part and the final chunk
 terminator as separate socket writes: a streamed answer whose chunks arrive in one
@@ -15,8 +16,10 @@ application learns of it without a task of its own waiting on `receive`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import socket
+from typing import Any, Protocol
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from savegate.api.http import DISCONNECT_EXTENSION, DisconnectSignal
@@ -71,3 +74,26 @@ class PairedWritesProtocol(HttpToolsProtocol):
 
 def _signal(cycle: RequestResponseCycle) -> DisconnectSignal:
     return cycle.scope["extensions"][DISCONNECT_EXTENSION]["signal"]  # type: ignore[return-value]
+
+
+class Drainable(Protocol):
+    def drain(self, grace: float) -> asyncio.TimerHandle: ...
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM uvicorn stops accepting, lets requests finish, and after its timeout
+    cancels them silently: a stream would just stop, looking complete. Here the
+    application cuts them itself when `grace` runs out, each with its dialect's error,
+    so that uvicorn's own cancel (set a little later) finds nothing left."""
+
+    def __init__(self, config: uvicorn.Config, app: Drainable, grace: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._grace = grace
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cut = self._app.drain(self._grace)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut.cancel()

@@ -12,7 +12,7 @@ import uvicorn
 
 from savegate import __version__
 from savegate.api.asgi import ApiApp
-from savegate.api.server import PairedWritesProtocol
+from savegate.api.server import DrainingServer, PairedWritesProtocol
 from savegate.app import Gateway
 from savegate.config import Config
 from savegate.keys.spec import NewKey
@@ -79,8 +79,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     created = asyncio.run(_first_start_keys(config))
     print(_banner(config, created), flush=True)
-    uvicorn.run(
-        ApiApp(Gateway(config)),
+    app = ApiApp(Gateway(config))
+    grace = config.server.shutdown_grace_seconds
+    settings = uvicorn.Config(
+        app,
         host=config.server.host,
         port=config.server.port,
         http=PairedWritesProtocol,
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         access_log=False,
         proxy_headers=False,  # nothing here reads the client's address
         log_level="info",
-        timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
+        # A backstop: the app cuts what outlives the grace itself, a little earlier.
+        timeout_graceful_shutdown=int(grace) + 2,
     )
+    DrainingServer(settings, app, grace).run()
     return 0

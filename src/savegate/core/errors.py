@@ -6,6 +6,8 @@ formats an error for the wire.
 
 from __future__ import annotations
 
+import asyncio
+
 
 class GatewayError(Exception):
     """A failure with an HTTP status and an OpenAI error type and code."""
@@ -83,6 +85,28 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class ShuttingDown(GatewayError):
+    """The server stopped before this request was done (its shutdown grace ran out)."""
+
+    status = 503
+    code = "server_shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down and cut this answer short. Please retry the request."
+        )
+
+
+def interruption(cancelled: BaseException) -> GatewayError | None:
+    """Why the gateway itself cancelled a task, if it did: the error it cancelled it with
+    (`task.cancel(msg=error)`). None for any other cancellation (a client gone)."""
+    if isinstance(cancelled, asyncio.CancelledError) and cancelled.args:
+        reason = cancelled.args[0]
+        if isinstance(reason, GatewayError):
+            return reason
+    return None
 
 
 class ContextLengthExceeded(InvalidRequest):

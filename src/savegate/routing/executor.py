@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from savegate.core.errors import GatewayError, InvalidRequest, ProviderError
+from savegate.core.errors import GatewayError, InvalidRequest, ProviderError, interruption
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import ChatProvider, ChatStream
@@ -116,8 +116,12 @@ class Executor:
                 hook.ended(error=GatewayError("The server had an error processing your request."))
                 health.released()
                 raise
-            except BaseException:
-                hook.ended(cancelled=True)
+            except BaseException as exc:
+                cut = interruption(exc)
+                if cut is not None:
+                    hook.ended(error=cut)
+                else:
+                    hook.ended(cancelled=True)
                 health.released()
                 raise
             health.answered(time.monotonic() - started)

@@ -7,10 +7,11 @@ stream ends, so `least_inflight` and the upstream-limit check see long streams.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from savegate.core.errors import GatewayError
+from savegate.core.errors import GatewayError, interruption
 from savegate.providers.base import ChatStream
 from savegate.routing.health import DeploymentHealth
 from savegate.routing.hooks import AttemptHook
@@ -55,6 +56,11 @@ class RoutedStream:
                     yield kept
         except GatewayError as exc:
             self._end(error=exc)
+            raise
+        except asyncio.CancelledError as exc:
+            cut = interruption(exc)
+            if cut is not None:  # the server cut it (shutdown), not the client
+                self._end(error=cut)
             raise
         except Exception:
             self._end(error=GatewayError("The server had an error while streaming the answer."))
