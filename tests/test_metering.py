@@ -59,7 +59,14 @@ def metered(request, tmp_path_factory, fake_upstream: Service) -> Iterator[Meter
                 "fake": {
                     "base_url": fake_upstream.base_url,
                     "discount": 0.25,
-                    "models": ["text-basic", "tool-call-single", "*"],
+                    "models": [
+                        "text-basic",
+                        "tool-call-single",
+                        # Deployment names with no price of their own (as on Azure).
+                        {"name": "gpt-4o", "upstream": "tool-call-single"},
+                        {"name": "house-model", "upstream": "tool-call-single"},
+                        "*",
+                    ],
                 }
             },
         }
@@ -186,6 +193,43 @@ def test_hard_budget_holds_under_200_concurrent_requests(metered: Metered):
     final = metered.admin("GET", "/admin/spend", params={"key_id": key_id}).json()
     assert final["cost_usd"] <= budget + 1e-12
     assert 429 in statuses_after
+
+
+def test_hard_budget_holds_on_an_unpriced_deployment_name(metered: Metered):
+    """The upstream name has no price: the reservation is priced by the public model."""
+    probe_id, probe = metered.new_key()
+    metered.client(probe).chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=30)
+    time.sleep(0.3)
+    (row,) = metered.rows(probe_id)
+    assert row["cost_usd"] > 0  # settled at the answering model's price (gpt-4o)
+    budget = row["cost_usd"] * 20.5
+    key_id, secret = metered.new_key(monthly_budget_usd=budget)
+
+    async def fire() -> list[int]:
+        async with httpx.AsyncClient(
+            base_url=metered.service.base_url, timeout=60, limits=httpx.Limits(max_connections=200)
+        ) as client:
+            body = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 30}
+            headers = {"Authorization": f"Bearer {secret}"}
+            calls = (
+                client.post("/chat/completions", json=body, headers=headers) for _ in range(200)
+            )
+            return [reply.status_code for reply in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(fire())
+    assert set(statuses) <= {200, 429} and statuses.count(429) > 0
+    spend = metered.admin("GET", "/admin/spend", params={"key_id": key_id}).json()
+    assert spend["cost_usd"] <= budget + 1e-12
+
+
+def test_hard_budget_refuses_a_model_with_no_price_at_all(metered: Metered):
+    _, secret = metered.new_key(monthly_budget_usd=5)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        metered.client(secret).chat.completions.create(model="house-model", messages=MESSAGES)
+    assert refused.value.code == "model_not_priced"
+    assert "house-model" in refused.value.message
+    _, unlimited = metered.new_key()  # without a hard budget it is served (and metered)
+    metered.client(unlimited).chat.completions.create(model="house-model", messages=MESSAGES)
 
 
 def test_soft_budget_alerts_but_serves(metered: Metered):

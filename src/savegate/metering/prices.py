@@ -72,6 +72,10 @@ class Pricing:
     list_price: ModelPrice | None
     paid_price: ModelPrice | None
 
+    @property
+    def known(self) -> bool:
+        return self.list_price is not None or self.paid_price is not None
+
     def costs(self, tokens: TokenCounts) -> tuple[float, float]:
         """(cost paid, cost at list price)."""
         listed = self.list_price.cost(tokens) if self.list_price else 0.0

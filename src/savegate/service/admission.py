@@ -8,6 +8,7 @@ budget together. The ticket settles both with what was really used.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from savegate.core.errors import GatewayError, PermissionDenied
@@ -16,7 +17,10 @@ from savegate.core.tokens import estimate_tokens, prompt_bound
 from savegate.limits.budget import BudgetBook, Reservation, limited
 from savegate.limits.rate import Permit, RateLimiter, RateLimits
 from savegate.metering.meter import Meter, RequestMeter
+from savegate.metering.prices import Pricing
 from savegate.routing.router import Attempt
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
 
@@ -69,7 +73,20 @@ class Ticket:
             return
         self._settled = True
         key = self.request.context.key
-        self._budgets.settle(self._reservation, key, used.tokens, used.cost)
+        reserved = self._reservation
+        if reserved is not None and (used.cost > reserved.cost or used.tokens > reserved.tokens):
+            log.warning(
+                "request %s used more than it reserved (key %s, model %s): %d tokens, $%.6f "
+                "against %d tokens, $%.6f",
+                self.request.context.request_id,
+                key.id,
+                self.request.model,
+                used.tokens,
+                used.cost,
+                reserved.tokens,
+                reserved.cost,
+            )
+        self._budgets.settle(reserved, key, used.tokens, used.cost)
         if self._permit is not None:
             await self._permit.settle(used.tokens)
 
@@ -107,9 +124,25 @@ class Admission:
             output = DEFAULT_OUTPUT_CAP
             request = request.with_field("max_tokens", output)
         output = (output or 0) * int(request.body.get("n") or 1)
-        cost = max(
-            (self._meter.pricing(a.route.target).worst_case(prompt, output) for a in plan),
-            default=0.0,
-        )
+        cost = max((self._price(request, a).worst_case(prompt, output) for a in plan), default=0.0)
         reservation = await self._budgets.reserve(key, prompt + output, cost)
         return request, reservation
+
+    def _price(self, request: ChatRequest, attempt: Attempt) -> Pricing:
+        """The attempt's prices: by the upstream's model name, else by the public name (an
+        Azure deployment name has no list price, the model it serves has). A key with a
+        hard budget is never served at an unknown price."""
+        target = attempt.route.target
+        pricing = self._meter.pricing(target)
+        if not pricing.known:
+            pricing = self._meter.pricing(target, request.model)
+        key = request.context.key
+        if not pricing.known and key.monthly_budget_usd is not None and key.budget_mode == "hard":
+            raise PermissionDenied(
+                f"No price is known for the model `{request.model}` (upstream "
+                f"`{target.model}`), so a key with a hard budget cannot use it. An operator "
+                "can set its price under `prices:` in the config.",
+                param="model",
+                code="model_not_priced",
+            )
+        return pricing
