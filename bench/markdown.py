@@ -5,11 +5,12 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
-ORDER = ("direct", "nginx", "savegate", "portkey", "litellm")
+ORDER = ("direct", "nginx", "savegate", "savegate-base", "portkey", "litellm")
 LABEL = {
     "direct": "direct upstream",
     "nginx": "nginx proxy",
     "savegate": "**SaveGate**",
+    "savegate-base": "SaveGate base",
     "portkey": "Portkey",
     "litellm": "LiteLLM",
 }
@@ -246,6 +247,19 @@ def _profile(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _base(s: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            r["measure"],
+            _f(r["base"]),
+            _f(r["new"]),
+            "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f} %",
+        ]
+        for r in s.get("base_against_new", [])
+    ]
+    return _table(["measure", "base", "new", "change"], rows) if rows else []
+
+
 def markdown(s: dict[str, Any]) -> str:
     meta, plan = s["meta"], s["plan"]
     m, v = meta.get("machine", {}), meta.get("versions", {})
@@ -273,6 +287,8 @@ def markdown(s: dict[str, Any]) -> str:
         out += [f"**{name} not measured:** {p['reason'][:300]}", ""]
     for name, error in s.get("errors", {}).items():
         out += [f"**Step {name} failed:**", "", "```", error.strip()[-1500:], "```", ""]
+    if s.get("base_against_new"):
+        out += ["## Base against new (same run, interleaved)", "", *_base(s)]
     out += ["## Targets", "", *_goals(s)]
     out += ["## Throughput, non-stream (req/s)", "", *_throughput(s, "json")]
     out += ["## Throughput, stream of 50 chunks (req/s)", "", *_throughput(s, "stream")]

@@ -172,6 +172,36 @@ def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
     return goals
 
 
+def _base_against_new(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """This tree against the base revision, measured interleaved in the same run."""
+    if "savegate-base" not in s["peak_rps"].get("json", {}):
+        return []
+    rows = []
+    for mode, label in (("json", "peak req/s, non-stream"), ("stream", "peak req/s, stream")):
+        peaks = s["peak_rps"].get(mode, {})
+        rows.append(
+            {
+                "measure": label,
+                "base": peaks.get("savegate-base", {}).get("rps"),
+                "new": peaks.get("savegate", {}).get("rps"),
+                "higher_is_better": True,
+            }
+        )
+    c1 = s["load"].get("json", {}).get("1", {})
+    ttfb = s["ttfb"]
+    for label, base, new in (
+        ("latency p50 at c=1, ms", c1.get("savegate-base", {}), c1.get("savegate", {})),
+        ("stream TTFB p50, ms", ttfb.get("savegate-base", {}), ttfb.get("savegate", {})),
+    ):
+        key = "p50_ms" if "latency" in label else "ttfb_p50_ms"
+        row = {"measure": label, "base": base.get(key), "new": new.get(key)}
+        rows.append({**row, "higher_is_better": False})
+    for row in rows:
+        base, new = row["base"], row["new"]
+        row["change_pct"] = 100 * (new - base) / base if base and new is not None else None
+    return rows
+
+
 def build(result: dict[str, Any]) -> dict[str, Any]:
     load = _load_summary(result.get("runs", []), result["plan"]["seconds"])
     summary: dict[str, Any] = {
@@ -191,5 +221,6 @@ def build(result: dict[str, Any]) -> dict[str, Any]:
         "errors": result.get("errors", {}),
     }
     summary["goals"] = _goals(summary)
+    summary["base_against_new"] = _base_against_new(summary)
     summary["runs"] = result.get("runs", [])
     return summary

@@ -12,6 +12,7 @@ import asyncio
 import json
 import resource
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -46,6 +47,12 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--no-embedded", action="store_true", help="skip the embedded model")
     parser.add_argument("--out", type=Path, default=BENCH, help="where the results go")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="also measure this git revision of SaveGate, interleaved, against the tree",
+    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default: by plan)")
     return parser.parse_args()
 
 
@@ -92,7 +99,7 @@ class Bench:
 
     # --- start ---------------------------------------------------------------------------
 
-    def start(self, skip: list[str]) -> None:
+    def start(self, skip: list[str], base: Path | None) -> None:
         json_body, sse = canned()
         sse_file = WORK / "stream.sse"
         sse_file.write_bytes(sse)
@@ -104,6 +111,13 @@ class Bench:
         self._add("direct", lambda: targets.direct(mock, ups))
         self._add("nginx", lambda: targets.start_nginx_proxy(self.procs, WORK, ups))
         self._add("savegate", lambda: targets.start_savegate(self.procs, WORK, ups, SAVEGATE))
+        if base is not None:
+            self._add(
+                "savegate-base",
+                lambda: targets.start_savegate(
+                    self.procs, WORK, ups, SAVEGATE, "savegate-base", source=base
+                ),
+            )
         for name, ensure, starter in (
             ("litellm", install.ensure_litellm, targets.start_litellm),
             ("portkey", install.ensure_portkey, targets.start_portkey),
@@ -127,7 +141,7 @@ class Bench:
             target: Target = starter()
             self._sanity(target)
         except Exception as exc:  # a peer that cannot run is reported, not fatal
-            if name in ("direct", "nginx", "savegate"):
+            if name in ("direct", "nginx", "savegate", "savegate-base"):
                 raise
             self.peers[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
             print(f"  {name} unavailable: {exc}", flush=True)
@@ -332,14 +346,34 @@ def _embedded(procs: Procs, runs: int, profile: bool) -> dict[str, Any]:
             procs.stop(proc)
 
 
+def _checkout(rev: str) -> Path:
+    """The tree of `rev`, beside the bench's other work files."""
+    tree = WORK / f"base-{rev}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--force", str(tree), rev],
+        check=True,
+        cwd=BENCH.parent,
+        capture_output=True,
+    )
+    return tree
+
+
+def _drop_checkout(tree: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=BENCH.parent)
+
+
 def main() -> int:
     args = _args()
     plan = _plan(args.quick)
+    if args.rounds:
+        plan["rounds"] = args.rounds
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     install.ensure_apt()
     shutil.rmtree(WORK, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=BENCH.parent)
     WORK.mkdir(parents=True)
+    base = _checkout(args.base) if args.base else None
     started = time.time()
     busy0, ours0 = machine_busy(), own_cpu()
     procs = Procs()
@@ -364,7 +398,7 @@ def main() -> int:
     if not args.no_profile:
         steps.append(("profile", "profile", bench.profile))
     try:
-        bench.start(args.skip)
+        bench.start(args.skip, base)
         phase("start")
         result["rss_start"] = {t.name: tree_rss(t.proc.pid) for t in bench.targets}
         for name, key, step in steps:
@@ -389,13 +423,15 @@ def main() -> int:
     finally:
         bench.sampler.close()
         procs.stop_all()
+        if base is not None:
+            _drop_checkout(base)
     busy, ours = machine_busy() - busy0, own_cpu() - ours0
     result["meta"] = machine_and_versions()
     result["meta"].update(
         seconds=round(time.time() - started, 1),
         started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
         other_cpu_share=round(max(0.0, busy - ours) / (time.time() - started) / 2, 3),
-        command="python -m bench.run" + (" --quick" if args.quick else ""),
+        command=" ".join(["python -m bench.run", *sys.argv[1:]]),
     )
     final = report.build(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,16 @@ def _gateway_routes(port: int, headers: dict[str, str]) -> dict[str, Route]:
     return {mode: Route(port, "/v1/chat/completions", headers, _body(mode)) for mode in MODES}
 
 
-def start_savegate(procs: Procs, work: Path, ups: Upstreams, savegate: str) -> Target:
+def start_savegate(
+    procs: Procs,
+    work: Path,
+    ups: Upstreams,
+    savegate: str,
+    name: str = "savegate",
+    source: Path | None = None,
+) -> Target:
+    """SaveGate as installed, or (`source`) the tree of another revision on the same
+    virtualenv, for a base-against-new comparison in one run."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -107,15 +116,22 @@ def start_savegate(procs: Procs, work: Path, ups: Upstreams, savegate: str) -> T
     }
     for mode in ("idle", "burst"):  # above the default pool of 1,000 upstream connections
         providers[mode]["max_connections"] = 4096
-    config = work / "savegate.yaml"
+    config = work / f"{name}.yaml"
     config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
-    proc, key = _savegate(procs, work / "savegate", savegate, port, config)
-    return Target(
-        "savegate", "SaveGate", proc, _gateway_routes(port, {"Authorization": f"Bearer {key}"})
-    )
+    env = {"PYTHONPATH": str(source / "src")} if source else {}
+    proc, key = _savegate(procs, work / name, savegate, port, config, env)
+    label = "SaveGate" if source is None else f"SaveGate base ({source.name})"
+    return Target(name, label, proc, _gateway_routes(port, {"Authorization": f"Bearer {key}"}))
 
 
-def _savegate(procs: Procs, data: Path, savegate: str, port: int, config: Path) -> tuple[Proc, str]:
+def _savegate(
+    procs: Procs,
+    data: Path,
+    savegate: str,
+    port: int,
+    config: Path,
+    env: dict[str, str] | None = None,
+) -> tuple[Proc, str]:
     shutil.rmtree(data, ignore_errors=True)  # a fresh store prints fresh keys
     data.mkdir(parents=True)
     argv = [
@@ -128,7 +144,9 @@ def _savegate(procs: Procs, data: Path, savegate: str, port: int, config: Path) 
         "--config",
         str(config),
     ]
-    proc = procs.start("savegate", argv, data / "serve.log", env={"MOCK_KEY": MOCK_KEY})
+    proc = procs.start(
+        data.name, argv, data / "serve.log", env={"MOCK_KEY": MOCK_KEY, **(env or {})}
+    )
     wait_tcp(port, proc, timeout=180)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
