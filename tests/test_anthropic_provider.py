@@ -133,6 +133,52 @@ def test_stream_helper_final_completion(claude: Service):
     assert json.loads(call.function.arguments) == {"location": "Paris"}
 
 
+NO_ARGUMENTS = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {},
+            "required": [],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_no_argument_tool_call_streams_valid_json(claude: Service):
+    # Anthropic streams such a call with one `partial_json: ""` and nothing else.
+    with client(claude).chat.completions.stream(
+        model="tool_use_no_arguments", messages=MESSAGES, tools=[NO_ARGUMENTS]
+    ) as stream:
+        final = stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls
+    assert call.function.name == "get_time" and call.function.arguments == "{}"
+    assert call.function.parsed_arguments == {}
+    assert final.choices[0].finish_reason == "tool_calls"
+    whole = client(claude).chat.completions.create(
+        model="tool_use_no_arguments", messages=MESSAGES, tools=[NO_ARGUMENTS]
+    )
+    assert whole.choices[0].message.tool_calls[0].function.arguments == "{}"
+
+
+def test_no_argument_legacy_function_call_streams_valid_json(claude: Service):
+    chunks = list(
+        client(claude).chat.completions.create(
+            model="tool_use_no_arguments",
+            messages=MESSAGES,
+            functions=[{"name": "get_time", "parameters": {"type": "object", "properties": {}}}],
+            stream=True,
+        )
+    )
+    calls = [c.choices[0].delta.function_call for c in chunks if c.choices[0].delta.function_call]
+    assert calls[0].name == "get_time"
+    assert "".join(call.arguments or "" for call in calls) == "{}"
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+
+
 def test_non_stream_tool_call(claude: Service):
     completion = client(claude).chat.completions.create(
         model="tool_use_response",

@@ -127,6 +127,35 @@ def test_stream_helper_tool_call_not_duplicated(client: openai.OpenAI):
     assert isinstance(arguments["city"], str) and arguments["unit"] in ("c", "f")
 
 
+def test_no_argument_tool_call_is_valid_json(client: openai.OpenAI):
+    strict = {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "strict": True,
+            "parameters": {
+                "type": "object",
+                "properties": {},
+                "required": [],
+                "additionalProperties": False,
+            },
+        },
+    }
+    body = {
+        "model": "gpt-4",
+        "messages": [{"role": "user", "content": "What time is it?"}],
+        "tools": [strict],
+        "tool_choice": "required",
+        "max_tokens": 30,
+    }
+    with client.chat.completions.stream(**body) as stream:
+        final = stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls
+    assert call.function.name == "get_time" and call.function.parsed_arguments == {}
+    whole = client.chat.completions.create(**body)
+    assert json.loads(whole.choices[0].message.tool_calls[0].function.arguments) == {}
+
+
 def test_named_tool_choice_non_streaming(client: openai.OpenAI):
     completion = client.chat.completions.create(
         model="gpt-4",

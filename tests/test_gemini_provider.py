@@ -41,6 +41,14 @@ def gemini(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -> 
                 "models": ["*"],
             }
         },
+        "routing": {"backoff_seconds": 0.05},
+        # A deployment whose model breaks its tool call, with one that answers behind it.
+        "models": {
+            "flaky-tools": {
+                "deployments": [{"provider": "google", "model": "malformed-call"}],
+                "fallbacks": ["function-call"],
+            }
+        },
     }
     service = start_gateway(tmp_path_factory.mktemp("gemini"), config)
     yield service
@@ -166,6 +174,137 @@ def test_safety_block_is_content_filter(gemini: Service):
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     completion = client(gemini).chat.completions.create(model="safety", messages=MESSAGES)
     assert completion.choices[0].finish_reason == "content_filter"
+
+
+def test_prompt_block_is_content_filter(gemini: Service):
+    completion = client(gemini).chat.completions.create(model="prompt-blocked", messages=MESSAGES)
+    assert completion.choices[0].finish_reason == "content_filter"
+    assert completion.choices[0].message.content == ""
+    chunks = list(
+        client(gemini).chat.completions.create(
+            model="prompt-blocked", messages=MESSAGES, stream=True
+        )
+    )
+    assert [c.choices[0].finish_reason for c in chunks] == ["content_filter"]
+
+
+NO_ARGUMENTS = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {},
+            "required": [],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_no_argument_tool_call_is_valid_json(gemini: Service):
+    with client(gemini).chat.completions.stream(
+        model="no-arguments", messages=MESSAGES, tools=[NO_ARGUMENTS]
+    ) as stream:
+        final = stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls
+    assert call.function.arguments == "{}" and call.function.parsed_arguments == {}
+    whole = client(gemini).chat.completions.create(
+        model="no-arguments", messages=MESSAGES, tools=[NO_ARGUMENTS]
+    )
+    assert whole.choices[0].message.tool_calls[0].function.arguments == "{}"
+
+
+def test_malformed_function_call_is_an_error_not_an_empty_answer(gemini: Service):
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gemini).chat.completions.create(
+            model="malformed-call", messages=MESSAGES, tools=[WEATHER]
+        )
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_malformed_function_call"
+    assert "print(default_api.get_weather(city='Paris'))" in info.value.message
+    # Streamed, it fails before the first byte: the same error status, no 200.
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gemini).chat.completions.create(
+            model="malformed-call", messages=MESSAGES, tools=[WEATHER], stream=True
+        )
+    assert info.value.code == "upstream_malformed_function_call"
+
+
+def test_malformed_function_call_after_text_ends_the_stream_with_an_error(gemini: Service):
+    stream = client(gemini).chat.completions.create(
+        model="text-then-malformed", messages=MESSAGES, tools=[WEATHER], stream=True
+    )
+    text = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            assert chunk.choices[0].finish_reason is None
+            text.append(chunk.choices[0].delta.content or "")
+    assert "".join(text) == "Let me look that up."
+    assert "call:get_weather{city:Paris" in info.value.message
+    assert info.value.code == "upstream_malformed_function_call"
+
+
+def upstream_models(fake_upstream: Service, count: int) -> list[str]:
+    """The models of the last `count` upstream requests, oldest first."""
+    requests = httpx.get(fake_upstream.url + "/_log").json()["requests"][-count:]
+    return [r["path"].rsplit("/", 1)[1].split(":")[0] for r in requests]
+
+
+def test_malformed_function_call_is_retried_on_the_next_deployment(
+    gemini: Service, fake_upstream: Service
+):
+    final = client(gemini).chat.completions.create(
+        model="flaky-tools", messages=MESSAGES, tools=[WEATHER]
+    )
+    assert upstream_models(fake_upstream, 2) == ["malformed-call", "function-call"]
+    with client(gemini).chat.completions.stream(
+        model="flaky-tools", messages=MESSAGES, tools=[WEATHER]
+    ) as stream:
+        streamed = stream.get_final_completion()
+    assert upstream_models(fake_upstream, 2) == ["malformed-call", "function-call"]
+    for answer in (final, streamed):
+        (call,) = answer.choices[0].message.tool_calls
+        assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "c"}
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE", "OTHER"],
+)
+def test_other_failed_answers_are_errors(gemini: Service, reason: str):
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as info:
+            client(gemini).chat.completions.create(
+                model=f"finish-{reason}", messages=MESSAGES, stream=stream
+            )
+        assert info.value.code == f"upstream_{reason.lower()}"
+        assert reason in info.value.message
+
+
+def test_missing_thought_signature_is_not_retried(gemini: Service):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(gemini).chat.completions.create(
+            model="finish-MISSING_THOUGHT_SIGNATURE", messages=MESSAGES
+        )
+    assert info.value.code == "missing_thought_signature"
+
+
+def test_output_blocks_are_content_filter(gemini: Service):
+    for reason in ("LANGUAGE", "PROHIBITED_CONTENT", "IMAGE_SAFETY"):
+        completion = client(gemini).chat.completions.create(
+            model=f"finish-{reason}", messages=MESSAGES
+        )
+        assert completion.choices[0].finish_reason == "content_filter"
+
+
+def test_no_candidates_and_no_reason_is_an_error(gemini: Service):
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gemini).chat.completions.create(model="empty", messages=MESSAGES)
+    assert info.value.code == "upstream_empty_response"
+    with pytest.raises(openai.APIError):
+        list(client(gemini).chat.completions.create(model="empty", messages=MESSAGES, stream=True))
 
 
 def test_stream_cut_before_finish_is_an_error(gemini: Service):

@@ -1,7 +1,8 @@
 """The Gemini half of the fake upstream: replays `tests/fixtures/gemini/*.sse`.
 
 Models: `<fixture>`, `status-<code>` (a Google error body), `cut` (a stream that closes
-before any finishReason)."""
+before any finishReason), `finish-<REASON>` (one candidate ending with that finishReason
+and no content), `empty` (a response with neither candidates nor promptFeedback)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,36 @@ def fixture_events(name: str) -> list[bytes]:
     return sse_events(FIXTURES / f"{name}.sse")
 
 
+def finish_event(reason: str) -> bytes:
+    candidate = {"content": {}, "finishReason": reason, "index": 0}
+    response = {
+        "candidates": [candidate],
+        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "fr1",
+    }
+    return b"data: " + orjson.dumps(response) + b"\n\n"
+
+
+EMPTY = b'data: {"usageMetadata": {"promptTokenCount": 12}, "modelVersion": "gemini-2.5-flash"}\n\n'
+
+
+def events_for(model: str) -> list[bytes]:
+    if model.startswith("finish-"):
+        return [finish_event(model.removeprefix("finish-"))]
+    if model == "empty":
+        return [EMPTY]
+    if model == "cut":
+        return fixture_events("text")[:1]
+    return fixture_events(model)
+
+
 def assemble(events: list[bytes]) -> dict[str, Any]:
     """Fold a stream into the `generateContent` response it stands for."""
     chunks = [orjson.loads(event.removeprefix(b"data: ")) for event in events]
+    last = chunks[-1]
+    if not any(chunk.get("candidates") for chunk in chunks):
+        return last  # a blocked prompt, or nothing at all
     parts: list[dict[str, Any]] = []
     candidate: dict[str, Any] = {"index": 0}
     for chunk in chunks:
@@ -37,7 +65,6 @@ def assemble(events: list[bytes]) -> dict[str, Any]:
             parts.extend((item.get("content") or {}).get("parts") or [])
             candidate.update({k: v for k, v in item.items() if k != "content"})
     candidate["content"] = {"role": "model", "parts": parts}
-    last = chunks[-1]
     return {
         "candidates": [candidate],
         "usageMetadata": last["usageMetadata"],
@@ -66,9 +93,7 @@ async def handle(path: str, query: bytes, send: Any) -> None:
         )
         await send({"type": "http.response.body", "body": orjson.dumps(body)})
         return
-    events = fixture_events("text" if model == "cut" else model)
-    if model == "cut":
-        events = events[:1]
+    events = events_for(model)
     if method == "generateContent":
         await send(
             {

@@ -47,7 +47,10 @@ class EventTranslator(Protocol):
 
     def is_error(self, event: Event, payload: dict[str, Any]) -> bool: ...
 
-    def feed(self, payload: dict[str, Any]) -> list[Json]: ...
+    def feed(self, payload: dict[str, Any]) -> list[Json]:
+        """The chunks of one event; raises `ProviderError` when the event says the
+        answer failed."""
+        ...
 
     def end(self) -> list[Json]:
         """Chunks for after the last event (the usage chunk)."""
@@ -106,7 +109,10 @@ class TranslatedStream:
             payload = orjson.loads(event.data)
             if translator.is_error(event, payload):
                 return chunks, errors.from_payload(self._http.name, event.data)
-            chunks.extend(translator.feed(payload))
+            try:
+                chunks.extend(translator.feed(payload))
+            except ProviderError as failure:
+                return chunks, failure
         return chunks, None
 
     async def aclose(self) -> None:

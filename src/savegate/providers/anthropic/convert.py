@@ -242,7 +242,7 @@ def from_anthropic(message: dict[str, Any], legacy: bool) -> dict[str, Any]:
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
         elif kind == "tool_use" and block.get("name") == STRUCTURED_TOOL:
-            text.append(orjson.dumps(block.get("input")).decode())
+            text.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(

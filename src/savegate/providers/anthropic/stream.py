@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from savegate.core.payload import Json
 from savegate.providers.anthropic.convert import STOP_REASONS, STRUCTURED_TOOL, usage_of
 from savegate.wire.openai_chat import ChunkBuilder
@@ -16,6 +18,10 @@ class StreamTranslator:
     The role goes out with the first content block, so that a tool-call answer starts
     with `content: null` as OpenAI's does. Tool calls are numbered by our own counter,
     never by Anthropic's block index (which also counts text and thinking blocks).
+
+    A tool without parameters gets no argument fragment at all (only `partial_json: ""`),
+    so a tool block that closes without one sends its start input (`{}`) as its
+    arguments: the fragments of every call always join into valid JSON.
     """
 
     def __init__(self, include_usage: bool, legacy: bool) -> None:
@@ -25,6 +31,7 @@ class StreamTranslator:
         self._role_sent = False
         self._tools: dict[int, int] = {}  # block index → tool call number
         self._structured: set[int] = set()  # blocks carrying response_format output
+        self._unsent: dict[int, str] = {}  # tool block → its start input, until a fragment
         self._usage: dict[str, Any] = {}
         self.finished = False
 
@@ -40,12 +47,18 @@ class StreamTranslator:
             return self._block_start(event.get("index", 0), event.get("content_block") or {})
         if kind == "content_block_delta":
             return self._block_delta(event.get("index", 0), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._close(event.get("index", 0))
         if kind == "message_delta":
             self._usage.update(
                 {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
             )
             stop = (event.get("delta") or {}).get("stop_reason")
-            return [self._finish(stop)] if stop else []
+            if not stop:
+                return []
+            # Blocks never closed by a `content_block_stop` still get whole arguments.
+            left_open = [chunk for index in list(self._unsent) for chunk in self._close(index)]
+            return [*left_open, self._finish(stop)]
         if kind == "message_stop":
             self.finished = True
         return []
@@ -66,6 +79,8 @@ class StreamTranslator:
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[Json]:
         kind = block.get("type")
+        if kind == "tool_use":
+            self._unsent[index] = orjson.dumps(block.get("input") or {}).decode()
         if kind == "tool_use" and block.get("name") == STRUCTURED_TOOL:
             self._structured.add(index)
             return [] if self._role_sent else [self._delta({})]
@@ -100,15 +115,25 @@ class StreamTranslator:
             return [self._delta({"reasoning_content": delta.get("thinking", "")})]
         if kind == "input_json_delta":
             fragment = delta.get("partial_json", "")
-            if not fragment:
-                return []
-            if index in self._structured:
-                return [self._delta({"content": fragment})]
-            if self._legacy:
-                return [self._delta({"function_call": {"arguments": fragment}})]
-            call = {"index": self._tools.get(index, 0), "function": {"arguments": fragment}}
-            return [self._delta({"tool_calls": [call]})]
+            if fragment:
+                self._unsent.pop(index, None)
+            return self._arguments(index, fragment)
         return []
+
+    def _close(self, index: int) -> list[Json]:
+        """A tool block ended: its start input, if no fragment of it was sent."""
+        return self._arguments(index, self._unsent.pop(index, ""))
+
+    def _arguments(self, index: int, fragment: str) -> list[Json]:
+        """The chunk carrying `fragment` of a tool block's input JSON, if any."""
+        if not fragment:
+            return []
+        if index in self._structured:
+            return [self._delta({"content": fragment})]
+        if self._legacy:
+            return [self._delta({"function_call": {"arguments": fragment}})]
+        call = {"index": self._tools.get(index, 0), "function": {"arguments": fragment}}
+        return [self._delta({"tool_calls": [call]})]
 
     def _finish(self, stop_reason: str) -> Json:
         finish = STOP_REASONS.get(stop_reason, "stop")

@@ -8,18 +8,9 @@ import orjson
 
 from savegate.core.errors import InvalidRequest
 from savegate.core.ids import tool_call_id
+from savegate.providers.gemini.finish import failure, finish_reason, no_candidates
 from savegate.wire import openai_chat
 from savegate.wire.content import text_of
-
-BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-
-
-def finish_reason(reason: str | None, has_calls: bool) -> str:
-    if reason == "MAX_TOKENS":
-        return "length"
-    if reason in BLOCKED:
-        return "content_filter"
-    return "tool_calls" if has_calls else "stop"
 
 
 def _user_parts(content: Any) -> list[dict[str, Any]]:
@@ -194,9 +185,17 @@ def split_parts(parts: list[dict[str, Any]]) -> tuple[str, str, list[dict[str, A
 
 
 def from_gemini(response: dict[str, Any], model: str, legacy: bool) -> dict[str, Any]:
-    choices = []
+    """The OpenAI completion of a Gemini response; `ProviderError` when it holds no answer."""
+    model = response.get("modelVersion") or model
     candidates = response.get("candidates") or []
-    if not candidates and (response.get("promptFeedback") or {}).get("blockReason"):
+    for candidate in candidates:
+        if (error := failure(candidate, model)) is not None:
+            raise error
+    choices = []
+    if not candidates:
+        # Every documented blockReason means the prompt itself was blocked.
+        if not (response.get("promptFeedback") or {}).get("blockReason"):
+            raise no_candidates(model)
         choices.append(openai_chat.choice(0, {"content": ""}, "content_filter"))
     for position, candidate in enumerate(candidates):
         parts = (candidate.get("content") or {}).get("parts") or []
@@ -212,6 +211,6 @@ def from_gemini(response: dict[str, Any], model: str, legacy: bool) -> dict[str,
             message["tool_calls"] = calls
         choices.append(openai_chat.choice(candidate.get("index", position), message, finish))
     completion: dict[str, Any] = openai_chat.completion(
-        response.get("modelVersion") or model, choices, usage_of(response.get("usageMetadata"))
+        model, choices, usage_of(response.get("usageMetadata"))
     ).data
     return completion

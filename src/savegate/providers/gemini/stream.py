@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from savegate.core.payload import Json
-from savegate.providers.gemini.convert import finish_reason, split_parts, usage_of
+from savegate.providers.gemini.convert import split_parts, usage_of
+from savegate.providers.gemini.finish import failure, finish_reason
 from savegate.wire.openai_chat import ChunkBuilder
 from savegate.wire.sse import Event
 
 
 class StreamTranslator:
+    """A response whose finishReason says there is no answer raises `ProviderError`: before
+    the first chunk the router can still retry it; later it ends the stream as an error."""
+
     def __init__(self, model: str, include_usage: bool, legacy: bool) -> None:
         self._chunks = ChunkBuilder(model)
         self._include_usage = include_usage
@@ -27,6 +31,10 @@ class StreamTranslator:
             self._usage = response["usageMetadata"]
         out: list[Json] = []
         candidates = response.get("candidates") or []
+        for candidate in candidates:
+            # Raised before this response's own parts: these reasons come with none.
+            if (error := failure(candidate, self._chunks.model)) is not None:
+                raise error
         if not candidates and (response.get("promptFeedback") or {}).get("blockReason"):
             out.append(
                 self._chunks.chunk(0, {"role": "assistant", "content": ""}, "content_filter")
