@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import openai
 import pytest
@@ -55,3 +56,43 @@ def test_upgrade_from_first_revision_keeps_keys(backend, tmp_path, fake_upstream
                 client.models.list()
         finally:
             stop(service.process)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_replicas_starting_together_on_an_empty_database_all_serve(
+    backend, tmp_path, fake_upstream: Service
+):
+    with database(backend, tmp_path) as url:
+        config = {
+            "database_url": url,
+            "local": {"enabled": False},
+            "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
+        }
+        replicas: list[Service] = []
+        threads = [
+            threading.Thread(
+                target=lambda i=i: replicas.append(
+                    start_gateway(tmp_path / f"replica-{i}", config, name=f"replica-{i}")
+                )
+            )
+            for i in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=180)
+        try:
+            assert len(replicas) == 3, "a replica did not come up"
+            printed = [replica.keys for replica in replicas if replica.keys]
+            assert len(printed) == 1  # the first-start keys are made once, by one of them
+            for replica in replicas:
+                client = openai.OpenAI(api_key=printed[0]["default"], base_url=replica.base_url)
+                answer = client.chat.completions.create(
+                    model="text-basic", messages=[{"role": "user", "content": "hi"}]
+                )
+                assert answer.choices[0].message.content
+            (keys,) = query(url, "SELECT count(*) FROM api_keys")[0]
+            assert keys == 2
+        finally:
+            for replica in replicas:
+                stop(replica.process)

@@ -17,7 +17,7 @@ from savegate.app import Gateway
 from savegate.config import Config
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
-from savegate.store.db import create_engine, create_schema
+from savegate.store.db import create_engine, create_schema, setup_lock
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -33,12 +33,13 @@ async def _first_start_keys(config: Config) -> list[tuple[str, str]]:
     engine = create_engine(config.resolved_database_url())
     try:
         await create_schema(engine)
-        store = KeyStore(engine)
-        if await store.count():
-            return []
-        _, admin = await store.create(NewKey(name="admin", is_admin=True))
-        _, user = await store.create(NewKey(name="default"))
-        return [("admin", admin), ("default", user)]
+        async with setup_lock(engine):  # replicas starting together create them once
+            store = KeyStore(engine)
+            if await store.count():
+                return []
+            _, admin = await store.create(NewKey(name="admin", is_admin=True))
+            _, user = await store.create(NewKey(name="default"))
+            return [("admin", admin), ("default", user)]
     finally:
         await engine.dispose()
 

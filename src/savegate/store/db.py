@@ -1,12 +1,21 @@
-"""Engine creation and schema set-up."""
+"""Engine creation and schema set-up.
+
+Many processes may start at once on one database (workers, replicas): schema migrations
+and first-start set-up run under a lock that spans them, a PostgreSQL advisory lock or,
+for SQLite, a lock on a file beside the database.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -41,7 +50,36 @@ def alembic_config(connection: Connection) -> AlembicConfig:
     return config
 
 
+SETUP_LOCK = 0x5A7E6A7E  # the advisory lock key every SaveGate process agrees on
+
+
+@contextlib.asynccontextmanager
+async def setup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Held by one process at a time, on every process sharing the database."""
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK})
+            try:
+                yield
+            finally:
+                await connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": SETUP_LOCK}
+                )
+                await connection.commit()
+        return
+    if not url.database or url.database == ":memory:":
+        yield
+        return
+    handle = await asyncio.to_thread(open, f"{url.database}.setup-lock", "a")
+    try:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing the file releases its lock
+
+
 async def create_schema(engine: AsyncEngine) -> None:
     """Bring the database to the newest schema (Alembic migrations, run on every start)."""
-    async with engine.begin() as connection:
+    async with setup_lock(engine), engine.begin() as connection:
         await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
