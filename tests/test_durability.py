@@ -159,14 +159,17 @@ def test_shutdown_past_its_grace_cuts_visibly(tmp_path, fake_upstream: Service):
                 bodies[name] += b"".join(chunks)
 
         threads = [threading.Thread(target=run, args=(name,)) for name in requests]
-        for thread in threads:
-            thread.start()
-        started.wait()  # every stream has sent its first bytes
-        time.sleep(0.5)  # and the JSON request is in flight
-        service.process.send_signal(signal.SIGTERM)
-        for thread in threads:
-            thread.join(timeout=30)
-        assert service.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        try:
+            for thread in threads:
+                thread.start()
+            started.wait()  # every stream has sent its first bytes
+            time.sleep(0.5)  # and the JSON request is in flight
+            service.process.send_signal(signal.SIGTERM)
+            for thread in threads:
+                thread.join(timeout=30)
+            assert service.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        finally:
+            stop(service.process)
         chat, messages, responses = bodies["chat"], bodies["messages"], bodies["responses"]
         assert b'"code":"server_shutting_down"' in chat and not chat.endswith(b"[DONE]\n\n")
         assert b"event: error" in messages and b"overloaded_error" in messages
