@@ -177,3 +177,40 @@ def test_shutdown_past_its_grace_cuts_visibly(tmp_path, fake_upstream: Service):
         assert bodies["json status"] == b"503" and b"server_shutting_down" in bodies["json"]
         rows = query(url, "SELECT endpoint, status, error_type FROM usage")
         assert sorted(rows) == [("chat", 503, "server_shutting_down")] * 4, rows
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_long_model_name_does_not_stop_metering(backend: str, tmp_path, fake_upstream: Service):
+    """Any client key may ask a wildcard route for a name longer than the column holds."""
+    with database(backend, tmp_path) as url:
+        config = _config(url, fake_upstream)
+        config["providers"]["fake"]["models"] = [{"name": "gpt-4o-*", "upstream": "text-basic"}]
+        service = start_gateway(tmp_path, config)
+        try:
+            headers = {"Authorization": f"Bearer {service.key}"}
+            long_name = "gpt-4o-" + "x" * 293
+            names = [long_name, "gpt-4o-\x00nul", *(["gpt-4o-mini"] * 10)]
+            for name in names:
+                response = httpx.post(
+                    service.base_url + "/chat/completions",
+                    headers=headers,
+                    json={"model": name, "messages": MESSAGES},
+                )
+                assert response.status_code == 200, response.text
+            deadline = time.monotonic() + 30
+            rows: list = []
+            while time.monotonic() < deadline and len(rows) < len(names):
+                rows = query(url, "SELECT requested_model FROM usage")
+                time.sleep(0.2)
+            assert sorted(row[0] for row in rows) == sorted(
+                [long_name[:200], "gpt-4o-nul", *(["gpt-4o-mini"] * 10)]
+            )
+            spend = httpx.get(
+                service.url + "/admin/spend",
+                headers={"Authorization": f"Bearer {service.keys['admin']}"},
+            )
+            assert spend.status_code == 200, spend.text
+            assert spend.json()["requests"] == len(names)
+        finally:
+            stop(service.process)
+        assert "could not write usage" not in service.output()

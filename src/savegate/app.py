@@ -9,6 +9,7 @@ import time
 
 from savegate.composition import build_providers
 from savegate.config import Config
+from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
 from savegate.limits.budget import BudgetBook
@@ -35,10 +36,13 @@ log = logging.getLogger(__name__)
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Masks the upstream keys in what comes back from upstreams (and, installed by
+        # `savegate serve`, in every log record).
+        self.redactor = Redactor(config.upstream_secrets())
         self.engine = create_engine(config.resolved_database_url())
         self.keys = KeyStore(self.engine)
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
-        self.providers = build_providers(config)
+        self.providers = build_providers(config, self.redactor)
         self.router = self.providers.router
         self.usage_sink = UsageSink(
             self.engine,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from savegate.config import Config, ProviderConfig, RoutingConfig
+from savegate.core.redact import Redactor
 from savegate.core.route import Billing
 from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
@@ -64,13 +65,14 @@ class _DeploymentFactory:
         return deployments
 
 
-def build_providers(config: Config) -> Providers:
+def build_providers(config: Config, redactor: Redactor) -> Providers:
     """With no provider configured the embedded model answers every model name; once real
-    providers exist it answers only to its own name."""
+    providers exist it answers only to its own name. `redactor` masks the upstream keys in
+    what the providers return."""
     built = Providers(ModelRouter([]))
     factories: dict[str, _DeploymentFactory] = {}
     for name, provider_config in config.providers.items():
-        http = HttpUpstream(name, provider_config)
+        http = HttpUpstream(name, provider_config, redactor)
         built.transports.append(http)
         factories[name] = _DeploymentFactory(name, provider_config, http, config.routing)
     groups: dict[str, ModelGroup] = {}

@@ -7,6 +7,7 @@ SQLite store in `.savegate/`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,8 @@ from pydantic import (
 from savegate.core.prices import ModelPrice
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
+# Extra upstream headers whose values are credentials, kept as secret as the keys.
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -75,6 +78,15 @@ class ProviderConfig(_Strict):
             raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
         return [os.environ[name] for name in self.api_key_env]
 
+    def secrets(self) -> list[str]:
+        """What must never leave the process: the keys and credential header values
+        (both `Bearer x` and `x`)."""
+        found = self.api_keys()
+        for name, value in self.headers.items():
+            if _CREDENTIAL_HEADER.search(name):
+                found += [value, value.partition(" ")[2]]
+        return found
+
 
 class LocalModelConfig(_Strict):
     enabled: bool = True
@@ -90,6 +102,7 @@ class ServerConfig(_Strict):
     port: int = 8000
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0  # in-flight requests and streams may finish
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]
@@ -155,6 +168,9 @@ class Config(_Strict):
                         f"model group '{name}' uses unknown provider '{deployment.provider}'"
                     )
         return self
+
+    def upstream_secrets(self) -> list[str]:
+        return [secret for provider in self.providers.values() for secret in provider.secrets()]
 
     def resolved_database_url(self) -> str:
         if self.database_url:

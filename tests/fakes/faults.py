@@ -6,7 +6,9 @@
 - `reset`: the connection is cut before any response;
 - `hang`: no answer for 60 s;
 - `slow-first-<ms>`: the answer starts after that many milliseconds;
-- `<recording>@<framing>`: the recording streamed in another framing (see `reframe`).
+- `<recording>@<framing>`: the recording streamed in another framing (see `reframe`);
+- `echo-<status>`, `echo-text-500`, `echo-after-<n>`, `echo-ok`: a proxy that echoes the
+  credentials it received everywhere it can (see `echo`).
 
 Anything else falls through (None) to the ordinary replay.
 """
@@ -14,6 +16,7 @@ Anything else falls through (None) to the ordinary replay.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import zlib
 from collections import defaultdict
@@ -63,6 +66,46 @@ async def inject(model: str, authorization: str | None) -> tuple[int, dict, list
     if model.startswith("slow-first-"):
         await asyncio.sleep(int(model.removeprefix("slow-first-")) / 1000)
     return None
+
+
+def echoed_error(headers: dict[str, str]) -> dict[str, Any]:
+    """An error object that repeats the request's credentials in every field."""
+    authorization = headers.get("authorization") or ""
+    key = authorization.removeprefix("Bearer ")
+    return {
+        "error": {
+            "message": f"proxy refused the request; it had these headers: {json.dumps(headers)}",
+            "type": f"auth_error for {authorization}",
+            "param": authorization,
+            "code": key,
+        },
+        "request_headers": headers,
+    }
+
+
+def echo(model: str, headers: dict[str, str]) -> tuple[int, bytes, list] | None:
+    """(status, body, headers) of an echoing proxy's answer: `echo-<status>` a JSON error,
+    `echo-text-500` a text/plain one; the credentials also come back as response headers.
+    None for other models (`echo-after-<n>` and `echo-ok` echo inside answers)."""
+    authorization = (headers.get("authorization") or "").encode()
+    echoed = [(b"x-echo-authorization", authorization), (b"www-authenticate", authorization)]
+    if model == "echo-text-500":
+        text = b"Bad gateway. Request headers: authorization: " + authorization
+        return 500, text, [(b"content-type", b"text/plain"), *echoed]
+    status = model.removeprefix("echo-")
+    if not status.isdigit():
+        return None
+    body = json.dumps(echoed_error(headers)).encode()
+    return int(status), body, [(b"content-type", b"application/json"), *echoed]
+
+
+def echo_events(events: list[bytes], authorization: str) -> list[bytes]:
+    """`echo-ok`: a normal answer whose text repeats the credentials."""
+    marker = b'"delta":{"content":"'
+    first = next(i for i, event in enumerate(events) if marker + b"I" in event)
+    events = list(events)
+    events[first] = events[first].replace(marker, marker + authorization.encode() + b" ", 1)
+    return events
 
 
 def rate_headers(model: str, authorization: str | None) -> list[tuple[bytes, bytes]]:

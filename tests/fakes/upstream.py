@@ -166,6 +166,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             extra,
         )
         return
+    echoed = faults.echo(model, headers)
+    if echoed is not None:
+        status, raw, response_headers = echoed
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": raw})
+        return
     fault = await faults.inject(model, headers.get("authorization"))
     if fault is not None:
         await send_json(send, *fault)
@@ -180,9 +186,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await legacy(request, send)
         return
     name = faults.replay_name(model)
-    if model.startswith(("drop-after-", "error-after-", "slow", "ticks-")):
+    if model.startswith(("drop-after-", "error-after-", "echo-", "slow", "ticks-")):
         name = "text-basic"
     events = fixture_events(name)
+    if model == "echo-ok":
+        events = faults.echo_events(events, headers.get("authorization") or "")
     extra = faults.rate_headers(model, headers.get("authorization"))
     if model.endswith("@gzip"):
         extra.append((b"content-encoding", b"gzip"))
@@ -198,7 +206,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *extra],
         }
     )
-    await stream(model, events, receive, send)
+    await stream(model, events, receive, send, headers)
 
 
 async def legacy(request: dict[str, Any], send: Any) -> None:
@@ -228,7 +236,9 @@ async def hold_until_disconnect(model: str, receive: Any) -> None:
         LOG["disconnects"].append(model)
 
 
-async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> None:
+async def stream(
+    model: str, events: list[bytes], receive: Any, send: Any, headers: dict[str, str]
+) -> None:
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -239,8 +249,8 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
             for event in events[: int(model.removeprefix("drop-after-"))]:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             raise ConnectionAbortedError("cut on purpose")
-        if model.startswith("error-after-"):
-            for event in events[: int(model.removeprefix("error-after-"))]:
+        if model.startswith(("error-after-", "echo-after-")):
+            for event in events[: int(model.rpartition("-")[2])]:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             error = {
                 "error": {
@@ -250,6 +260,8 @@ async def stream(model: str, events: list[bytes], receive: Any, send: Any) -> No
                     "code": "fake_mid",
                 }
             }
+            if model.startswith("echo-"):
+                error = faults.echoed_error(headers)
             await send(
                 {"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n"}
             )

@@ -15,6 +15,7 @@ from savegate.api.asgi import ApiApp
 from savegate.api.server import DrainingServer, PairedWritesProtocol
 from savegate.app import Gateway
 from savegate.config import Config
+from savegate.core.redact import redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
 from savegate.store.db import create_engine, create_schema, setup_lock
@@ -74,13 +75,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if updates:
         config = config.model_copy(update={"server": config.server.model_copy(update=updates)})
+    level = config.server.log_level
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+    gateway = Gateway(config)
+    redact_logs(gateway.redactor)  # before anything has talked to an upstream
     created = asyncio.run(_first_start_keys(config))
     print(_banner(config, created), flush=True)
-    app = ApiApp(Gateway(config))
+    app = ApiApp(gateway)
     grace = config.server.shutdown_grace_seconds
     settings = uvicorn.Config(
         app,
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here reads the client's address
-        log_level="info",
+        log_level=level,
         # A backstop: the app cuts what outlives the grace itself, a little earlier.
         timeout_graceful_shutdown=int(grace) + 2,
     )

@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import String
+
 from savegate.core.usage import TokenCounts
+from savegate.store.tables import usage
+
+# The `usage` table's text columns and their sizes. What a client asked for (the model
+# name) and what an upstream reported (the model, an error code) may be any length, and
+# PostgreSQL refuses a row with a value too long for its column: one such row would
+# otherwise be a way for any client to stop metering.
+_SIZES = tuple(
+    (column.name, column.type.length)
+    for column in usage.columns
+    if isinstance(column.type, String) and column.type.length
+)
 
 
 @dataclass(slots=True)
@@ -29,6 +42,16 @@ class UsageRecord:
     client_disconnected: bool = False
     estimated: bool = False
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def fit(self) -> None:
+        """Cut text values to their column's size, without NUL characters (PostgreSQL
+        refuses them); make text of any other value there."""
+        for name, size in _SIZES:
+            value = getattr(self, name)
+            if value is not None and (
+                type(value) is not str or len(value) > size or "\x00" in value
+            ):
+                setattr(self, name, str(value).replace("\x00", "")[:size])
 
     def values(self) -> tuple[Any, ...]:
         """The `usage` row, in `COLUMNS` order. Spelled out rather than

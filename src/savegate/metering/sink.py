@@ -2,23 +2,29 @@
 
 `add()` only appends to a bounded in-memory buffer. A background task writes what has
 gathered every `interval` seconds (or sooner when a batch is full); when the database
-is unavailable it keeps the rows and retries with backoff. `close()` (graceful
-shutdown, SIGTERM) writes everything left.
+is unavailable it keeps the rows and retries with backoff. A row the database refuses
+while it is up is set aside in `usage_rejected` (logged and counted), never retried in
+front of the rows behind it. `close()` (graceful shutdown, SIGTERM) writes everything
+left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
+from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from savegate.metering.record import UsageRecord
+from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.metering.rows import UsageInsert
+from savegate.store.tables import usage_rejected
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +54,10 @@ class UsageSink:
         self._writing: list[UsageRecord] = []  # the batch being written right now
         self.dropped = 0
         self.written = 0
+        self.rejected = 0  # refused by the database, kept in usage_rejected
 
     def add(self, record: UsageRecord) -> None:
+        record.fit()
         if len(self._buffer) >= self._capacity:
             # Past the bound the oldest row goes: memory must not grow without limit
             # through a long database outage.
@@ -96,7 +104,8 @@ class UsageSink:
                 )
 
     async def flush(self) -> None:
-        """Write everything buffered now; rows go back to the buffer if the write fails.
+        """Write everything buffered now; rows go back to the buffer if the database is
+        unavailable.
 
         Rows that arrive while it writes wait for the next flush: under steady traffic
         a flush that chased them would never end, writing a few rows per transaction."""
@@ -107,21 +116,72 @@ class UsageSink:
                 remaining -= count
                 self._writing = [self._buffer.popleft() for _ in range(count)]
                 try:
-                    async with self._engine.begin() as connection:
-                        # Statements of a few rows: preparing a statement's parameters
-                        # holds the event loop, so requests get a turn in between.
-                        for start in range(0, count, ROWS_PER_STATEMENT):
-                            rows = self._writing[start : start + ROWS_PER_STATEMENT]
-                            await self._insert.write(connection, rows)
+                    await self._write_batch()
                 except BaseException:
-                    self._buffer.extendleft(reversed(self._writing))
+                    self._buffer.extendleft(reversed(self._writing))  # what is left of it
                     raise
                 finally:
-                    batch, self._writing = self._writing, []
-                self.written += len(batch)
-                last_used = {record.key_id: record.created_at for record in batch}
-                with contextlib.suppress(Exception):
-                    await self._touch_keys(last_used)
+                    self._writing = []
+
+    async def _write_batch(self) -> None:
+        """Write `_writing`, taking each row off it once it is stored or set aside."""
+        batch = self._writing
+        try:
+            await self._insert_rows(batch)
+        except Exception as exc:
+            if _outage(exc):
+                raise
+            # The database answered but refused the batch: find the rows it refuses.
+            stored: list[UsageRecord] = []
+            while self._writing:
+                record = self._writing[0]
+                try:
+                    await self._insert_rows([record])
+                except Exception as row_exc:
+                    if _outage(row_exc):
+                        raise
+                    await self._set_aside(record, row_exc)  # raises if the database is down
+                else:
+                    stored.append(record)
+                    self.written += 1
+                self._writing.pop(0)
+            await self._touch(stored)
+            return
+        self._writing = []
+        self.written += len(batch)
+        await self._touch(batch)
+
+    async def _insert_rows(self, records: Sequence[UsageRecord]) -> None:
+        async with self._engine.begin() as connection:
+            # Statements of a few rows: preparing a statement's parameters holds the
+            # event loop, so requests get a turn in between.
+            for start in range(0, len(records), ROWS_PER_STATEMENT):
+                await self._insert.write(connection, records[start : start + ROWS_PER_STATEMENT])
+
+    async def _set_aside(self, record: UsageRecord, exc: Exception) -> None:
+        """Keep a refused row in `usage_rejected`. Writing it there is also the test that
+        the database is up: if that fails too, the row was not the problem."""
+        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc)[:2000]
+        # ASCII-escaped JSON, so that no character the row held can be refused again.
+        row = json.dumps(dict(zip(COLUMNS, record.values(), strict=True)), default=str)
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                insert(usage_rejected),
+                {"rejected_at": datetime.now(UTC), "record": row, "reason": reason},
+            )
+        self.rejected += 1
+        log.error(
+            "usage row of request %s refused by the database (%s); kept in usage_rejected, "
+            "%d so far",
+            record.request_id,
+            reason,
+            self.rejected,
+        )
+
+    async def _touch(self, records: list[UsageRecord]) -> None:
+        last_used = {record.key_id: record.created_at for record in records}
+        with contextlib.suppress(Exception):
+            await self._touch_keys(last_used)
 
     async def close(self, grace_seconds: float = 30.0) -> None:
         if self._task is not None:
@@ -137,3 +197,10 @@ class UsageSink:
                     log.error("shutting down with %d usage rows unwritten", len(self._buffer))
                     return
                 await asyncio.sleep(0.5)
+
+
+def _outage(exc: Exception) -> bool:
+    """The database could not be reached: every row is kept for the next try."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return isinstance(exc, OSError | TimeoutError)

@@ -1,12 +1,14 @@
 """HTTP transport shared by every remote provider: one pool of keep-alive connections
-per provider (shared by all its keys), and failures translated into `ProviderError` at
-the boundary."""
+per provider (shared by all its keys), failures translated into `ProviderError` at the
+boundary, and the upstream keys masked in whatever comes back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 from savegate.config import ProviderConfig
+from savegate.core.errors import ProviderError
+from savegate.core.redact import Redactor
 from savegate.httpclient import ConnectionPool, HttpError, Response
 from savegate.providers import upstream_errors as errors
 
@@ -16,8 +18,9 @@ __all__ = ["Headers", "HttpUpstream", "Response"]
 
 
 class HttpUpstream:
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, redactor: Redactor) -> None:
         self.name = name
+        self._redactor = redactor
         self.base_url = config.base_url.rstrip("/")
         self.extra_headers = dict(config.headers)
         self._pool = ConnectionPool(
@@ -50,12 +53,18 @@ class HttpUpstream:
                 raw = b""
             finally:
                 response.release()
-            raise errors.from_status(self.name, response.status, raw, response.headers)
+            raise errors.from_status(
+                self.name, response.status, raw, response.headers, self._redactor
+            )
         return response
+
+    def payload_error(self, raw: bytes) -> ProviderError:
+        """The error object the upstream sent inside a stream."""
+        return errors.from_payload(self.name, raw, self._redactor)
 
     async def read(self, response: Response) -> bytes:
         try:
-            return await response.read()
+            return self._redactor.body(await response.read())
         except HttpError as exc:
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         finally:
@@ -63,9 +72,11 @@ class HttpUpstream:
 
     async def next_read(self, response: Response) -> bytes:
         """What arrived of a streamed body since the last call; b"" at its end. A broken
-        connection raises. The reader releases the response when it is done."""
+        connection raises. The reader releases the response when it is done.
+
+        Each read is masked on its own: a key cut in two by a read boundary is not."""
         try:
-            return await response.next_body()
+            return self._redactor.body(await response.next_body())
         except HttpError as exc:
             raise errors.from_transport(self.name, exc, mid_stream=True) from exc
 

@@ -10,7 +10,6 @@ import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
-from savegate.providers import upstream_errors as errors
 from savegate.providers.http import Headers, HttpUpstream, Response
 from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event, SSEDecoder
@@ -108,7 +107,7 @@ class TranslatedStream:
                 continue
             payload = orjson.loads(event.data)
             if translator.is_error(event, payload):
-                return chunks, errors.from_payload(self._http.name, event.data)
+                return chunks, self._http.payload_error(event.data)
             try:
                 chunks.extend(translator.feed(payload))
             except ProviderError as failure:

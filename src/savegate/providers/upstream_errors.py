@@ -1,4 +1,6 @@
-"""Upstream failures → `ProviderError`, keeping the upstream's own words where it gave them."""
+"""Upstream failures → `ProviderError`, keeping the upstream's own words where it gave them,
+less any credential: some proxies echo the request's headers in their errors, and
+every upstream failure passes through here on its way to clients, logs and usage rows."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Mapping
 import orjson
 
 from savegate.core.errors import ProviderError
+from savegate.core.redact import Redactor
 
 # Statuses that are the client's fault and mean the same thing coming from us.
 _PASS_THROUGH = {400, 403, 404, 409, 413, 422, 429}
@@ -45,24 +48,42 @@ def _error_fields(raw: bytes) -> dict[str, object]:
     return {}
 
 
+class _Redacted:
+    """An upstream error body and its fields, without the configured secrets or any
+    credential the body names (masked in every field once seen in one)."""
+
+    def __init__(self, raw: bytes, redactor: Redactor) -> None:
+        text = raw.decode("utf-8", "replace")
+        self._redactor = redactor.learning(text)
+        clean = self._redactor.text(text)
+        self.raw = raw if clean == text else clean.encode()
+        self._fields = _error_fields(self.raw)
+
+    def field(self, name: str) -> str | None:
+        value = self._fields.get(name)
+        return None if value is None else self._redactor.text(str(value))
+
+    def message(self) -> str:
+        return (self.field("message") or self.raw[:500].decode("utf-8", "replace")).strip()
+
+
 def from_status(
-    provider: str, status: int, raw: bytes, headers: Mapping[str, str]
+    provider: str, status: int, raw: bytes, headers: Mapping[str, str], redactor: Redactor
 ) -> ProviderError:
-    fields = _error_fields(raw)
-    upstream_message = str(fields.get("message") or raw[:500].decode("utf-8", "replace")).strip()
-    code = fields.get("code") or ("rate_limit_exceeded" if status == 429 else None)
-    param = fields.get("param")
+    body = _Redacted(raw, redactor)
+    upstream_message = body.message()
+    code = body.field("code") or ("rate_limit_exceeded" if status == 429 else None)
     wait = retry_after(headers)
     if status in _PASS_THROUGH:
         return ProviderError(
             upstream_message or f"upstream returned HTTP {status}",
             status=status,
-            type=str(fields.get("type") or "invalid_request_error"),
-            code=str(code) if code is not None else None,
-            param=str(param) if param is not None else None,
+            type=body.field("type") or "invalid_request_error",
+            code=code,
+            param=body.field("param"),
             retryable=status == 429,
             upstream_status=status,
-            raw_body=raw,
+            raw_body=body.raw,
             retry_after=wait,
         )
     if status == 401:
@@ -73,7 +94,7 @@ def from_status(
             code="upstream_auth_error",
             retryable=True,
             upstream_status=status,
-            raw_body=raw,
+            raw_body=body.raw,
             retry_after=wait,
         )
     # Anthropic's 529 "overloaded" is a 503 to OpenAI clients.
@@ -83,19 +104,19 @@ def from_status(
         status=client_status,
         retryable=status >= 500 or status == 408,
         upstream_status=status,
-        raw_body=raw,
+        raw_body=body.raw,
         retry_after=wait,
     )
 
 
-def from_payload(provider: str, raw: bytes) -> ProviderError:
+def from_payload(provider: str, raw: bytes, redactor: Redactor) -> ProviderError:
     """An error object the upstream sent inside a stream."""
-    fields = _error_fields(raw)
+    body = _Redacted(raw, redactor)
     return ProviderError(
-        str(fields.get("message") or f"The upstream provider '{provider}' reported an error."),
-        type=str(fields.get("type") or "server_error"),
-        code=str(fields["code"]) if fields.get("code") is not None else "upstream_error",
-        raw_body=raw,
+        body.field("message") or f"The upstream provider '{provider}' reported an error.",
+        type=body.field("type") or "server_error",
+        code=body.field("code") or "upstream_error",
+        raw_body=body.raw,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -96,4 +97,17 @@ usage = Table(
     Column("estimated", Boolean, nullable=False, default=False),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_created", "created_at"),
+)
+
+# Usage rows the database refused (a value it would not take): set aside, with its
+# reason, so that they never hold up the rows behind them.
+usage_rejected = Table(
+    "usage_rejected",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("rejected_at", DateTime(timezone=True), nullable=False),
+    Column("record", Text, nullable=False),  # the usage row as JSON, ASCII-escaped
+    Column("reason", Text, nullable=False),
 )

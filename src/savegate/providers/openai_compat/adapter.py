@@ -14,7 +14,6 @@ import orjson
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.providers import upstream_errors as errors
 from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.remote import RemoteAdapter
 from savegate.wire import sse
@@ -118,7 +117,7 @@ class UpstreamStream:
                 self._done = True
                 break
             if event.event == "error" or event.data.startswith(b'{"error"'):
-                self._failure = errors.from_payload(self._http.name, event.data)
+                self._failure = self._http.payload_error(event.data)
                 break
             if event.data:
                 chunks.append(Json(raw=event.data))
