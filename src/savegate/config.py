@@ -102,6 +102,7 @@ class ServerConfig(_Strict):
     port: int = 8000
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0  # in-flight requests and streams may finish
+    workers: int | Literal["auto"] = 1  # processes sharing the port; auto: one per core
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +16,9 @@ from savegate import __version__
 from savegate.api.asgi import ApiApp
 from savegate.api.server import DrainingServer, PairedWritesProtocol
 from savegate.app import Gateway
+from savegate.cli.workers import Supervisor, listen
 from savegate.config import Config
-from savegate.core.redact import redact_logs
+from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
 from savegate.store.db import create_engine, create_schema, setup_lock
@@ -26,6 +29,10 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     common(parser)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--workers",
+        help="worker processes sharing the port: a number or `auto` (one per core); default 1",
+    )
     parser.set_defaults(run=run)
 
 
@@ -45,10 +52,12 @@ async def _first_start_keys(config: Config) -> list[tuple[str, str]]:
         await engine.dispose()
 
 
-def _banner(config: Config, created: list[tuple[str, str]]) -> str:
+def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str:
     server = config.server
+    processes = f" ({workers} workers)" if workers > 1 else ""
     lines = [
-        f"SaveGate {__version__}: OpenAI-compatible API at http://{server.host}:{server.port}/v1"
+        f"SaveGate {__version__}: OpenAI-compatible API at "
+        f"http://{server.host}:{server.port}/v1{processes}"
     ]
     if not config.providers:
         if config.local.enabled:
@@ -71,19 +80,57 @@ def _banner(config: Config, created: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _worker_count(value: int | str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise SystemExit(f"savegate: workers must be a whole number ≥ 1 or auto, not {value!r}")
+    return count
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
-    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    updates: dict[str, object] = {
+        k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
+    }
+    if args.workers is not None:
+        updates["workers"] = args.workers
     if updates:
         config = config.model_copy(update={"server": config.server.model_copy(update=updates)})
-    level = config.server.log_level
+    workers = _worker_count(config.server.workers)
+    _log_as(config, "supervisor" if workers > 1 else None)
+    redact_logs(Redactor(config.upstream_secrets()))  # before anything talks to an upstream
+    created = asyncio.run(_first_start_keys(config))
+    print(_banner(config, created, workers), flush=True)
+    if workers == 1:
+        _serve(config, None, 0)
+        return 0
+    sock = listen(config.server.host, config.server.port)
+    return Supervisor(
+        sock, workers, lambda s, n: _serve(config, s, n), config.server.shutdown_grace_seconds
+    ).run()
+
+
+def _log_as(config: Config, who: str | None) -> None:
+    """Log lines name the process they come from when there are several."""
+    tag = f"[{who}] " if who else ""
     logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=config.server.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
+        force=True,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+
+
+def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
+    """One gateway process: alone (`sock` None: it binds its own), or worker `worker` of
+    several on the supervisor's socket."""
+    if sock is not None:
+        _log_as(config, f"worker {worker}")
     gateway = Gateway(config)
-    redact_logs(gateway.redactor)  # before anything has talked to an upstream
-    created = asyncio.run(_first_start_keys(config))
-    print(_banner(config, created), flush=True)
     app = ApiApp(gateway)
     grace = config.server.shutdown_grace_seconds
     settings = uvicorn.Config(
@@ -95,9 +142,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here reads the client's address
-        log_level=level,
+        log_config=None,  # uvicorn's lines go through our format, worker named
+        log_level=config.server.log_level,
         # A backstop: the app cuts what outlives the grace itself, a little earlier.
         timeout_graceful_shutdown=int(grace) + 2,
     )
-    DrainingServer(settings, app, grace).run()
-    return 0
+    DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])

@@ -1,0 +1,103 @@
+"""`savegate serve --workers N`: workers share the port, a dead one is replaced, and
+SIGTERM drains them all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+from tests.conftest import Service, start_gateway, stop
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def _workers(service: Service) -> dict[int, int]:
+    """Worker number → pid, as the supervisor last logged them."""
+    found: dict[int, int] = {}
+    for number, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", service.output()):
+        found[int(number)] = int(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def test_workers_share_the_port_and_one_that_dies_is_replaced(tmp_path, fake_upstream: Service):
+    config = {
+        "local": {"enabled": False},
+        "server": {"workers": 2},
+        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
+    }
+    service = start_gateway(tmp_path, config)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers(service)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = _workers(service)
+        assert set(first) == {1, 2}
+        client = openai.OpenAI(api_key=service.key, base_url=service.base_url, max_retries=0)
+        for _ in range(20):
+            assert client.chat.completions.create(model="text-basic", messages=MESSAGES).choices
+        os.kill(first[1], signal.SIGKILL)
+        while _workers(service).get(1) == first[1] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _workers(service)[1] != first[1]
+        # Meanwhile, and after, every request is answered (the other worker takes them).
+        for _ in range(20):
+            assert client.chat.completions.create(model="text-basic", messages=MESSAGES).choices
+        assert "worker 1 exited (signal SIGKILL)" in service.output()
+    finally:
+        stop(service.process)
+    assert not any(_alive(pid) for pid in _workers(service).values())
+
+
+def test_sigterm_drains_every_worker(tmp_path, fake_upstream: Service):
+    config = {
+        "local": {"enabled": False},
+        "server": {"workers": 2},
+        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
+    }
+    service = start_gateway(tmp_path, config)
+    headers = {"Authorization": f"Bearer {service.key}"}
+    body = {"model": "ticks-40", "messages": MESSAGES, "stream": True}  # 2 s each
+    bodies: list[bytes] = []
+    started = threading.Barrier(5, timeout=30)
+
+    def one() -> None:
+        with httpx.stream(
+            "POST", service.base_url + "/chat/completions", json=body, headers=headers, timeout=30
+        ) as response:
+            chunks = response.iter_bytes()
+            received = next(chunks)
+            started.wait()
+            bodies.append(received + b"".join(chunks))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        started.wait()
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        try:
+            httpx.get(service.url + "/health", timeout=2)
+            refused = False
+        except httpx.ConnectError:
+            refused = True
+        for thread in threads:
+            thread.join(timeout=30)
+        assert service.process.wait(timeout=30) == 0
+    finally:
+        stop(service.process)
+    assert refused  # no new connection once the drain began
+    assert len(bodies) == 4
+    assert all(b.endswith(b"data: [DONE]\n\n") and b.count(b"tick") == 40 for b in bodies)
+    assert not any(_alive(pid) for pid in _workers(service).values())
