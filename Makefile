@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The browser tests drive Debian's Chromium; the Node examples need their npm packages.
+# The browser tests drive Debian's Chromium; the cluster tests put Debian's nginx in front
+# of the replicas; the Node examples need their npm packages.
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
 NODE_EXAMPLES := examples/node
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -26,6 +28,9 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q chromium
 
+$(NGINX):
+	apt-get update -q && apt-get install -y -q nginx-light
+
 $(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $(NODE_EXAMPLES) --no-audit --no-fund
@@ -34,7 +39,7 @@ $(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NODE_EXAMPLES)/node_modules/.installed
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(NODE_EXAMPLES)/node_modules/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

@@ -83,8 +83,9 @@ def start_process(
     health: str,
     env: dict[str, str] | None = None,
     scheme: str = "http",
+    port: int | None = None,
 ) -> Service:
-    port = free_port()
+    port = port or free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -108,14 +109,16 @@ def start_gateway(
     config: dict | None = None,
     name: str = "gateway",
     env: dict[str, str] | None = None,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> Service:
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "savegate", "serve", "--data-dir", str(workdir / "data")]
+    argv = [sys.executable, "-m", "savegate", "serve", "--data-dir", str(workdir / "data"), *args]
     if config is not None:
         config_file = workdir / f"{name}.yaml"
         config_file.write_text(yaml.safe_dump(config))
-        args += ["--config", str(config_file)]
-    service = start_process(args, workdir, name, "/health", env)
+        argv += ["--config", str(config_file)]
+    service = start_process(argv, workdir, name, "/health", env, port=port)
     service.keys = dict(re.findall(r"^\s+(\w+) key:\s+(sk-savegate-\w+)$", service.output(), re.M))
     return service
 

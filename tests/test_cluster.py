@@ -1,0 +1,123 @@
+"""Guarantees that must hold across replicas and workers, tested on the real topology:
+nginx → two replicas of two workers each → PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.cluster import Cluster, cluster
+from tests.conftest import Service
+from tests.stores import query
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -> Iterator[Cluster]:
+    with cluster(tmp_path_factory.mktemp("cluster"), fake_upstream.base_url) as running:
+        yield running
+
+
+def _admin(topology: Cluster, method: str, path: str, **kwargs: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {topology.keys['admin']}"}
+    url = topology.base_url.removesuffix("/v1") + path
+    return httpx.request(method, url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def _new_key(topology: Cluster, **settings: object) -> tuple[str, str]:
+    created = _admin(topology, "POST", "/admin/keys", json={"name": "cluster", **settings})
+    assert created.status_code == 201, created.text
+    return created.json()["id"], created.json()["secret"]
+
+
+def test_rpm_holds_across_replicas(topology: Cluster):
+    _, secret = _new_key(topology, rpm=30)
+
+    async def burst() -> Counter[int]:
+        async with httpx.AsyncClient(base_url=topology.base_url, timeout=30) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post(
+                        "/chat/completions",
+                        headers={"Authorization": f"Bearer {secret}"},
+                        json={"model": "text-basic", "messages": MESSAGES},
+                    )
+                    for _ in range(120)
+                )
+            )
+        return Counter(reply.status_code for reply in replies)
+
+    assert asyncio.run(burst()) == Counter({200: 30, 429: 90})
+
+
+class SteadyLoad:
+    """Clients that keep sending JSON requests and streams until told to stop."""
+
+    def __init__(self, base_url: str, secret: str, clients: int = 8) -> None:
+        self.base_url, self.secret, self.clients = base_url, secret, clients
+        self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    async def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.secret}"}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=60) as c:
+            await asyncio.gather(*(self._client(c, i) for i in range(self.clients)))
+
+    async def _client(self, client: httpx.AsyncClient, number: int) -> None:
+        stream = number % 2 == 0
+        while not self._stop.is_set():
+            try:
+                if stream:
+                    body = {"model": "ticks-10", "messages": MESSAGES, "stream": True}
+                    async with client.stream("POST", "/chat/completions", json=body) as reply:
+                        text = await reply.aread()
+                    kind = f"stream status {reply.status_code}"
+                    if reply.status_code == 200:
+                        done = text.endswith(b"data: [DONE]\n\n")
+                        kind = "stream" if done else "truncated"
+                else:
+                    body = {"model": "text-basic", "messages": MESSAGES}
+                    reply = await client.post("/chat/completions", json=body)
+                    kind = "json" if reply.status_code == 200 else f"status {reply.status_code}"
+            except httpx.HTTPError as exc:
+                kind = f"{type(exc).__name__}"
+            self.outcomes[kind] += 1
+            if kind not in ("json", "stream"):
+                self.failures.append(kind)
+
+
+def test_rolling_restart_under_load_loses_nothing(topology: Cluster):
+    key_id, secret = _new_key(topology)
+    with SteadyLoad(topology.base_url, secret) as load:
+        time.sleep(1)
+        for index in (0, 1):
+            topology.restart(index)
+            time.sleep(1)
+    assert not load.failures, load.outcomes
+    answered = load.outcomes["json"] + load.outcomes["stream"]
+    assert load.outcomes["stream"] > 10 and load.outcomes["json"] > 10
+    url = topology.config["database_url"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        (rows,) = query(url, f"SELECT count(*) FROM usage WHERE key_id = '{key_id}'")[0]
+        if rows >= answered:
+            break
+        time.sleep(0.2)
+    assert rows == answered
