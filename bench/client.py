@@ -169,6 +169,25 @@ async def sequential(route: Route, count: int) -> list[Result]:
         conn.close()
 
 
+async def interleaved(routes: dict[str, Route], count: int, gap: float) -> dict[str, list[Result]]:
+    """The cold path: one request to each target in turn, each after `gap` seconds of
+    idleness and the other targets' turns, as sparse real traffic arrives. Each target
+    keeps its keep-alive connection, as a client would."""
+    conns = {name: Connection(route) for name, route in routes.items()}
+    results: dict[str, list[Result]] = {name: [] for name in routes}
+    try:
+        for conn in conns.values():  # connected and warm before the first measured turn
+            await conn.request()
+        for _ in range(count):
+            for name, conn in conns.items():
+                await asyncio.sleep(gap)
+                results[name].append(await conn.request())
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return results
+
+
 async def _ramped(
     coros: list[Coroutine[Any, Any, T]], per_step: int = 100, step: float = 0.02
 ) -> list[T]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
-ORDER = ("direct", "nginx", "savegate", "savegate-base", "portkey", "litellm")
+ORDER = ("direct", "nginx", "savegate", "savegate-2w", "savegate-base", "portkey", "litellm")
 LABEL = {
     "direct": "direct upstream",
     "nginx": "nginx proxy",
     "savegate": "**SaveGate**",
+    "savegate-2w": "SaveGate, 2 workers",
     "savegate-base": "SaveGate base",
     "portkey": "Portkey",
     "litellm": "LiteLLM",
@@ -115,6 +116,29 @@ def _c1(s: dict[str, Any]) -> list[str]:
             ]
         )
     return _table(head, rows)
+
+
+def _cold(s: dict[str, Any]) -> list[str]:
+    cold = s.get("cold", {})
+    json_rows, stream_rows = cold.get("json", {}), cold.get("stream", {})
+    head = ["target", "p50 ms", "p99 ms", "added p50", "added p99", "TTFB p50", "TTFB added p50"]
+    rows = []
+    for t in _present(s):
+        j, st = json_rows.get(t, {}), stream_rows.get(t, {})
+        if not j and not st:
+            continue
+        rows.append(
+            [
+                LABEL[t],
+                _f(j.get("p50_ms"), 3),
+                _f(j.get("p99_ms"), 3),
+                _f(j.get("added_p50_ms"), 3),
+                _f(j.get("added_p99_ms"), 3),
+                _f(st.get("p50_ms"), 3),
+                _f(st.get("added_p50_ms"), 3),
+            ]
+        )
+    return _table(head, rows) if rows else []
 
 
 def _resources(s: dict[str, Any]) -> list[str]:
@@ -300,6 +324,15 @@ def markdown(s: dict[str, Any]) -> str:
         "client, sequential requests on a keep-alive connection.",
         "",
         *_c1(s),
+    ]
+    gap = plan.get("cold_gap_s", 0.02) * 1000
+    out += [
+        "## The cold path",
+        "",
+        f"One request to each target in turn, each after {gap:.0f} ms of idleness and the "
+        "other targets' turns (sparse traffic), on each target's keep-alive connection.",
+        "",
+        *_cold(s),
     ]
     out += ["## Latency under load, non-stream", "", *_latency(s, "json")]
     out += ["## Latency under load, stream", "", *_latency(s, "stream")]

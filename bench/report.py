@@ -79,6 +79,31 @@ def _ttfb(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def _cold(samples: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per mode and target: p50/p99 of the cold request (total for JSON, first byte for a
+    stream), and what each adds over the direct upstream's."""
+    out: dict[str, Any] = {}
+    for mode, by_target in samples.items():
+        field = "total_s" if mode == "json" else "ttfb_s"
+        rows = {}
+        for target, items in by_target.items():
+            good = [1000 * s[field] for s in items if not s["error"] and s[field] is not None]
+            rows[target] = {
+                "n": len(items),
+                "errors": len(items) - len(good),
+                "p50_ms": _pct(good, 50),
+                "p99_ms": _pct(good, 99),
+            }
+        direct = rows.get("direct", {})
+        for row in rows.values():
+            for q in ("p50", "p99"):
+                mine, base = row[f"{q}_ms"], direct.get(f"{q}_ms")
+                known = mine is not None and base is not None
+                row[f"added_{q}_ms"] = mine - base if known else None
+        out[mode] = rows
+    return out
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -116,6 +141,13 @@ def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
                     "" if other else f"{peer} not measured",
                 )
             )
+    for mode in ("json", "stream"):
+        one = peaks.get(mode, {}).get("savegate", {}).get("rps")
+        two = peaks.get(mode, {}).get("savegate-2w", {}).get("rps")
+        label = "non-stream" if mode == "json" else "stream"
+        goals.append(
+            _goal(f"2 workers against 1 ({label}, peak req/s)", _ratio(two, one), 1.6, "x", True)
+        )
     direct, sg = c1.get("direct", {}), c1.get("savegate", {})
     for q, limit in (("p50", 0.5), ("p99", 2.0)):
         added = (sg[f"{q}_ms"] - direct[f"{q}_ms"]) if sg and direct else None
@@ -131,6 +163,17 @@ def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
             False,
         )
     )
+    cold = s.get("cold", {})
+    for q, limit in (("p50", 0.3), ("p99", 1.0)):
+        goals.append(
+            _goal(
+                f"cold request added, {q} (non-stream, after an idle gap)",
+                cold.get("json", {}).get("savegate", {}).get(f"added_{q}_ms"),
+                limit,
+                "ms",
+                False,
+            )
+        )
     idle = s["idle"].get("savegate", {}).get("bytes_per_stream")
     goals.append(
         _goal(
@@ -211,6 +254,7 @@ def build(result: dict[str, Any]) -> dict[str, Any]:
         "load": load,
         "peak_rps": _peaks(load),
         "ttfb": _ttfb(result.get("ttfb", {})),
+        "cold": _cold(result.get("cold", {})),
         "idle": result.get("idle", {}),
         "burst": result.get("burst", {}),
         "rss_start": result.get("rss_start", {}),

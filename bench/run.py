@@ -64,6 +64,8 @@ def _plan(quick: bool) -> dict[str, Any]:
             "json": [1, 64],
             "stream": [1, 16],
             "ttfb_n": 60,
+            "cold_n": 100,
+            "cold_gap_s": 0.02,
             "limit_s": 45,
             "stream_targets": ["nginx", "savegate"],
             "idle": 1000,
@@ -77,6 +79,8 @@ def _plan(quick: bool) -> dict[str, Any]:
         "json": [1, 16, 64, 256],
         "stream": [1, 16, 64],
         "ttfb_n": 100,
+        "cold_n": 300,
+        "cold_gap_s": 0.02,
         "limit_s": 60,
         "stream_targets": list(GATEWAYS),
         "idle": 1000,
@@ -111,6 +115,12 @@ class Bench:
         self._add("direct", lambda: targets.direct(mock, ups))
         self._add("nginx", lambda: targets.start_nginx_proxy(self.procs, WORK, ups))
         self._add("savegate", lambda: targets.start_savegate(self.procs, WORK, ups, SAVEGATE))
+        self._add(
+            "savegate-2w",
+            lambda: targets.start_savegate(
+                self.procs, WORK, ups, SAVEGATE, "savegate-2w", workers=2
+            ),
+        )
         if base is not None:
             self._add(
                 "savegate-base",
@@ -141,7 +151,7 @@ class Bench:
             target: Target = starter()
             self._sanity(target)
         except Exception as exc:  # a peer that cannot run is reported, not fatal
-            if name in ("direct", "nginx", "savegate", "savegate-base"):
+            if name in ("direct", "nginx", "savegate", "savegate-2w", "savegate-base"):
                 raise
             self.peers[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
             print(f"  {name} unavailable: {exc}", flush=True)
@@ -243,6 +253,27 @@ class Bench:
                         }
                     )
         return samples
+
+    def cold(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Each target in turn after an idle gap: non-stream latency and stream TTFB."""
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for mode in ("json", "stream"):
+            routes = {t.name: t.routes[mode] for t in self.targets if mode in t.routes}
+            runs = asyncio.run(
+                client.interleaved(routes, self.plan["cold_n"], self.plan["cold_gap_s"])
+            )
+            out[mode] = {
+                name: [
+                    {
+                        "total_s": (r.end - r.start) if r.end else None,
+                        "ttfb_s": r.ttfb,
+                        "error": client.check(r, stream=mode == "stream"),
+                    }
+                    for r in results
+                ]
+                for name, results in runs.items()
+            }
+        return out
 
     def _streams(self, mode: str, count: int, action: Any) -> dict[str, dict[str, Any]]:
         """Run `action(target)` for each gateway, with the slow upstream's held-stream peak."""
@@ -392,6 +423,7 @@ def main() -> int:
         ("warm-up", "", bench.warm_up),
         ("load", "runs", bench.load),
         ("ttfb", "ttfb", bench.ttfb),
+        ("cold", "cold", bench.cold),
         ("idle", "idle", bench.idle_streams),
         ("burst", "burst", bench.bursts),
     ]

@@ -106,9 +106,10 @@ def start_savegate(
     savegate: str,
     name: str = "savegate",
     source: Path | None = None,
+    workers: int = 1,
 ) -> Target:
     """SaveGate as installed, or (`source`) the tree of another revision on the same
-    virtualenv, for a base-against-new comparison in one run."""
+    virtualenv, for a base-against-new comparison in one run; with `workers` processes."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -119,8 +120,10 @@ def start_savegate(
     config = work / f"{name}.yaml"
     config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
     env = {"PYTHONPATH": str(source / "src")} if source else {}
-    proc, key = _savegate(procs, work / name, savegate, port, config, env)
+    proc, key = _savegate(procs, work / name, savegate, port, config, env, workers)
     label = "SaveGate" if source is None else f"SaveGate base ({source.name})"
+    if workers > 1:
+        label += f", {workers} workers"
     return Target(name, label, proc, _gateway_routes(port, {"Authorization": f"Bearer {key}"}))
 
 
@@ -131,6 +134,7 @@ def _savegate(
     port: int,
     config: Path,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[Proc, str]:
     shutil.rmtree(data, ignore_errors=True)  # a fresh store prints fresh keys
     data.mkdir(parents=True)
@@ -143,6 +147,8 @@ def _savegate(
         str(data),
         "--config",
         str(config),
+        "--workers",
+        str(workers),
     ]
     proc = procs.start(
         data.name, argv, data / "serve.log", env={"MOCK_KEY": MOCK_KEY, **(env or {})}
