@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from savegate.core.errors import InvalidRequest
-from savegate.wire.checks import MAX_STRING, MAX_TOOLS, is_integer
+from savegate.wire.checks import MAX_STOP, MAX_STRING, MAX_TOOLS, is_integer
 
 _NUMBER = (int, float)
 # Blocks an assistant turn may carry that have no chat equivalent: left out.
@@ -144,6 +144,8 @@ def _messages(value: Any) -> None:
             raise _fault(f"{where}.role", "Input should be 'user' or 'assistant'")
         content = _required(message.get("content"), f"{where}.content")
         if role == "user":
+            if content == []:  # a user turn of nothing has no chat equivalent
+                raise _fault(f"{where}.content", "List should have at least 1 item")
             _user_content(content, f"{where}.content")
         else:
             _assistant_content(content, f"{where}.content")
@@ -186,7 +188,8 @@ def validate_messages_request(body: dict[str, Any]) -> dict[str, Any]:
     _integer(body.get("top_k"), "top_k", 0)
     stop = body.get("stop_sequences")
     if stop is not None:
-        for index, sequence in enumerate(_list(stop, "stop_sequences")):
+        # Every model is served through chat, whose `stop` takes at most 4.
+        for index, sequence in enumerate(_list(stop, "stop_sequences", MAX_STOP)):
             _string(_required(sequence, f"stop_sequences.{index}"), f"stop_sequences.{index}")
     _boolean(body.get("stream"), "stream")
     _tools(body.get("tools"))
