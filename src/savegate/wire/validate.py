@@ -175,9 +175,9 @@ def _tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         for index, tool in enumerate(array(tools, "tools", MAX_TOOLS)):
-            _function(
-                tool.get("function") if isinstance(tool, dict) else None, f"tools[{index}].function"
-            )
+            tool = mapping(tool, f"tools[{index}]")
+            one_of(tool.get("type", "function"), f"tools[{index}].type", ("function",))
+            _function(tool.get("function"), f"tools[{index}].function")
     functions = body.get("functions")
     if functions is not None:
         for index, function in enumerate(array(functions, "functions", MAX_TOOLS)):
@@ -225,7 +225,9 @@ def _response_format(value: Any) -> None:
     if value is None:
         return
     fmt = mapping(value, "response_format")
-    one_of(fmt.get("type"), "response_format.type", ("text", "json_object", "json_schema"))
+    if fmt.get("type") is None:
+        raise missing("response_format.type")
+    one_of(fmt["type"], "response_format.type", ("text", "json_object", "json_schema"))
     if fmt.get("type") == "json_schema":
         schema = mapping(fmt.get("json_schema"), "response_format.json_schema")
         required_string(schema.get("name"), "response_format.json_schema.name")
