@@ -18,54 +18,50 @@ def new_id(prefix: str) -> str:
 
 
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The request's `input` as a list of items (a bare string is one user message)."""
-    value = body.get("input")
+    """A validated request's `input` as a list of items (a bare string is one user message)."""
+    value = body["input"]
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": value}]
-    if not isinstance(value, list):
-        raise InvalidRequest(
-            "Invalid type for 'input': expected a string or an array.",
-            param="input",
-            code="invalid_type",
-        )
-    return value
+    return list(value)
 
 
-def _parts(content: Any, role: str) -> Any:
+def _text(parts: Any) -> str:
+    """The text of content parts; whatever is not text counts for nothing (a stored
+    conversation may predate validation)."""
+    if not isinstance(parts, list):
+        return ""
+    return "".join(
+        text
+        for part in parts
+        if isinstance(part, dict) and isinstance(text := part.get("text"), str)
+    )
+
+
+def _parts(content: str | list[dict[str, Any]], role: str) -> Any:
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise InvalidRequest("Message content must be a string or an array.", param="input")
     if role == "assistant":
-        return "".join(part.get("text", "") for part in content)
+        return _text(content)
     parts: list[dict[str, Any]] = []
     for part in content:
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": part.get("text", "")})
-        elif kind == "input_image" and part.get("image_url"):
-            parts.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": part["image_url"], "detail": part.get("detail", "auto")},
-                }
-            )
+        if part["type"] == "input_image":
+            image = {"url": part["image_url"], "detail": part.get("detail") or "auto"}
+            parts.append({"type": "image_url", "image_url": image})
         else:
-            raise InvalidRequest(f"Input content of type '{kind}' is not supported.", param="input")
+            parts.append({"type": "text", "text": part.get("text", "")})
     return parts
 
 
 def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as chat messages. A turn's own input is validated (`validate_responses`);
+    a stored one may predate that, hence the defaults, and the chat request made of them
+    is validated again."""
     messages: list[dict[str, Any]] = []
     for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRequest("Each input item must be an object.", param="input")
         kind = item.get("type", "message")
         if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "system", "developer", "assistant"):
-                raise InvalidRequest(f"Invalid input role: {role!r}.", param="input")
-            messages.append({"role": role, "content": _parts(item.get("content"), role)})
+            role = item["role"]
+            messages.append({"role": role, "content": _parts(item["content"], role)})
         elif kind == "function_call":
             call = {
                 "id": item.get("call_id"),
@@ -85,11 +81,9 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "role": "tool",
                     "tool_call_id": item.get("call_id"),
-                    "content": output if isinstance(output, str) else str(output),
+                    "content": output if isinstance(output, str) else _text(output),
                 }
             )
-        elif kind != "reasoning":
-            raise InvalidRequest(f"Input items of type '{kind}' are not supported.", param="input")
     return messages
 
 

@@ -1,7 +1,9 @@
-"""Validation of chat completion requests, with OpenAI's messages, params and codes.
+"""Parsing of request bodies, and validation of chat, completion and embedding requests,
+with OpenAI's messages, params and codes.
 
-Only what the gateway itself must rely on is checked; every other field passes through
-to the provider untouched.
+A request is checked whole before anything translates or forwards it: what passes here
+has every shape the gateway's translators rely on, so none of them can fail on it.
+Fields the gateway does not read pass through to the provider untouched.
 """
 
 from __future__ import annotations
@@ -11,33 +13,37 @@ from typing import Any
 import orjson
 
 from savegate.core.errors import InvalidRequest
+from savegate.wire.checks import (
+    MAX_DEPTH,
+    MAX_EMBEDDING_INPUTS,
+    MAX_N,
+    MAX_STOP,
+    MAX_STRING,
+    MAX_TOOLS,
+    array,
+    boolean,
+    integer,
+    invalid_type,
+    invalid_value,
+    is_integer,
+    mapping,
+    metadata,
+    missing,
+    non_empty,
+    number,
+    one_of,
+    required_string,
+    string,
+    too_deep,
+)
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-_NUMBER = (int, float)
-
-
-def _invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
-    got = type(value).__name__ if value is not None else "null"
-    return InvalidRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-        param=param,
-        code="invalid_type",
-    )
-
-
-def _invalid_value(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid value for '{param}': {message}", param=param, code="invalid_value"
-    )
-
-
-def _missing(param: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
+_TOOL_CHOICES = ("none", "auto", "required")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, nested no deeper than `MAX_DEPTH` (checked once, here:
+    deeper values could not be serialised again on the way out)."""
     if not raw.strip():
         raise InvalidRequest(
             "We could not parse the JSON body of your request: the body is empty. "
@@ -52,40 +58,148 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    # Nesting needs at least as many brackets as levels: most bodies skip the walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        path = too_deep(body)
+        if path is not None:
+            raise InvalidRequest(
+                f"Invalid '{path}': the request is nested deeper than {MAX_DEPTH} levels.",
+                param=path,
+                code="nesting_too_deep",
+            )
     return body
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, _NUMBER):
-        raise _invalid_type(name, "a number", value)
-    if not low <= value <= high:
-        raise InvalidRequest(
-            f"Invalid '{name}': {value} is not between {low:g} and {high:g}.",
-            param=name,
-            code="invalid_value",
-        )
+def model(body: dict[str, Any]) -> None:
+    value = body.get("model")
+    if value is None or value == "":
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    if not isinstance(value, str):
+        raise invalid_type("model", "a string", value)
 
 
-def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None) -> None:
-    value = body.get(name)
-    if value is None:
+def _content_part(part: Any, param: str) -> None:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise invalid_type(param, "a content part object", part)
+    kind = part["type"]
+    if kind in ("text", "refusal"):
+        required_string(part.get(kind), f"{param}.{kind}")
+    elif kind == "image_url":
+        image = part.get("image_url")
+        if isinstance(image, dict):
+            required_string(image.get("url"), f"{param}.image_url.url")
+            string(image.get("detail"), f"{param}.image_url.detail")
+        else:
+            required_string(image, f"{param}.image_url")
+
+
+def content(value: Any, param: str) -> None:
+    """A message's content: a string or an array of typed parts."""
+    if isinstance(value, list):
+        for index, part in enumerate(value):
+            _content_part(part, f"{param}[{index}]")
+    elif isinstance(value, str):
+        string(value, param)
+    else:
+        raise invalid_type(param, "a string or an array of content parts", value)
+
+
+def _function_call(value: Any, param: str) -> None:
+    call = mapping(value, param)
+    required_string(call.get("name"), f"{param}.name")
+    required_string(call.get("arguments"), f"{param}.arguments")
+
+
+def _tool_calls(value: Any, param: str) -> None:
+    for index, call in enumerate(array(value, param)):
+        where = f"{param}[{index}]"
+        mapping(call, where)
+        string(call.get("id"), f"{where}.id")
+        _function_call(call.get("function"), f"{where}.function")
+
+
+def _message(index: int, message: Any) -> None:
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise invalid_type(where, "an object", message)
+    role = message.get("role")
+    if role is None:
+        raise missing(f"{where}.role")
+    one_of(role, f"{where}.role", ROLES)
+    string(message.get("name"), f"{where}.name")
+    value = message.get("content")
+    if value is not None:
+        content(value, f"{where}.content")
+    elif role != "assistant" or not (
+        "content" in message or message.get("tool_calls") or message.get("function_call")
+    ):
+        # Only an assistant turn may go without content: explicitly null, or a call.
+        raise missing(f"{where}.content")
+    if role == "assistant":
+        if message.get("tool_calls") is not None:
+            _tool_calls(message["tool_calls"], f"{where}.tool_calls")
+        if message.get("function_call") is not None:
+            _function_call(message["function_call"], f"{where}.function_call")
+    if role == "tool":
+        required_string(message.get("tool_call_id"), f"{where}.tool_call_id")
+    if role == "function":
+        required_string(message.get("name"), f"{where}.name")
+
+
+def _function(value: Any, param: str) -> None:
+    function = value if isinstance(value, dict) else {}
+    required_string(function.get("name"), f"{param}.name")
+    string(function.get("description"), f"{param}.description")
+    if function.get("parameters") is not None:
+        mapping(function["parameters"], f"{param}.parameters")
+    boolean(function.get("strict"), f"{param}.strict")
+
+
+def _named_choice(choice: Any, param: str, allowed: tuple[str, ...]) -> None:
+    """`tool_choice` or legacy `function_call`: one of `allowed`, or an object naming a
+    function (as `function.name` or, legacy, `name`)."""
+    if isinstance(choice, str):
+        one_of(choice, param, allowed)
         return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid_type(name, "an integer", value)
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise InvalidRequest(
-            f"Invalid '{name}': {value} must be {bound}.", param=name, code="invalid_value"
+    choice = mapping(choice, param)
+    if "function" in choice:
+        required_string(
+            mapping(choice["function"], f"{param}.function").get("name"), f"{param}.function.name"
         )
+    else:
+        string(choice.get("name"), f"{param}.name")
+    string(choice.get("type"), f"{param}.type")
+
+
+def _tools(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        for index, tool in enumerate(array(tools, "tools", MAX_TOOLS)):
+            tool = mapping(tool, f"tools[{index}]")
+            one_of(tool.get("type", "function"), f"tools[{index}].type", ("function",))
+            _function(tool.get("function"), f"tools[{index}].function")
+    functions = body.get("functions")
+    if functions is not None:
+        for index, function in enumerate(array(functions, "functions", MAX_TOOLS)):
+            _function(function, f"functions[{index}]")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        _named_choice(choice, "tool_choice", _TOOL_CHOICES)
+        if choice != "none" and not tools:
+            raise InvalidRequest(
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+                "are specified.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+    if body.get("function_call") is not None:
+        _named_choice(body["function_call"], "function_call", ("none", "auto"))
+    boolean(body.get("parallel_tool_calls"), "parallel_tool_calls")
 
 
 def _stream(body: dict[str, Any]) -> None:
     stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _invalid_type("stream", "a boolean", stream)
+    boolean(stream, "stream")
     options = body.get("stream_options")
     if options is not None:
         if not stream:
@@ -94,153 +208,105 @@ def _stream(body: dict[str, Any]) -> None:
                 param="stream_options",
                 code="invalid_value",
             )
-        if not isinstance(options, dict):
-            raise _invalid_type("stream_options", "an object", options)
-
-
-def _message(index: int, message: Any) -> None:
-    where = f"messages[{index}]"
-    if not isinstance(message, dict):
-        raise _invalid_type(where, "an object", message)
-    role = message.get("role")
-    if role is None:
-        raise _missing(f"{where}.role")
-    if role not in ROLES:
-        raise _invalid_value(
-            f"{where}.role",
-            f"'{role}'. Supported values are: {', '.join(repr(r) for r in ROLES)}.",
+        boolean(
+            mapping(options, "stream_options").get("include_usage"), "stream_options.include_usage"
         )
-    content = message.get("content")
-    if content is None:
-        if (
-            role == "assistant" and (message.get("tool_calls") or message.get("function_call"))
-        ) or (role == "assistant" and "content" in message):
-            pass
-        else:
-            raise _missing(f"{where}.content")
-    elif isinstance(content, list):
-        for part_index, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                raise _invalid_type(f"{where}.content[{part_index}]", "a content part object", part)
-    elif not isinstance(content, str):
-        raise _invalid_type(f"{where}.content", "a string or an array of content parts", content)
-    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise _missing(f"{where}.tool_call_id")
-    if role == "function" and not isinstance(message.get("name"), str):
-        raise _missing(f"{where}.name")
 
 
-def _tools(body: dict[str, Any]) -> None:
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _invalid_type("tools", "an array", tools)
-        for index, tool in enumerate(tools):
-            function = tool.get("function") if isinstance(tool, dict) else None
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise _missing(f"tools[{index}].function.name")
-    functions = body.get("functions")
-    if functions is not None:
-        if not isinstance(functions, list):
-            raise _invalid_type("functions", "an array", functions)
-        for index, function in enumerate(functions):
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise _missing(f"functions[{index}].name")
-    choice = body.get("tool_choice")
-    if isinstance(choice, str) and choice not in ("none", "auto", "required"):
-        raise _invalid_value("tool_choice", f"'{choice}'. Expected 'none', 'auto' or 'required'.")
-    if choice is not None and choice != "none" and not tools:
-        raise InvalidRequest(
-            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
-            "are specified.",
-            param="tool_choice",
-            code="invalid_value",
-        )
+def _stop(value: Any) -> None:
+    if isinstance(value, list):
+        if len(value) > MAX_STOP or not all(isinstance(item, str) for item in value):
+            raise invalid_value("stop", "expected a string or an array of up to 4 strings.")
+    elif value is not None and not isinstance(value, str):
+        raise invalid_type("stop", "a string or an array of strings", value)
+
+
+def _response_format(value: Any) -> None:
+    if value is None:
+        return
+    fmt = mapping(value, "response_format")
+    if fmt.get("type") is None:
+        raise missing("response_format.type")
+    one_of(fmt["type"], "response_format.type", ("text", "json_object", "json_schema"))
+    if fmt.get("type") == "json_schema":
+        schema = mapping(fmt.get("json_schema"), "response_format.json_schema")
+        required_string(schema.get("name"), "response_format.json_schema.name")
+        if schema.get("schema") is not None:
+            mapping(schema["schema"], "response_format.json_schema.schema")
+
+
+def _sampling(body: dict[str, Any]) -> None:
+    """The sampling and length parameters chat and legacy completions share."""
+    _stream(body)
+    number(body.get("temperature"), "temperature", 0, 2)
+    number(body.get("top_p"), "top_p", 0, 1)
+    number(body.get("presence_penalty"), "presence_penalty", -2, 2)
+    number(body.get("frequency_penalty"), "frequency_penalty", -2, 2)
+    integer(body.get("n"), "n", 1, MAX_N)
+    integer(body.get("max_tokens"), "max_tokens", 1)
+    integer(body.get("seed"), "seed", -(2**63), 2**63 - 1)
+    _stop(body.get("stop"))
+    string(body.get("user"), "user")
 
 
 def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """Check a parsed `/v1/chat/completions` body; raise InvalidRequest on the first fault."""
-    _model(body)
+    model(body)
     messages = body.get("messages")
     if messages is None:
-        raise _missing("messages")
-    if not isinstance(messages, list):
-        raise _invalid_type("messages", "an array", messages)
-    if not messages:
-        raise InvalidRequest(
-            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
-            "but got an empty array instead.",
-            param="messages",
-            code="empty_array",
-        )
+        raise missing("messages")
+    non_empty(array(messages, "messages"), "messages")
     for index, message in enumerate(messages):
         _message(index, message)
-    _stream(body)
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _number(body, "presence_penalty", -2, 2)
-    _number(body, "frequency_penalty", -2, 2)
-    _integer(body, "n", 1, 128)
-    _integer(body, "max_tokens", 1)
-    _integer(body, "max_completion_tokens", 1)
-    _integer(body, "seed", -(2**63), 2**63 - 1)
-    stop = body.get("stop")
-    if stop is not None:
-        if isinstance(stop, list):
-            if len(stop) > 4 or not all(isinstance(item, str) for item in stop):
-                raise _invalid_value("stop", "expected a string or an array of up to 4 strings.")
-        elif not isinstance(stop, str):
-            raise _invalid_type("stop", "a string or an array of strings", stop)
+    _sampling(body)
+    integer(body.get("max_completion_tokens"), "max_completion_tokens", 1)
+    metadata(body.get("metadata"), "metadata")
+    _response_format(body.get("response_format"))
     _tools(body)
     return body
 
 
-def _model(body: dict[str, Any]) -> None:
-    model = body.get("model")
-    if model is None or model == "":
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    if not isinstance(model, str):
-        raise _invalid_type("model", "a string", model)
-
-
-def _string_or_list(body: dict[str, Any], name: str, allow_tokens: bool) -> None:
+def _string_or_list(body: dict[str, Any], name: str, max_items: int | None) -> None:
+    """A prompt or embedding input: a string, or an array of strings, of token ids, or
+    of arrays of token ids."""
     value = body.get(name)
     if value is None:
-        raise _missing(name)
+        raise missing(name)
     if isinstance(value, str):
+        string(value, name)
         return
-    if not isinstance(value, list) or not value:
-        raise _invalid_type(name, "a string or a non-empty array", value)
-    for item in value:
-        ok = isinstance(item, str) or (
-            allow_tokens
-            and (
-                (isinstance(item, int) and not isinstance(item, bool))
-                or (isinstance(item, list) and all(isinstance(t, int) for t in item))
-            )
-        )
-        if not ok:
-            raise _invalid_type(name, "strings or arrays of token ids", item)
+    items = array(value, name, max_items)
+    if not items:
+        raise invalid_type(name, "a string or a non-empty array", value)
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]"
+        if isinstance(item, str):
+            string(item, where, MAX_STRING)
+        elif not is_integer(item) and not (
+            isinstance(item, list) and item and all(is_integer(t) for t in item)
+        ):
+            raise invalid_type(where, "strings or arrays of token ids", item)
 
 
 def validate_completion_request(body: dict[str, Any]) -> dict[str, Any]:
     """Check a parsed `/v1/completions` body."""
-    _model(body)
-    _string_or_list(body, "prompt", allow_tokens=True)
-    _stream(body)
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _integer(body, "n", 1, 128)
-    _integer(body, "max_tokens", 1)
+    model(body)
+    _string_or_list(body, "prompt", None)
+    _sampling(body)
+    string(body.get("suffix"), "suffix")
+    boolean(body.get("echo"), "echo")
+    integer(body.get("best_of"), "best_of", 0, 20)
+    integer(body.get("logprobs"), "logprobs", 0, 5)
     return body
 
 
 def validate_embedding_request(body: dict[str, Any]) -> dict[str, Any]:
     """Check a parsed `/v1/embeddings` body."""
-    _model(body)
-    _string_or_list(body, "input", allow_tokens=True)
+    model(body)
+    _string_or_list(body, "input", MAX_EMBEDDING_INPUTS)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
-        raise _invalid_value("encoding_format", f"'{fmt}'. Expected 'float' or 'base64'.")
-    _integer(body, "dimensions", 1)
+        raise invalid_value("encoding_format", f"'{fmt}'. Expected 'float' or 'base64'.")
+    integer(body.get("dimensions"), "dimensions", 1)
+    string(body.get("user"), "user")
     return body

@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 
-from savegate.core.errors import InvalidRequest
 from savegate.wire.content import text_of
 
 FINISH_TO_STOP = {
@@ -32,8 +31,8 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
         return [{"role": "user", "content": content}]
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for block in content or []:
-        kind = block.get("type")
+    for block in content:
+        kind = block["type"]
         if kind == "tool_result":
             tool_messages.append(
                 {
@@ -43,13 +42,9 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
                 }
             )
         elif kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image":
-            parts.append(_image_part(block.get("source") or {}))
-        else:
-            raise InvalidRequest(
-                f"Content blocks of type '{kind}' are not supported.", param="messages"
-            )
+            parts.append({"type": "text", "text": block["text"]})
+        else:  # an image: `validate` lets no other type through
+            parts.append(_image_part(block["source"]))
     if parts:
         tool_messages.append({"role": "user", "content": parts})
     return tool_messages
@@ -87,7 +82,7 @@ def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
 
 
 def to_openai(body: dict[str, Any]) -> dict[str, Any]:
-    """A validated Anthropic request as an OpenAI chat request."""
+    """An Anthropic request checked by `validate` as an OpenAI chat request."""
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:

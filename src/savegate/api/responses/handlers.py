@@ -10,23 +10,18 @@ from savegate.api.http import (
     stream_response,
 )
 from savegate.api.responses.stream import ResponsesFramer
-from savegate.core.errors import InvalidRequest, NotFound
+from savegate.core.errors import NotFound
 from savegate.core.keys import ApiKey
 from savegate.service.responses import ResponsesService
 from savegate.wire.responses import new_id
 from savegate.wire.validate import parse_json_object
+from savegate.wire.validate_responses import validate_responses_request
 
 
 async def create_response(
     request: HttpRequest, key: ApiKey, responses: ResponsesService
 ) -> Response:
-    body = parse_json_object(request.body)
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    if body.get("input") is None:
-        raise InvalidRequest(
-            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
-        )
+    body = validate_responses_request(parse_json_object(request.body))
     turn = await responses.start(body, request.context)
     if turn.chat.stream:
         reply = await responses.stream(turn)
