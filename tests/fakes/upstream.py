@@ -11,7 +11,8 @@ behaviour:
 - `error-after-<n>`: stream n chunks, then an in-stream error object;
 - `slow`: one chunk every 50 ms for a minute, for disconnect tests;
 - `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]`;
-- `slow-json`: answer a non-streaming request only after 30 s.
+- `slow-json`: answer a non-streaming request only after 30 s;
+- `tool-call-first`: `tool-call-single`, calling the request's first tool by its name.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
 
@@ -188,9 +189,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     name = faults.replay_name(model)
     if model.startswith(("drop-after-", "error-after-", "echo-", "slow", "ticks-")):
         name = "text-basic"
+    if model == "tool-call-first":
+        name = "tool-call-single"
     events = fixture_events(name)
     if model == "echo-ok":
         events = faults.echo_events(events, headers.get("authorization") or "")
+    if model == "tool-call-first":
+        events = openai_extra.call_first_tool(events, request)
     extra = faults.rate_headers(model, headers.get("authorization"))
     if model.endswith("@gzip"):
         extra.append((b"content-encoding", b"gzip"))

@@ -13,6 +13,7 @@ from savegate.wire.responses import (
     message_item,
     new_id,
     response_object,
+    tool_names,
     usage,
 )
 from savegate.wire.sse import named_event
@@ -30,6 +31,7 @@ class ResponsesFramer:
         self._on_complete = on_complete
         self._sequence = 0
         self._model = body.get("model", "")
+        self._names = tool_names(body)
         self._output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._text = ""
@@ -142,7 +144,12 @@ class ResponsesFramer:
             if call.get("id"):
                 self._open_item(
                     call_item(
-                        new_id("fc"), call["id"], function.get("name", ""), "", status="in_progress"
+                        new_id("fc"),
+                        call["id"],
+                        function.get("name", ""),
+                        "",
+                        self._names,
+                        status="in_progress",
                     )
                 )
             fragment = function.get("arguments")
