@@ -60,3 +60,9 @@ def test_codex_exec_through_chat(relay_gateway: Service, tmp_path: Path):
     result = run_codex(relay_gateway, "text-basic", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("I'm unable to provide real-time weather"), result.stdout
+
+
+def test_codex_exec_through_the_native_responses_api(native_gateway: Service, tmp_path: Path):
+    result = run_codex(native_gateway, "codex-model", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello from the Responses API.\n"

@@ -1,5 +1,6 @@
 """A fake upstream that replays real recorded streams byte for byte: OpenAI chat
-completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`.
+completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`, the
+Responses API in `responses.py`.
 
 Run as `python -m tests.fakes.upstream --port N`. The requested model picks the
 behaviour:
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, faults, gemini, openai_extra
+from tests.fakes import anthropic, faults, gemini, openai_extra, responses
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
@@ -179,6 +180,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if model == "slow-json":
         await hold_until_disconnect(model, receive)
+        return
+    if scope["path"].endswith("/responses"):
+        await responses.handle(request, send)
         return
     if scope["path"].endswith("/embeddings"):
         await send_json(send, 200, openai_extra.embeddings_body(request))
