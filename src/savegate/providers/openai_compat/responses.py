@@ -15,7 +15,6 @@ import orjson
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.providers import upstream_errors as errors
 from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.openai_compat.adapter import OpenAICompatProvider
 from savegate.wire.chunks import Chunks
@@ -133,7 +132,7 @@ class ResponsesEventStream:
         if not isinstance(fields, dict):
             fields = {}
         error = {key: fields.get(key) for key in ("message", "code", "param")}
-        return errors.from_payload(self._http.name, orjson.dumps({"error": error}))
+        return self._http.payload_error(orjson.dumps({"error": error}))
 
     async def aclose(self) -> None:
         if self._batches is not None:
