@@ -127,7 +127,7 @@ def test_a_limited_key_caps_output_in_the_responses_field(
     created = httpx.post(
         native_gateway.url + "/admin/keys",
         headers=headers,
-        json={"name": "capped", "monthly_budget_usd": 5},
+        json={"name": "capped", "monthly_token_quota": 100000},
     )
     assert created.status_code == 201, created.text
     answer = post(
