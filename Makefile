@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; the cluster tests put Debian's nginx in front
-# of the replicas; the Node examples need their npm packages.
+# of the replicas; the Node examples and the Codex CLI test need their npm packages (the
+# Codex CLI ships its native binary in a platform package).
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
-NODE_EXAMPLES := examples/node
+NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
@@ -31,15 +32,15 @@ $(CHROMIUM):
 $(NGINX):
 	apt-get update -q && apt-get install -y -q nginx-light
 
-$(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
+%/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
-	npm ci --prefix $(NODE_EXAMPLES) --no-audit --no-fund
+	npm ci --prefix $* --no-audit --no-fund
 	touch $@
 
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(NODE_EXAMPLES)/node_modules/.installed
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

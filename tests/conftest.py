@@ -170,3 +170,28 @@ def relay_gateway(
     service = start_gateway(tmp_path_factory.mktemp("relay"), config)
     yield service
     stop(service.process)
+
+
+@pytest.fixture(scope="session")
+def native_gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service
+) -> Iterator[Service]:
+    """The gateway passing `/v1/responses` through (`responses: native`) for `resp-*` and
+    `codex-model` (renamed upstream to `resp-text`); `text-*` through chat, same fake."""
+    os.environ.setdefault("FAKE_UPSTREAM_KEY", "sk-fake-upstream-key")
+    upstream = {"base_url": fake_upstream.base_url, "api_key_env": "FAKE_UPSTREAM_KEY"}
+    config = {
+        "local": {"enabled": False},
+        "usage": {"flush_seconds": 0.1},
+        "providers": {
+            "native": {
+                **upstream,
+                "responses": "native",
+                "models": ["resp-*", {"name": "codex-model", "upstream": "resp-text"}],
+            },
+            "chat": {**upstream, "models": ["text-*"]},
+        },
+    }
+    service = start_gateway(tmp_path_factory.mktemp("native"), config)
+    yield service
+    stop(service.process)

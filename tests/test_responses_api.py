@@ -131,9 +131,99 @@ def test_unknown_previous_response_is_404(client: openai.OpenAI):
     assert info.value.param == "previous_response_id"
 
 
-def test_unsupported_tool_type_is_400(client: openai.OpenAI):
-    with pytest.raises(openai.BadRequestError):
-        client.responses.create(model="text-basic", input="x", tools=[{"type": "web_search"}])
+NAMESPACE = {
+    "type": "namespace",
+    "name": "weather",
+    "description": "Weather tools.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "lookup",
+            "description": "Look the weather up.",
+            "strict": False,
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ],
+}
+HOSTED = [
+    {"type": "web_search", "external_web_access": False},
+    {"type": "file_search", "vector_store_ids": ["vs_1"]},
+    {"type": "code_interpreter", "container": {"type": "auto"}},
+    {"type": "image_generation"},
+    {"type": "mcp", "server_label": "x", "server_url": "https://example.invalid"},
+    {
+        "type": "computer_use_preview",
+        "display_width": 1,
+        "display_height": 1,
+        "environment": "linux",
+    },
+]
+
+
+def test_namespaces_are_flattened_and_hosted_tools_dropped(
+    client: openai.OpenAI, fake_upstream: Service, relay_gateway: Service
+):
+    response = client.responses.create(
+        model="tool-call-first", input="Weather in SF?", tools=[NAMESPACE, TOOL, *HOSTED]
+    )
+    sent = upstream_body(fake_upstream)
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather__lookup",
+                "description": "Weather tools.\n\nLook the weather up.",
+                "parameters": NAMESPACE["tools"][0]["parameters"],
+                "strict": False,
+            },
+        },
+        {
+            "type": "function",
+            "function": {k: TOOL[k] for k in ("name", "description", "parameters")},
+        },
+    ]
+    (call,) = response.output
+    assert call.type == "function_call" and call.name == "lookup"
+    assert call.namespace == "weather" and json.loads(call.arguments)
+    # The gateway says once per tool type that it dropped one, not once per request.
+    client.responses.create(model="text-basic", input="x", tools=HOSTED[:1])
+    assert relay_gateway.output().count("of type 'web_search' are dropped") == 1
+
+
+def test_namespaced_call_stream_and_its_history(client: openai.OpenAI, fake_upstream: Service):
+    with client.responses.stream(
+        model="tool-call-first", input="Weather in SF?", tools=[NAMESPACE]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [(item.namespace, item.name) for item in added] == [("weather", "lookup")]
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done[0].name == "lookup"
+    (call,) = final.output
+    assert (call.namespace, call.name) == ("weather", "lookup")
+    # The client sends the call back in its next turn's input, as Codex does.
+    client.responses.create(
+        model="text-basic",
+        tools=[NAMESPACE],
+        store=False,
+        input=[
+            {"type": "message", "role": "user", "content": "Weather in SF?"},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18C"},
+        ],
+    )
+    messages = upstream_body(fake_upstream)["messages"]
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "weather__lookup"
+
+
+def test_only_hosted_tools_sends_no_tools(client: openai.OpenAI, fake_upstream: Service):
+    response = client.responses.create(
+        model="text-basic", input="x", tools=HOSTED, tool_choice={"type": "web_search"}
+    )
+    assert response.status == "completed"
+    sent = upstream_body(fake_upstream)
+    assert "tools" not in sent and "tool_choice" not in sent
 
 
 def test_mid_stream_failure_ends_with_response_failed(client: openai.OpenAI):

@@ -74,7 +74,7 @@ class Gateway:
         self.completions = CompletionService(pipeline)
         self.embeddings = EmbeddingService(pipeline)
         self.response_store = ResponseStore(self.engine)
-        self.responses = ResponsesService(self.chat, self.response_store)
+        self.responses = ResponsesService(pipeline, self.chat, self.response_store)
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes

@@ -14,7 +14,7 @@ from savegate.providers.anthropic import AnthropicProvider
 from savegate.providers.base import ChatProvider
 from savegate.providers.gemini import GeminiProvider
 from savegate.providers.http import Headers, HttpUpstream
-from savegate.providers.openai_compat import OpenAICompatProvider
+from savegate.providers.openai_compat import OpenAICompatProvider, OpenAIResponsesProvider
 from savegate.routing.health import DeploymentHealth
 from savegate.routing.router import Deployment, ModelGroup, ModelRouter
 
@@ -50,6 +50,9 @@ class _DeploymentFactory:
         self._routing = routing
         self._keys: list[str | None] = list(config.api_keys()) or [None]
         self._billing = Billing(config.discount, dict(config.prices))
+        self._adapter: Adapter = PROVIDER_TYPES[config.type]
+        if config.responses == "native":
+            self._adapter = OpenAIResponsesProvider
         self.adapters: list[ChatProvider] = []
 
     def build(self, model: str | None, weight: float = 1.0) -> list[Deployment]:
@@ -58,7 +61,7 @@ class _DeploymentFactory:
             health = DeploymentHealth(
                 self._routing.failure_threshold, self._routing.cooldown_seconds
             )
-            adapter = PROVIDER_TYPES[self._config.type](self.name, self._http, key, health.observe)
+            adapter = self._adapter(self.name, self._http, key, health.observe)
             self.adapters.append(adapter)
             label = self.name if len(self._keys) == 1 else f"{self.name}#{index + 1}"
             deployments.append(Deployment(label, adapter, health, model, weight, self._billing))

@@ -50,6 +50,9 @@ class ProviderConfig(_Strict):
 
     type: Literal["openai", "anthropic", "gemini"] = "openai"
     base_url: str
+    # `/v1/responses`: translated through chat, or passed through to an upstream that
+    # serves it (OpenAI); only for `openai` providers.
+    responses: Literal["chat", "native"] = "chat"
     api_key_env: list[str] = Field(default_factory=list)
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
@@ -70,6 +73,12 @@ class ProviderConfig(_Strict):
         if isinstance(value, list):
             return [{"name": item} if isinstance(item, str) else item for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _native_responses_need_openai(self) -> ProviderConfig:
+        if self.responses == "native" and self.type != "openai":
+            raise ValueError("responses: native needs a provider of type openai")
+        return self
 
     def api_keys(self) -> list[str]:
         """Upstream keys read from the environment; a missing variable is an error."""

@@ -83,3 +83,13 @@ def legacy_completion(chat: dict[str, Any]) -> dict[str, Any]:
         ],
         "usage": chat["usage"],
     }
+
+
+def call_first_tool(events: list[bytes], request: dict[str, Any]) -> list[bytes]:
+    """The tool-call recording, calling the request's first tool by its name: a test
+    sees the name the gateway sent upstream come back."""
+    name = request["tools"][0]["function"]["name"]
+    return [
+        event.replace(b'"name":"GetWeatherArgs"', orjson.dumps({"name": name})[1:-1])
+        for event in events
+    ]

@@ -1,5 +1,6 @@
 """A fake upstream that replays real recorded streams byte for byte: OpenAI chat
-completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`.
+completions here, Anthropic Messages in `anthropic.py`, Gemini in `gemini.py`, the
+Responses API in `responses.py`.
 
 Run as `python -m tests.fakes.upstream --port N`. The requested model picks the
 behaviour:
@@ -11,7 +12,8 @@ behaviour:
 - `error-after-<n>`: stream n chunks, then an in-stream error object;
 - `slow`: one chunk every 50 ms for a minute, for disconnect tests;
 - `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]`;
-- `slow-json`: answer a non-streaming request only after 30 s.
+- `slow-json`: answer a non-streaming request only after 30 s;
+- `tool-call-first`: `tool-call-single`, calling the request's first tool by its name.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, faults, gemini, openai_extra
+from tests.fakes import anthropic, faults, gemini, openai_extra, responses
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
@@ -179,6 +181,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if model == "slow-json":
         await hold_until_disconnect(model, receive)
         return
+    if scope["path"].endswith("/responses"):
+        await responses.handle(request, send)
+        return
     if scope["path"].endswith("/embeddings"):
         await send_json(send, 200, openai_extra.embeddings_body(request))
         return
@@ -188,9 +193,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     name = faults.replay_name(model)
     if model.startswith(("drop-after-", "error-after-", "echo-", "slow", "ticks-")):
         name = "text-basic"
+    if model == "tool-call-first":
+        name = "tool-call-single"
     events = fixture_events(name)
     if model == "echo-ok":
         events = faults.echo_events(events, headers.get("authorization") or "")
+    if model == "tool-call-first":
+        events = openai_extra.call_first_tool(events, request)
     extra = faults.rate_headers(model, headers.get("authorization"))
     if model.endswith("@gzip"):
         extra.append((b"content-encoding", b"gzip"))

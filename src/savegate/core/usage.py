@@ -20,13 +20,18 @@ class TokenCounts:
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any] | None) -> TokenCounts:
-        """From an OpenAI `usage` object (chat, completions, embeddings)."""
+        """From an OpenAI `usage` object (chat, completions, embeddings, and the Responses
+        API's, which names prompt and completion input and output)."""
         usage = usage or {}
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
+        prompt_details = (
+            usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        )
+        completion_details = (
+            usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+        )
         return cls(
-            prompt=int(usage.get("prompt_tokens") or 0),
-            completion=int(usage.get("completion_tokens") or 0),
+            prompt=int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+            completion=int(usage.get("completion_tokens") or usage.get("output_tokens") or 0),
             cached=int(prompt_details.get("cached_tokens") or 0),
             cache_write=int(prompt_details.get("cache_creation_tokens") or 0),
             reasoning=int(completion_details.get("reasoning_tokens") or 0),

@@ -118,6 +118,8 @@ class AttemptMeter:
                 return batch
             return head
         kept = [chunk for chunk in batch if not self._is_usage_only(chunk)]
+        if len(kept) == len(batch):
+            return batch  # as it came, bytes and all
         return Chunks(kept) if kept else None
 
     def _is_usage_only(self, chunk: Json) -> bool:
@@ -125,10 +127,12 @@ class AttemptMeter:
         if not _usages(chunk.raw):
             return False
         data = chunk.data
-        if not data.get("usage"):
+        # A Responses event (`response.completed`) has it in its response.
+        carrier = data.get("response") if isinstance(data.get("response"), dict) else data
+        if not carrier.get("usage"):
             return False
-        self._usage = data["usage"]
-        self._model = data.get("model")
+        self._usage = carrier["usage"]
+        self._model = carrier.get("model")
         return self._parent.strip_usage and not data.get("choices")
 
     def ended(

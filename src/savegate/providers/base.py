@@ -59,3 +59,14 @@ class EmbeddingProvider(Protocol):
     """Optional: `/v1/embeddings`. Answers in OpenAI's shape, honouring `encoding_format`."""
 
     async def embed(self, request: ChatRequest, model: str) -> Json: ...
+
+
+@runtime_checkable
+class ResponsesProvider(Protocol):
+    """Optional: `/v1/responses` natively, the request passed through as the client sent
+    it. Others are served through a translation to chat instead. The stream's batches are
+    the upstream's Responses events (items and bytes), not chat chunks."""
+
+    async def respond(self, request: ChatRequest, model: str) -> Json: ...
+
+    async def stream_response(self, request: ChatRequest, model: str) -> ChatStream: ...

@@ -23,6 +23,7 @@ from savegate.routing.router import Attempt
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_CAP = 4096  # reserved when a limited key's request sets no output limit
+_OUTPUT_FIELD = {"responses": "max_output_tokens"}  # else `max_tokens`
 
 
 def check_model_access(request: ChatRequest) -> None:
@@ -36,7 +37,9 @@ def check_model_access(request: ChatRequest) -> None:
 
 
 def _max_output(body: dict[str, Any]) -> int | None:
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    value = (
+        body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    )
     return int(value) if value else None
 
 
@@ -122,7 +125,7 @@ class Admission:
         output = _max_output(request.body)
         if output is None and endpoint != "embeddings":
             output = DEFAULT_OUTPUT_CAP
-            request = request.with_field("max_tokens", output)
+            request = request.with_field(_OUTPUT_FIELD.get(endpoint, "max_tokens"), output)
         output = (output or 0) * int(request.body.get("n") or 1)
         cost = max((self._price(request, a).worst_case(prompt, output) for a in plan), default=0.0)
         reservation = await self._budgets.reserve(key, prompt + output, cost)

@@ -50,14 +50,30 @@ class Pipeline:
             await ticket.settle(used)
         return Reply(answer, ticket.headers)
 
+    def served_with(self, model: str, supports: Capability) -> bool:
+        """Whether every deployment a request for `model` may reach has the ability."""
+        try:
+            plan = self._executor.plan(model)
+        except GatewayError:
+            return False  # the call itself will say why
+        return all(supports.check(attempt.deployment.provider) for attempt in plan)
+
     async def stream(
-        self, request: ChatRequest, endpoint: str, open_stream: Open
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: Open,
+        supports: Capability | None = None,
+        *,
+        reports_usage: bool = False,
     ) -> Reply[ChatStream]:
         """Open a stream. Failures before the first chunk raise here, before the caller
-        has sent a byte, so they can still become an HTTP error status."""
+        has sent a byte, so they can still become an HTTP error status. A stream that
+        `reports_usage` unasked (Responses events) is neither asked for it nor stripped
+        of it."""
         check_model_access(request)
-        plan = self._executor.plan(request.model)
-        wants_usage = request.include_usage
+        plan = self._executor.plan(request.model, supports)
+        wants_usage = request.include_usage or reports_usage
         if not wants_usage:  # always asked upstream: it is what the stream is billed by
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}
             request = request.with_field("stream_options", options)

@@ -1,8 +1,12 @@
-"""The Responses API use case: a conversation the gateway keeps, answered through chat.
+"""The Responses API use case: passed through to upstreams that speak it, else a
+conversation the gateway keeps, answered through chat.
 
-A turn loads the conversation named by `previous_response_id` (only the key that made it
-can see it), adds this turn's input, and is answered by the chat pipeline. A finished
-response is stored with the input that led to it, unless the request said `store: false`.
+When every deployment of the model serves the Responses API natively (`responses:
+native`), the request goes upstream as the client sent it, through the same pipeline,
+and the conversation is the upstream's to keep. Otherwise a turn loads the conversation
+named by `previous_response_id` (only the key that made it can see it), adds this
+turn's input, and is answered through chat. A finished response is stored with the
+input that led to it, unless the request said `store: false`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,32 @@ import orjson
 from savegate.core.errors import NotFound
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest, RequestContext
-from savegate.providers.base import ChatStream
+from savegate.providers.base import ChatStream, ResponsesProvider
+from savegate.routing.executor import Capability
+from savegate.routing.router import Route
 from savegate.service.chat import ChatService
-from savegate.service.pipeline import Reply
+from savegate.service.pipeline import Pipeline, Reply
 from savegate.store.responses import ResponseStore, StoredResponse
 from savegate.wire.responses import chat_body, from_chat, input_items, new_id
 from savegate.wire.validate import validate_chat_request
+
+NATIVE = Capability(
+    "the Responses API natively", lambda provider: isinstance(provider, ResponsesProvider)
+)
+
+
+def _native(route: Route) -> ResponsesProvider:
+    provider = route.provider
+    assert isinstance(provider, ResponsesProvider)
+    return provider
+
+
+async def _respond(route: Route, request: ChatRequest) -> Json:
+    return await _native(route).respond(request, route.upstream_model)
+
+
+async def _open(route: Route, request: ChatRequest) -> ChatStream:
+    return await _native(route).stream_response(request, route.upstream_model)
 
 
 def not_found(response_id: str, param: str | None = None) -> NotFound:
@@ -29,15 +53,16 @@ def not_found(response_id: str, param: str | None = None) -> NotFound:
 
 @dataclass(slots=True)
 class Turn:
-    """One `POST /v1/responses`: the Responses request, its chat request, and what to
-    store once it is answered."""
+    """One `POST /v1/responses`: the Responses request, the request that goes upstream
+    (the same, when `native`; else its chat form), and what to store once answered."""
 
     response_id: str
     body: dict[str, Any]
-    chat: ChatRequest
+    request: ChatRequest
     key_id: str
     conversation: list[dict[str, Any]]  # the stored history and this turn's input
     store: ResponseStore | None
+    native: bool = False
 
     def remember(self, response: dict[str, Any]) -> None:
         if self.store is not None:
@@ -45,12 +70,17 @@ class Turn:
 
 
 class ResponsesService:
-    def __init__(self, chat: ChatService, store: ResponseStore) -> None:
+    def __init__(self, pipeline: Pipeline, chat: ChatService, store: ResponseStore) -> None:
+        self._pipeline = pipeline
         self._chat = chat
         self._store = store
 
-    async def start(self, body: dict[str, Any], context: RequestContext) -> Turn:
+    async def start(self, body: dict[str, Any], raw: bytes, context: RequestContext) -> Turn:
+        """The turn for the request `body` (`raw`: its bytes, as the client sent them)."""
         key_id = context.key.id
+        if self._pipeline.served_with(body["model"], NATIVE):
+            request = ChatRequest(body, raw, context)
+            return Turn(new_id("resp"), body, request, key_id, [], None, native=True)
         history: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
         if previous is not None:
@@ -71,13 +101,20 @@ class ResponsesService:
         )
 
     async def complete(self, turn: Turn) -> Reply[Json]:
-        reply = await self._chat.complete(turn.chat)
+        if turn.native:
+            return await self._pipeline.call(turn.request, "responses", _respond, NATIVE)
+        reply = await self._chat.complete(turn.request)
         response = from_chat(turn.response_id, turn.body, reply.value.data)
         turn.remember(response)
         return Reply(Json.of(response), reply.headers)
 
     async def stream(self, turn: Turn) -> Reply[ChatStream]:
-        return await self._chat.stream(turn.chat)
+        """Chat chunks, or the upstream's Responses events when the turn is native."""
+        if turn.native:
+            return await self._pipeline.stream(
+                turn.request, "responses", _open, NATIVE, reports_usage=True
+            )
+        return await self._chat.stream(turn.request)
 
     async def load(self, key_id: str, response_id: str) -> StoredResponse:
         stored = await self._store.load(key_id, response_id)

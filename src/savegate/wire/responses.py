@@ -6,11 +6,21 @@ same whatever answers, and the conversation is stored by the gateway.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from savegate.core.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+# A namespaced function's name in chat: OpenAI, Anthropic and Gemini all allow only
+# [A-Za-z0-9_-] in tool names, so the namespace is joined with an underscore pair.
+NAMESPACE_JOIN = "__"
+Names = Mapping[str, tuple[str, str]]  # chat tool name → (namespace, name)
+_noted: set[str] = set()  # tool types already logged as dropped
 
 
 def new_id(prefix: str) -> str:
@@ -63,10 +73,13 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             role = item["role"]
             messages.append({"role": role, "content": _parts(item["content"], role)})
         elif kind == "function_call":
+            name = item.get("name")
+            if item.get("namespace"):
+                name = f"{item['namespace']}{NAMESPACE_JOIN}{name}"
             call = {
                 "id": item.get("call_id"),
                 "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+                "function": {"name": name, "arguments": item.get("arguments", "")},
             }
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
@@ -87,21 +100,71 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+def _function(tool: dict[str, Any], name: str, prefix: str | None = None) -> dict[str, Any]:
+    function = {
+        key: tool[key]
+        for key in ("description", "parameters", "strict")
+        if tool.get(key) is not None
+    }
+    if prefix:  # the namespace's description is all the model is told of the group
+        function["description"] = f"{prefix}\n\n{function.get('description', '')}".strip()
+    return {"type": "function", "function": {"name": name, **function}}
+
+
+def _note_dropped(kind: str) -> None:
+    if kind not in _noted:
+        _noted.add(kind)
+        log.warning(
+            "Responses tools of type '%s' are dropped: a chat backend cannot run them"
+            " (noted once).",
+            kind,
+        )
+
+
 def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Function tools as they are, namespaces flattened into their functions; hosted
+    tools (web_search, file_search, mcp, …) are the upstream's to run, and a chat
+    backend has none: they are dropped."""
     result = []
     for tool in tools:
-        if tool.get("type") != "function":
-            raise InvalidRequest(
-                f"Tools of type '{tool.get('type')}' are not supported; use function tools.",
-                param="tools",
-            )
-        function = {
-            key: tool[key]
-            for key in ("name", "description", "parameters", "strict")
-            if tool.get(key) is not None
-        }
-        result.append({"type": "function", "function": function})
+        if not isinstance(tool, dict):
+            raise InvalidRequest("Each tool must be an object.", param="tools")
+        kind = tool.get("type")
+        if kind == "function":
+            result.append(_function(tool, tool.get("name", "")))
+        elif kind == "namespace":
+            for inner in tool.get("tools") or []:
+                if inner.get("type") != "function":
+                    _note_dropped(f"namespace.{inner.get('type')}")
+                    continue
+                name = f"{tool.get('name')}{NAMESPACE_JOIN}{inner.get('name')}"
+                result.append(_function(inner, name, tool.get("description")))
+        else:
+            _note_dropped(str(kind))
     return result
+
+
+def tool_names(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The request's namespaced functions by their chat names, to name calls back."""
+    names: dict[str, tuple[str, str]] = {}
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            for inner in tool.get("tools") or []:
+                namespace, name = str(tool.get("name")), str(inner.get("name"))
+                names[f"{namespace}{NAMESPACE_JOIN}{name}"] = (namespace, name)
+    return names
+
+
+def _tool_choice(choice: Any) -> Any:
+    """The chat `tool_choice`, or None when it names a tool chat cannot call."""
+    if not isinstance(choice, dict):
+        return choice
+    kind = choice.get("type")
+    if kind == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    if kind == "allowed_tools":
+        return choice.get("mode", "auto")
+    return None  # a hosted tool, dropped with its tool
 
 
 def chat_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,12 +184,11 @@ def chat_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, An
     ):
         if body.get(theirs) is not None:
             chat[ours] = body[theirs]
-    if body.get("tools"):
-        chat["tools"] = _tools(body["tools"])
-        choice = body.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "function":
-            chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-        elif choice is not None:
+    tools = _tools(body.get("tools") or [])
+    if tools:  # not an empty list: some backends refuse one
+        chat["tools"] = tools
+        choice = _tool_choice(body.get("tool_choice"))
+        if choice is not None:
             chat["tool_choice"] = choice
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
@@ -179,9 +241,16 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
 
 
 def call_item(
-    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    names: Names,
+    status: str = "completed",
 ) -> dict[str, Any]:
-    return {
+    """A `function_call` item for the chat tool `name`, back in the namespace the
+    client declared it in."""
+    item = {
         "type": "function_call",
         "id": item_id,
         "call_id": call_id,
@@ -189,9 +258,12 @@ def call_item(
         "arguments": arguments,
         "status": status,
     }
+    if name in names:
+        item["namespace"], item["name"] = names[name]
+    return item
 
 
-def output_items(chat: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+def output_items(chat: dict[str, Any], names: Names) -> tuple[list[dict[str, Any]], str | None]:
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     items: list[dict[str, Any]] = []
@@ -205,6 +277,7 @@ def output_items(chat: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None
                 call.get("id") or new_id("call"),
                 function.get("name", ""),
                 function.get("arguments", ""),
+                names,
             )
         )
     return items, choice.get("finish_reason")
@@ -256,7 +329,7 @@ def response_object(
 
 
 def from_chat(response_id: str, body: dict[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
-    items, finish = output_items(chat)
+    items, finish = output_items(chat, tool_names(body))
     incomplete = incomplete_reason(finish)
     return response_object(
         response_id,

@@ -9,7 +9,8 @@ from savegate.api.http import (
     json_response,
     stream_response,
 )
-from savegate.api.responses.stream import ResponsesFramer
+from savegate.api.relay import Framer
+from savegate.api.responses.stream import NativeFramer, ResponsesFramer
 from savegate.core.errors import NotFound
 from savegate.core.keys import ApiKey
 from savegate.service.responses import ResponsesService
@@ -22,10 +23,14 @@ async def create_response(
     request: HttpRequest, key: ApiKey, responses: ResponsesService
 ) -> Response:
     body = validate_responses_request(parse_json_object(request.body))
-    turn = await responses.start(body, request.context)
-    if turn.chat.stream:
+    turn = await responses.start(body, request.body, request.context)
+    if turn.request.stream:
         reply = await responses.stream(turn)
-        framer = ResponsesFramer(turn.response_id, body, turn.remember)
+        framer: Framer = (
+            NativeFramer()
+            if turn.native
+            else ResponsesFramer(turn.response_id, body, turn.remember)
+        )
         return stream_response(reply.value, framer, reply.headers, request.request_id)
     answer = await responses.complete(turn)
     return answer_response(answer.value, answer.headers)

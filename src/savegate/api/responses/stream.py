@@ -1,4 +1,5 @@
-"""Chat chunks → Responses API stream events, each with its `sequence_number`."""
+"""Chat chunks → Responses API stream events, each with its `sequence_number`; or a
+native upstream's own events, relayed as they came."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from savegate.wire.responses import (
     message_item,
     new_id,
     response_object,
+    tool_names,
     usage,
 )
 from savegate.wire.sse import named_event
@@ -30,6 +32,7 @@ class ResponsesFramer:
         self._on_complete = on_complete
         self._sequence = 0
         self._model = body.get("model", "")
+        self._names = tool_names(body)
         self._output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._text = ""
@@ -142,7 +145,12 @@ class ResponsesFramer:
             if call.get("id"):
                 self._open_item(
                     call_item(
-                        new_id("fc"), call["id"], function.get("name", ""), "", status="in_progress"
+                        new_id("fc"),
+                        call["id"],
+                        function.get("name", ""),
+                        "",
+                        self._names,
+                        status="in_progress",
                     )
                 )
             fragment = function.get("arguments")
@@ -171,9 +179,61 @@ class ResponsesFramer:
         return self._drain()
 
     def fail(self, error: GatewayError) -> bytes:
-        self._emit("error", code=error.code or error.type, message=error.message, param=error.param)
-        failed = self._snapshot(
-            "failed", error={"code": error.code or "server_error", "message": error.message}
+        pending = self._drain()  # what a feed cut short had framed already
+        return pending + failure_events(error, self._sequence, self._snapshot("in_progress"))
+
+
+def failure_events(error: GatewayError, sequence: int, response: dict[str, Any] | None) -> bytes:
+    """`error` then `response.failed` (when the response is known), numbered from
+    `sequence`: how a stream cut short ends."""
+    code = error.code or error.type
+    events = [
+        named_event(
+            "error",
+            {
+                "type": "error",
+                "sequence_number": sequence,
+                "code": code,
+                "message": error.message,
+                "param": error.param,
+            },
         )
-        self._emit("response.failed", response=failed)
-        return self._drain()
+    ]
+    if response is not None:
+        failed = {
+            **response,
+            "status": "failed",
+            "error": {"code": error.code or "server_error", "message": error.message},
+        }
+        events.append(
+            named_event(
+                "response.failed",
+                {"type": "response.failed", "sequence_number": sequence + 1, "response": failed},
+            )
+        )
+    return b"".join(events)
+
+
+class NativeFramer:
+    """The events of an upstream that speaks the Responses API, as its own bytes; only a
+    failure of the stream itself is framed here, numbered after the events relayed."""
+
+    def __init__(self) -> None:
+        self._sequence = 0
+        self._response: dict[str, Any] | None = None  # as `response.created` told it
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, batch: Chunks) -> bytes:
+        if self._response is None and len(batch):
+            first = batch.items[0].data.get("response")
+            self._response = first if isinstance(first, dict) else {}
+        self._sequence += len(batch)
+        return batch.sse
+
+    def finish(self) -> bytes:
+        return b""
+
+    def fail(self, error: GatewayError) -> bytes:
+        return failure_events(error, self._sequence, self._response or None)
