@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; the cluster tests put Debian's nginx in front
-# of the replicas; the Node examples need their npm packages.
+# of the replicas; the Node examples need their npm packages; docker-compose (v1, which
+# needs no engine for `config`) validates deploy/docker-compose.yaml.
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
+COMPOSE := /usr/bin/docker-compose
 NODE_EXAMPLES := examples/node
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -31,6 +33,9 @@ $(CHROMIUM):
 $(NGINX):
 	apt-get update -q && apt-get install -y -q nginx-light
 
+$(COMPOSE):
+	apt-get update -q && apt-get install -y -q docker-compose
+
 $(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $(NODE_EXAMPLES) --no-audit --no-fund
@@ -39,7 +44,7 @@ $(NODE_EXAMPLES)/node_modules/.installed: $(NODE_EXAMPLES)/package-lock.json
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(NODE_EXAMPLES)/node_modules/.installed
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(NODE_EXAMPLES)/node_modules/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
