@@ -315,6 +315,13 @@ helm_python = (
 )
 
 
+kubernetes_validate = (
+    pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    if not os.environ.get("CI")
+    else __import__("kubernetes_validate")
+)
+
+
 def render(values: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The chart's manifests for `values`, by kind."""
     with helm_python.Chart.load(str(CHART)) as chart:
@@ -350,6 +357,17 @@ def test_chart_lints_clean() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert yaml.safe_load((CHART / "Chart.yaml").read_text())["name"] == "savegate"
     assert values["workers"] and values["config"]["server"]["shutdown_grace_seconds"]
+
+
+@pytest.mark.parametrize("kube", ["1.29.0", "1.37.0"])
+def test_chart_manifests_match_the_kubernetes_schema(kube: str) -> None:
+    """Strict: an unknown field (a misspelt probe, a misplaced key) fails too."""
+    values = {"ingress": {"enabled": True, "tls": [{"secretName": "tls", "hosts": ["a.b"]}]}}
+    kinds = render({**values, "secret": {"env": {"OPENAI_API_KEY": "sk"}}})
+    assert len(kinds) == 7
+    for docs in kinds.values():
+        for doc in docs:
+            kubernetes_validate.validate(doc, kube, strict=True)
 
 
 def test_chart_probes_health_and_drains_before_it_is_killed() -> None:
