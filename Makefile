@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; the cluster tests put Debian's nginx in front
 # of the replicas; the Node examples and the Codex CLI test need their npm packages (the
-# Codex CLI ships its native binary in a platform package).
+# Codex CLI ships its native binary in a platform package); docker-compose (v1, which
+# needs no engine for `config`) validates deploy/docker-compose.yaml.
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
+COMPOSE := /usr/bin/docker-compose
 NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -32,6 +34,9 @@ $(CHROMIUM):
 $(NGINX):
 	apt-get update -q && apt-get install -y -q nginx-light
 
+$(COMPOSE):
+	apt-get update -q && apt-get install -y -q docker-compose
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -40,7 +45,7 @@ $(NGINX):
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(NODE_PACKAGES:%=%/node_modules/.installed)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

@@ -1,0 +1,44 @@
+{{- define "savegate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "savegate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{ include "savegate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "savegate.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "savegate.secretName" -}}
+{{- .Values.secret.existingSecret | default (include "savegate.fullname" .) -}}
+{{- end -}}
+
+{{/* Seconds SaveGate may drain for: server.shutdown_grace_seconds, rounded up. */}}
+{{- define "savegate.graceSeconds" -}}
+{{- $server := .Values.config.server | default dict -}}
+{{- $grace := 30 -}}
+{{- if hasKey $server "shutdown_grace_seconds" -}}{{- $grace = $server.shutdown_grace_seconds -}}{{- end -}}
+{{- int (ceil $grace) -}}
+{{- end -}}
+
+{{/* Replicas share PostgreSQL and Redis: refuse to render several that would not. */}}
+{{- define "savegate.checkShared" -}}
+{{- $several := or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) -}}
+{{- if $several -}}
+{{- if not (hasPrefix "postgresql" (.Values.config.database_url | default "")) -}}
+{{- fail "config.database_url must be a PostgreSQL URL (postgresql+asyncpg://…): replicas share one database" -}}
+{{- end -}}
+{{- if not .Values.config.redis_url -}}
+{{- fail "config.redis_url must be set: replicas share the client rate limits through Redis" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
