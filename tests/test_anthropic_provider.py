@@ -13,6 +13,7 @@ import pytest
 
 from savegate.providers.anthropic.convert import to_anthropic
 from tests.conftest import Service, start_gateway, stop
+from tests.tools import NO_ARGUMENTS
 
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -131,21 +132,6 @@ def test_stream_helper_final_completion(claude: Service):
     (call,) = message.tool_calls
     assert call.id == "toolu_01NRLabsLyVHZPKxbKvkfSMn" and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"location": "Paris"}
-
-
-NO_ARGUMENTS = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "strict": True,
-        "parameters": {
-            "type": "object",
-            "properties": {},
-            "required": [],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 def test_no_argument_tool_call_streams_valid_json(claude: Service):

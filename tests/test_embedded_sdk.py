@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import Service
+from tests.tools import NO_ARGUMENTS
 
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
 WEATHER = {
@@ -128,23 +129,10 @@ def test_stream_helper_tool_call_not_duplicated(client: openai.OpenAI):
 
 
 def test_no_argument_tool_call_is_valid_json(client: openai.OpenAI):
-    strict = {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "strict": True,
-            "parameters": {
-                "type": "object",
-                "properties": {},
-                "required": [],
-                "additionalProperties": False,
-            },
-        },
-    }
     body = {
         "model": "gpt-4",
         "messages": [{"role": "user", "content": "What time is it?"}],
-        "tools": [strict],
+        "tools": [NO_ARGUMENTS],
         "tool_choice": "required",
         "max_tokens": 30,
     }

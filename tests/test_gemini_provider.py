@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import Service, start_gateway, stop
+from tests.tools import NO_ARGUMENTS
 
 MESSAGES = [
     {"role": "system", "content": "Be terse."},
@@ -186,21 +187,6 @@ def test_prompt_block_is_content_filter(gemini: Service):
         )
     )
     assert [c.choices[0].finish_reason for c in chunks] == ["content_filter"]
-
-
-NO_ARGUMENTS = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "strict": True,
-        "parameters": {
-            "type": "object",
-            "properties": {},
-            "required": [],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 def test_no_argument_tool_call_is_valid_json(gemini: Service):

@@ -56,20 +56,37 @@ class EventTranslator(Protocol):
         ...
 
 
-class TranslatedStream:
-    """Relays a translated stream; one that closes before the provider said it finished
-    failed, and raises rather than look complete."""
+class UpstreamReader:
+    """A streamed upstream answer, read as batches of chunks by one generator (`_read`,
+    each reader's own) that is closed with the stream: closing before the end closes the
+    connection rather than releasing it, so the upstream stops generating."""
 
-    def __init__(self, http: HttpUpstream, response: Response, translator: EventTranslator) -> None:
+    def __init__(self, http: HttpUpstream, response: Response) -> None:
         self._http = http
         self._response = response
-        self._translator = translator
         self._batches: AsyncGenerator[Chunks, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
         if self._batches is None:
             self._batches = self._read()
         return self._batches
+
+    def _read(self) -> AsyncGenerator[Chunks, None]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
+        self._response.close()
+
+
+class TranslatedStream(UpstreamReader):
+    """Relays a translated stream; one that closes before the provider said it finished
+    failed, and raises rather than look complete."""
+
+    def __init__(self, http: HttpUpstream, response: Response, translator: EventTranslator) -> None:
+        super().__init__(http, response)
+        self._translator = translator
 
     async def _read(self) -> AsyncGenerator[Chunks, None]:
         http, response = self._http, self._response
@@ -113,8 +130,3 @@ class TranslatedStream:
             except ProviderError as failure:
                 return chunks, failure
         return chunks, None
-
-    async def aclose(self) -> None:
-        if self._batches is not None:
-            await self._batches.aclose()
-        self._response.close()  # closed, not released: the upstream stops generating

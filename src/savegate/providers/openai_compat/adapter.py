@@ -7,7 +7,7 @@ never decoded and re-encoded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
@@ -15,7 +15,7 @@ from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.http import HttpUpstream, Response
-from savegate.providers.remote import RemoteAdapter
+from savegate.providers.remote import RemoteAdapter, UpstreamReader
 from savegate.wire import sse
 from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event, SSEDecoder
@@ -54,7 +54,7 @@ class OpenAICompatProvider(RemoteAdapter):
         return Json(raw=await self._http.read(await self._open(request, model, "/embeddings")))
 
 
-class UpstreamStream:
+class UpstreamStream(UpstreamReader):
     """The upstream's chunks, batched by the read they arrived in; `[DONE]` ends it.
 
     A read of whole `data:` events in OpenAI's framing is passed on as its own bytes;
@@ -64,17 +64,10 @@ class UpstreamStream:
     """
 
     def __init__(self, http: HttpUpstream, response: Response) -> None:
-        self._http = http
-        self._response = response
+        super().__init__(http, response)
         self._decoder = SSEDecoder()
         self._done = False
         self._failure: ProviderError | None = None  # raised once the chunks before it are out
-        self._batches: AsyncGenerator[Chunks, None] | None = None
-
-    def __aiter__(self) -> AsyncIterator[Chunks]:
-        if self._batches is None:
-            self._batches = self._read()
-        return self._batches
 
     async def _read(self) -> AsyncGenerator[Chunks, None]:
         http, response = self._http, self._response
@@ -122,8 +115,3 @@ class UpstreamStream:
             if event.data:
                 chunks.append(Json(raw=event.data))
         return Chunks(chunks) if chunks else None
-
-    async def aclose(self) -> None:
-        if self._batches is not None:
-            await self._batches.aclose()
-        self._response.close()  # closed, not released: the upstream stops generating

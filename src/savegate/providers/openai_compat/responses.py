@@ -8,7 +8,7 @@ each batch holds whole events: metering finds the usage in `response.completed`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
@@ -17,6 +17,7 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.openai_compat.adapter import OpenAICompatProvider
+from savegate.providers.remote import UpstreamReader
 from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event, SSEDecoder
 
@@ -58,24 +59,17 @@ def _framed(events: list[Event]) -> bytes:
     )
 
 
-class ResponsesEventStream:
+class ResponsesEventStream(UpstreamReader):
     """The upstream's Responses events: each batch is the whole events of the reads so
     far, as items and as the upstream's bytes. An `error` event, a broken connection or
     an end before `response.completed` (or `.incomplete`, `.failed`) raises
     ProviderError: a truncated answer must never look complete."""
 
     def __init__(self, http: HttpUpstream, response: Response) -> None:
-        self._http = http
-        self._response = response
+        super().__init__(http, response)
         self._decoder = SSEDecoder()
         self._done = False
         self._failure: ProviderError | None = None  # raised once the events before it are out
-        self._batches: AsyncGenerator[Chunks, None] | None = None
-
-    def __aiter__(self) -> AsyncIterator[Chunks]:
-        if self._batches is None:
-            self._batches = self._read()
-        return self._batches
 
     async def _read(self) -> AsyncGenerator[Chunks, None]:
         http, response = self._http, self._response
@@ -133,8 +127,3 @@ class ResponsesEventStream:
             fields = {}
         error = {key: fields.get(key) for key in ("message", "code", "param")}
         return self._http.payload_error(orjson.dumps({"error": error}))
-
-    async def aclose(self) -> None:
-        if self._batches is not None:
-            await self._batches.aclose()
-        self._response.close()  # closed, not released: the upstream stops generating
