@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import httpx
+import openai
 import pytest
 
 from tests.cluster import Cluster, cluster
@@ -121,3 +122,40 @@ def test_rolling_restart_under_load_loses_nothing(topology: Cluster):
             break
         time.sleep(0.2)
     assert rows == answered
+
+
+def test_a_conversation_goes_on_at_any_replica(topology: Cluster):
+    first, second = (
+        openai.OpenAI(api_key=topology.keys["default"], base_url=replica.base_url, max_retries=0)
+        for replica in topology.replicas
+    )
+    started = first.responses.create(model="text-basic", input="Weather?")
+    with second.responses.stream(
+        model="text-basic", input="And tomorrow?", previous_response_id=started.id
+    ) as stream:
+        followed = stream.get_final_response()
+    assert followed.status == "completed"
+    assert [item.id for item in first.responses.input_items.list(followed.id)][:1]
+    second.responses.delete(started.id)
+    with pytest.raises(openai.NotFoundError):
+        first.responses.retrieve(started.id)
+
+
+def test_a_revoked_key_is_refused_by_every_replica_within_a_second(topology: Cluster):
+    key_id, secret = _new_key(topology)
+    clients = [
+        openai.OpenAI(api_key=secret, base_url=replica.base_url, max_retries=0)
+        for replica in topology.replicas
+    ]
+    for client in clients:
+        client.models.list()  # accepted
+    revoked = time.monotonic()
+    assert _admin(topology, "DELETE", f"/admin/keys/{key_id}").status_code == 200
+    for client in clients:
+        while True:
+            try:
+                client.models.list()
+            except openai.AuthenticationError:
+                break
+            assert time.monotonic() - revoked < 1.0, "still accepted after a second"
+            time.sleep(0.02)

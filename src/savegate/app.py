@@ -93,7 +93,6 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.auth.stop()
-        await self.response_store.flush()
         await self.usage_sink.close()
         await self.alerts.aclose()
         await self.rate_limiter.aclose()

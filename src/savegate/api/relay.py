@@ -30,8 +30,8 @@ class Framer(Protocol):
         """A batch of chunks in the dialect's framing (may be empty)."""
         ...
 
-    def finish(self) -> bytes:
-        """The end of a complete answer."""
+    async def finish(self) -> bytes:
+        """The end of a complete answer (a framer may store it first)."""
         ...
 
     def fail(self, error: GatewayError) -> bytes:
@@ -48,7 +48,7 @@ async def relay(stream: ChatStream, framer: Framer, request_id: str) -> AsyncGen
             framed = framer.feed(batch)
             if framed:
                 yield framed
-        yield framer.finish()
+        yield await framer.finish()
     except GatewayError as exc:
         log.warning("stream %s failed mid-way: %s", request_id, exc.message)
         yield framer.fail(exc)

@@ -64,9 +64,9 @@ class Turn:
     store: ResponseStore | None
     native: bool = False
 
-    def remember(self, response: dict[str, Any]) -> None:
+    async def remember(self, response: dict[str, Any]) -> None:
         if self.store is not None:
-            self.store.save(self.key_id, response, self.conversation)
+            await self.store.save(self.key_id, response, self.conversation)
 
 
 class ResponsesService:
@@ -105,7 +105,7 @@ class ResponsesService:
             return await self._pipeline.call(turn.request, "responses", _respond, NATIVE)
         reply = await self._chat.complete(turn.request)
         response = from_chat(turn.response_id, turn.body, reply.value.data)
-        turn.remember(response)
+        await turn.remember(response)
         return Reply(Json.of(response), reply.headers)
 
     async def stream(self, turn: Turn) -> Reply[ChatStream]:

@@ -112,7 +112,7 @@ class AnthropicFramer:
             self._close()
             self._stop_reason = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         self._close()
         usage = usage_of(self._usage)
         self._emit(

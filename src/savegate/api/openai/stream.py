@@ -14,7 +14,7 @@ class OpenAIFramer:
     def feed(self, batch: Chunks) -> bytes:
         return batch.sse
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         return sse.DONE
 
     def fail(self, error: GatewayError) -> bytes:

@@ -3,7 +3,7 @@ native upstream's own events, relayed as they came."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from savegate.core.errors import GatewayError
@@ -25,7 +25,10 @@ class ResponsesFramer:
     response object is handed to `on_complete` (to be stored)."""
 
     def __init__(
-        self, response_id: str, body: dict[str, Any], on_complete: Callable[[dict[str, Any]], None]
+        self,
+        response_id: str,
+        body: dict[str, Any],
+        on_complete: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
         self._id = response_id
         self._body = body
@@ -166,7 +169,7 @@ class ResponsesFramer:
             self._finish = choice["finish_reason"]
             self._close_item()
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         self._close_item()
         incomplete = incomplete_reason(self._finish)
         final = self._snapshot(
@@ -174,7 +177,7 @@ class ResponsesFramer:
             usage_=usage(self._usage),
             incomplete=incomplete,
         )
-        self._on_complete(final)
+        await self._on_complete(final)  # stored before the client hears it is done
         self._emit("response.incomplete" if incomplete else "response.completed", response=final)
         return self._drain()
 
@@ -232,7 +235,7 @@ class NativeFramer:
         self._sequence += len(batch)
         return batch.sse
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         return b""
 
     def fail(self, error: GatewayError) -> bytes:
