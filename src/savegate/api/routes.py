@@ -13,6 +13,7 @@ from savegate.api.http import HttpRequest, JsonResponse, Response, error_respons
 from savegate.api.openai.chat import create_chat_completion
 from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
+from savegate.api.openapi import serve as openapi_document
 from savegate.api.responses.handlers import create_response, delete_response, get_response
 from savegate.app import Gateway
 from savegate.core.errors import GatewayError
@@ -53,6 +54,7 @@ def _anthropic(handler: Handler) -> Endpoint:
 
 EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/health"): Endpoint(_health, Access.PUBLIC),
+    ("GET", "/openapi.json"): Endpoint(openapi_document, Access.PUBLIC),
     ("GET", "/"): Endpoint(web.page("playground.html"), Access.PUBLIC),
     ("GET", "/playground"): Endpoint(web.page("playground.html"), Access.PUBLIC),
     ("GET", "/dashboard"): Endpoint(web.page("dashboard.html"), Access.PUBLIC),

@@ -26,6 +26,15 @@ class KeySettings(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
     max_concurrent: int | None = Field(default=None, ge=1)
 
+    @field_validator("name", "budget_mode", mode="before")
+    @classmethod
+    def _given(cls, value: Any) -> Any:
+        # Stored NOT NULL: a key always has a name and a budget mode, so null is no change
+        # a client can ask for (leaving the field out keeps it as it is).
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
+
     @field_validator("expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:

@@ -17,6 +17,7 @@ from savegate.metering.queries import GROUPS, UsageFilters
 from savegate.wire.validate import parse_json_object
 
 MAX_PAGE = 1000
+MAX_OFFSET = 2**63 - 1  # the databases' largest integer: a larger one fails in the driver
 
 
 def _query(request: HttpRequest) -> dict[str, str]:
@@ -46,7 +47,7 @@ def _time(query: dict[str, str], name: str) -> datetime | None:
 
 
 def _page(query: dict[str, str]) -> tuple[int, int]:
-    return _int(query, "limit", 100, MAX_PAGE), _int(query, "offset", 0)
+    return _int(query, "limit", 100, MAX_PAGE), _int(query, "offset", 0, MAX_OFFSET)
 
 
 def _settings(model: type[KeySettings], body: dict[str, Any]) -> Any:
