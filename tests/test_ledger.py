@@ -128,7 +128,7 @@ def _check_refusals(responses: list[httpx.Response]) -> tuple[int, int]:
     return len(served), len(refused)
 
 
-@pytest.mark.parametrize("setup", ["workers"])
+@pytest.mark.parametrize("setup", ["replicas", "workers"])
 def test_hard_budget_holds_under_200_concurrent_requests_over_two_processes(
     setup: str, request: pytest.FixtureRequest
 ):
@@ -159,3 +159,70 @@ def test_workers_keep_the_ledger_in_the_database(workers: Gateways):
     assert rows == [(4 * 44,)]
     held = "SELECT sum(tokens), count(*) FROM budget_holds WHERE key_id = :k"
     assert query(workers.url, held, {"k": key_id}) == [(0, 4)]  # settled, kept a while
+
+
+def _balance(gateways: Gateways, key_id: str) -> float | None:
+    client = _redis()
+    try:
+        month = time.strftime("%Y-%m", time.gmtime())
+        spend = client.hget(f"{gateways.prefix}budget:{{{key_id}}}:{month}", "spend")
+        return None if spend is None else float(spend)
+    finally:
+        client.close()
+
+
+def test_redis_losing_the_ledger_mid_run_keeps_the_balance(replicas: Gateways):
+    budget = COST * 20.5
+    key_id, secret = replicas.new_key(monthly_budget_usd=budget)
+    urls = [s.url for s in replicas.services]
+    headers = {"Authorization": f"Bearer {secret}"}
+    statuses: list[int] = []
+    flushed: list[int] = []
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def worker(n: int) -> None:
+                for i in range(12):
+                    url = urls[(n + i) % 2] + "/v1/chat/completions"
+                    response = await client.post(url, json=BODY, headers=headers)
+                    statuses.append(response.status_code)
+                    if statuses.count(200) >= 10 and not flushed:
+                        flushed.append(_drop(_redis(), f"{replicas.prefix}budget:"))
+
+            await asyncio.gather(*(worker(n) for n in range(6)))
+
+    asyncio.run(run())
+    assert flushed and flushed[0] > 0  # the ledger was there, and went
+    assert set(statuses) <= {200, 429}
+    spend = replicas.spend(key_id)
+    assert spend["requests"] == statuses.count(200) >= 18  # as if nothing had happened
+    assert spend["cost_usd"] <= budget + 1e-12
+    time.sleep(0.5)
+    balance = _balance(replicas, key_id)
+    assert balance == pytest.approx(spend["cost_usd"], abs=1e-12)
+    print(f"flushed {flushed[0]} keys: served {spend['requests']}, refused {statuses.count(429)}")
+    print(f"spent {spend['cost_usd']:.6f} of {budget:.6f}; the rebuilt ledger says {balance:.6f}")
+
+
+def test_a_limit_changed_on_one_replica_applies_on_the_other_within_a_second(
+    replicas: Gateways,
+):
+    key_id, secret = replicas.new_key(monthly_budget_usd=1.0)
+    other = replicas.services[1].url + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.post(other, json=BODY, headers=headers, timeout=30).status_code == 200
+
+    def until(status: int) -> float:
+        began = time.monotonic()
+        while httpx.post(other, json=BODY, headers=headers, timeout=30).status_code != status:
+            assert time.monotonic() - began < 1.0
+            time.sleep(0.02)
+        return time.monotonic() - began
+
+    changed = replicas.admin("PATCH", f"/admin/keys/{key_id}", json={"monthly_budget_usd": COST})
+    assert changed.status_code == 200, changed.text
+    lowered = until(429)
+    changed = replicas.admin("PATCH", f"/admin/keys/{key_id}", json={"monthly_budget_usd": 1.0})
+    raised = until(200)
+    print(f"limit change applied on the other replica after {lowered:.3f} s, {raised:.3f} s")

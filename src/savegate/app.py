@@ -83,9 +83,9 @@ class Gateway:
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
 
     def _ledger(self) -> Ledger:
-        """Budgets are exact across processes: in the database when more than one
-        process may use it (several workers, or PostgreSQL, which replicas share), else
-        in this process's memory."""
+        """Budgets are exact across processes: in Redis when there is one, else in the
+        database when more than one process may use it (several workers, or PostgreSQL,
+        which replicas share), else in this process's memory."""
         config = self.config
         shared = str(config.server.workers) != "1" or self.engine.url.get_backend_name() != "sqlite"
         if config.redis_url is None and not shared:
@@ -101,7 +101,12 @@ class Gateway:
         )
 
     def _ledger_store(self) -> LedgerStore:
-        return DatabaseStore(self.engine)
+        if self.config.redis_url is None:
+            return DatabaseStore(self.engine)
+        # Imported here so that the redis package is needed only when Redis is configured.
+        from savegate.limits.ledger.redis import RedisStore
+
+        return RedisStore(self.config.redis_url, prefix=f"{self.config.redis_prefix}budget:")
 
     async def start(self) -> None:
         await create_schema(self.engine)

@@ -5,6 +5,8 @@ the key is. Each hold has a lease, so a process that dies holding one blocks not
 long. When the store has lost a month (Redis restarted or was flushed), one process
 rebuilds it from the usage table: it waits until every process has written what it had
 buffered, then loads the month less the requests already settled in the new state.
+Meanwhile every process registers its running holds again: each looks at the months it
+holds something in three times per wait, so none is missed when reservations resume.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from savegate.limits.ledger.base import (
     refusal,
 )
 from savegate.limits.ledger.store import LedgerStore, Reply
+from savegate.limits.rate.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class SharedLedger:
         self._gens: dict[Month, str] = {}
         self._holds: dict[Month, dict[str, Reservation]] = {}
         self._loaders: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._warning = Throttle(10.0)
 
     async def reserve(self, key: ApiKey, tokens: int, cost: float) -> Reservation | None:
         if not limited(key):
@@ -74,6 +79,8 @@ class SharedLedger:
         if reply.over is not None:
             raise refusal(reply.over, limits, reply.balance)
         self._holds.setdefault((key.id, period), {})[hold.id] = hold
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
         return hold
 
     async def settle(
@@ -115,8 +122,24 @@ class SharedLedger:
     async def _adopt(self, month: Month) -> None:
         holds = list(self._holds.get(month, {}).values())
         reply = await self._store.adopt(*month, holds, self._lease)
-        if reply.status != "absent":
+        if reply.status == "absent":
+            await self._rebuild(month)
+        else:
             self._gens[month] = reply.gen
+
+    async def _watch(self) -> None:
+        """Keeps the running holds of this process in the store, whatever it lost."""
+        while True:
+            await asyncio.sleep(self._wait / 3)
+            for month, holds in list(self._holds.items()):
+                if not holds:
+                    del self._holds[month]
+                    continue
+                try:
+                    await self._adopt(month)
+                except self._errors as exc:
+                    if self._warning.ready():
+                        log.warning("budgets: could not register holds (%s)", exc)
 
     async def _rebuild(self, month: Month) -> None:
         gen, loader = secrets.token_hex(8), secrets.token_hex(8)
@@ -146,7 +169,8 @@ class SharedLedger:
         await self._store.forget(key_id, month_start(datetime.now(UTC)))
 
     async def aclose(self) -> None:
-        for task in self._loaders:
+        tasks = [*self._loaders, *([self._watcher] if self._watcher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._loaders, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._store.aclose()
