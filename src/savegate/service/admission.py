@@ -86,12 +86,14 @@ class Ticket:
                 reserved.tokens,
                 reserved.cost,
             )
-        if reserved is not None:
-            await self._budgets.settle(
-                reserved, key, used.tokens, used.cost, self.request.context.request_id
-            )
-        if self._permit is not None:
-            await self._permit.settle(used.tokens)
+        try:
+            if reserved is not None:
+                await self._budgets.settle(
+                    reserved, key, used.tokens, used.cost, self.request.context.request_id
+                )
+        finally:
+            if self._permit is not None:
+                await self._permit.settle(used.tokens)
 
 
 class Admission:

@@ -58,9 +58,11 @@ class SharedLedger:
         self._lease = lease
         self._wait = rebuild_wait
         self._errors = store.errors
+        self._settle_errors: tuple[type[BaseException], ...] = (LedgerUnavailable, *store.errors)
         self._gens: dict[Month, str] = {}
         self._holds: dict[Month, dict[str, Reservation]] = {}
         self._loaders: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._warning = Throttle(10.0)
 
@@ -86,6 +88,15 @@ class SharedLedger:
     async def settle(
         self, reservation: Reservation, key: ApiKey, tokens: int, cost: float, request_id: str
     ) -> None:
+        # Shielded: a request cancelled mid-way (its client left) still frees its hold.
+        task = asyncio.create_task(self._settle(reservation, key, tokens, cost, request_id))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def _settle(
+        self, reservation: Reservation, key: ApiKey, tokens: int, cost: float, request_id: str
+    ) -> None:
         month = (key.id, reservation.period)
         try:
             reply = await self._until_ok(
@@ -93,7 +104,7 @@ class SharedLedger:
                 lambda gen: self._store.settle(reservation, gen, tokens, cost, request_id),
                 wait=False,
             )
-        except self._errors as exc:
+        except self._settle_errors as exc:
             log.warning("budgets: could not settle for key %s (%s)", key.id, exc)
             return  # the hold ends with its lease; the usage table still has the row
         finally:
@@ -172,5 +183,5 @@ class SharedLedger:
         tasks = [*self._loaders, *([self._watcher] if self._watcher else [])]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._settling, return_exceptions=True)
         await self._store.aclose()
