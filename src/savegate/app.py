@@ -12,7 +12,9 @@ from savegate.config import Config
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
-from savegate.limits.budget import BudgetBook
+from savegate.limits.ledger import Ledger, MemoryLedger, SharedLedger
+from savegate.limits.ledger.database import DatabaseStore
+from savegate.limits.ledger.store import LedgerStore
 from savegate.limits.rate import create_rate_limiter
 from savegate.metering.alerts import AlertSender
 from savegate.metering.meter import Meter
@@ -29,6 +31,7 @@ from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
 from savegate.store.db import create_engine, create_schema
 from savegate.store.responses import ResponseStore
+from savegate.store.usage import month_totals
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Gateway:
         self.usage = UsageTotals(self.engine, self.usage_sink)
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
-        self.budgets = BudgetBook(self.usage.month, self.alerts)
+        self.budgets = self._ledger()
         self.meter = Meter(PriceBook(config.prices), self.usage_sink)
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix)
         routing = config.routing
@@ -79,6 +82,32 @@ class Gateway:
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
 
+    def _ledger(self) -> Ledger:
+        """Budgets are exact across processes: in Redis when there is one, else in the
+        database when more than one process may use it (several workers, or PostgreSQL,
+        which replicas share), else in this process's memory."""
+        config = self.config
+        shared = str(config.server.workers) != "1" or self.engine.url.get_backend_name() != "sqlite"
+        if config.redis_url is None and not shared:
+            return MemoryLedger(self.usage.month, self.alerts)
+        return SharedLedger(
+            self._ledger_store(),
+            lambda key_id, since, excluding: month_totals(self.engine, key_id, since, excluding),
+            self.alerts,
+            # A hold outlives a dead process by no more than the longest request.
+            lease=config.routing.total_timeout_seconds + 60,
+            # A rebuild waits until every process has written the usage it buffered.
+            rebuild_wait=2 * config.usage.flush_seconds + 0.5,
+        )
+
+    def _ledger_store(self) -> LedgerStore:
+        if self.config.redis_url is None:
+            return DatabaseStore(self.engine)
+        # Imported here so that the redis package is needed only when Redis is configured.
+        from savegate.limits.ledger.redis import RedisStore
+
+        return RedisStore(self.config.redis_url, prefix=f"{self.config.redis_prefix}budget:")
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
@@ -96,6 +125,7 @@ class Gateway:
         await self.usage_sink.close()
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
+        await self.budgets.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.engine.dispose()

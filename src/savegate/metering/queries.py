@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.metering.sink import UsageSink
 from savegate.store.tables import usage
+from savegate.store.usage import month_totals
 
 
 class UsageTotals:
@@ -20,14 +21,9 @@ class UsageTotals:
 
     async def month(self, key_id: str, since: datetime) -> tuple[int, float]:
         """Tokens and spend of a key since `since`, written or still buffered."""
-        query = select(
-            func.coalesce(func.sum(usage.c.prompt_tokens + usage.c.completion_tokens), 0),
-            func.coalesce(func.sum(usage.c.cost_usd), 0.0),
-        ).where(usage.c.key_id == key_id, usage.c.created_at >= since)
-        async with self._engine.connect() as connection:
-            tokens, spend = (await connection.execute(query)).one()
+        tokens, spend = await month_totals(self._engine, key_id, since)
         pending_tokens, pending_spend = self._sink.pending_totals(key_id, since)
-        return int(tokens) + pending_tokens, float(spend) + pending_spend
+        return tokens + pending_tokens, spend + pending_spend
 
 
 GROUPS = ("key", "model", "provider", "day", "endpoint")

@@ -1,7 +1,9 @@
 """The admin use cases for keys: every change reaches the running gateway at once.
 
-A created, changed or revoked key is reloaded into the authenticator's copy, and a key
-whose limits changed has its budget state dropped, to be reloaded with them.
+A created, changed or revoked key is reloaded into the authenticator's copy (every
+gateway's within `keys_refresh_seconds`), and limits travel with the key into the budget
+ledger. A key that gains limits has its month reloaded from the usage table, since the
+ledger did not follow it while it had none.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from savegate.core.keys import ApiKey
 from savegate.keys.auth import Authenticator
 from savegate.keys.spec import KeySettings, NewKey
 from savegate.keys.store import KeyStore
-from savegate.limits.budget import BudgetBook
+from savegate.limits.ledger import Ledger, limited
 
 
 def _no_key(key_id: str, active: bool = False) -> NotFound:
@@ -21,7 +23,7 @@ def _no_key(key_id: str, active: bool = False) -> NotFound:
 
 
 class KeyAdmin:
-    def __init__(self, keys: KeyStore, auth: Authenticator, budgets: BudgetBook) -> None:
+    def __init__(self, keys: KeyStore, auth: Authenticator, budgets: Ledger) -> None:
         self._keys = keys
         self._auth = auth
         self._budgets = budgets
@@ -42,11 +44,13 @@ class KeyAdmin:
         return created, secret
 
     async def update(self, key_id: str, changes: KeySettings) -> ApiKey:
+        before = await self._keys.get(key_id)
         updated = await self._keys.update(key_id, changes)
-        if updated is None:
+        if before is None or updated is None:
             raise _no_key(key_id)
         await self._auth.reload()
-        self._budgets.forget(updated.id)
+        if limited(updated) and not limited(before):
+            await self._budgets.forget(updated.id)
         return updated
 
     async def revoke(self, key_id: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from savegate.core.errors import GatewayError, PermissionDenied
 from savegate.core.request import ChatRequest
 from savegate.core.tokens import estimate_tokens, prompt_bound
-from savegate.limits.budget import BudgetBook, Reservation, limited
+from savegate.limits.ledger import Ledger, Reservation, limited
 from savegate.limits.rate import Permit, RateLimiter, RateLimits
 from savegate.metering.meter import Meter, RequestMeter
 from savegate.metering.prices import Pricing
@@ -52,7 +52,7 @@ class Ticket:
         request: ChatRequest,
         permit: Permit | None,
         reservation: Reservation | None,
-        budgets: BudgetBook,
+        budgets: Ledger,
     ) -> None:
         self.request = request
         self._permit = permit
@@ -89,13 +89,18 @@ class Ticket:
                 reserved.tokens,
                 reserved.cost,
             )
-        self._budgets.settle(reserved, key, used.tokens, used.cost)
-        if self._permit is not None:
-            await self._permit.settle(used.tokens)
+        try:
+            if reserved is not None:
+                await self._budgets.settle(
+                    reserved, key, used.tokens, used.cost, self.request.context.request_id
+                )
+        finally:
+            if self._permit is not None:
+                await self._permit.settle(used.tokens)
 
 
 class Admission:
-    def __init__(self, rate_limiter: RateLimiter, budgets: BudgetBook, meter: Meter) -> None:
+    def __init__(self, rate_limiter: RateLimiter, budgets: Ledger, meter: Meter) -> None:
         self._rate_limiter = rate_limiter
         self._budgets = budgets
         self._meter = meter

@@ -40,6 +40,25 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def serialized(engine: AsyncEngine) -> AsyncEngine:
+    """An engine whose transactions exclude every other writer from their start: on SQLite
+    a second engine that begins with BEGIN IMMEDIATE (a plain BEGIN would let two
+    processes read the same balance, then both write); PostgreSQL locks rows instead."""
+    if engine.url.get_backend_name() != "sqlite":
+        return engine
+    serial = create_engine(engine.url.render_as_string(hide_password=False))
+
+    @event.listens_for(serial.sync_engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(serial.sync_engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return serial
+
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -111,3 +111,38 @@ usage_rejected = Table(
     Column("record", Text, nullable=False),  # the usage row as JSON, ASCII-escaped
     Column("reason", Text, nullable=False),
 )
+
+# The budget ledger when the database holds it (several processes without Redis): each
+# key's month, the holds of requests running, and while a month is being reloaded from
+# `usage`, the requests settled meanwhile (left out of the reload).
+budget_months = Table(
+    "budget_months",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True),  # YYYY-MM, UTC
+    Column("gen", String(16), nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("spend", Float, nullable=False),
+    Column("loading_until", Float, nullable=True),  # epoch seconds
+    Column("loader", String(16), nullable=True),
+)
+
+budget_holds = Table(
+    "budget_holds",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # epoch seconds: the hold's lease
+    Index("ix_budget_holds_month", "key_id", "period"),
+)
+
+budget_settled = Table(
+    "budget_settled",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+)
