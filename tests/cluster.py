@@ -109,17 +109,53 @@ class Cluster:
             stop(replica.process)
 
 
+@dataclass
+class PrivateRedis:
+    """A Redis server of the test's own (nothing on disk), to restart at will."""
+
+    work: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.work)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        wait_for(lambda: _answers(self.url), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 @contextmanager
-def cluster(work: Path, upstream_url: str, **extra: object) -> Iterator[Cluster]:
+def cluster(
+    work: Path, upstream_url: str, redis_url: str = REDIS_URL, **extra: object
+) -> Iterator[Cluster]:
     """Two replicas behind nginx, sharing PostgreSQL and a Redis prefix of their own."""
     prefix = f"savegate-test-{secrets.token_hex(4)}:"
     with database("postgres", work) as url:
         config = {
             "database_url": url,
-            "redis_url": REDIS_URL,
+            "redis_url": redis_url,
             "redis_prefix": prefix,
             "local": {"enabled": False},
             "usage": {"flush_seconds": 0.2},
+            "prices": {"text-basic": {"input": 1.0, "output": 2.0}},
             "providers": {"fake": {"base_url": upstream_url, "models": ["*"]}},
             **extra,
         }
@@ -131,10 +167,11 @@ def cluster(work: Path, upstream_url: str, **extra: object) -> Iterator[Cluster]
             yield running
         finally:
             running.stop()
-            client = redis.Redis.from_url(REDIS_URL)
-            for key in client.scan_iter(f"{prefix}*"):
-                client.delete(key)
-            client.close()
+            if _answers(redis_url):
+                client = redis.Redis.from_url(redis_url)
+                for key in client.scan_iter(f"{prefix}*"):
+                    client.delete(key)
+                client.close()
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> None:

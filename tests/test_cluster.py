@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.cluster import Cluster, cluster
+from tests.cluster import Cluster, PrivateRedis, cluster, wait_for
 from tests.conftest import Service
 from tests.stores import query
 
@@ -159,3 +159,88 @@ def test_a_revoked_key_is_refused_by_every_replica_within_a_second(topology: Clu
                 break
             assert time.monotonic() - revoked < 1.0, "still accepted after a second"
             time.sleep(0.02)
+
+
+BODY = {"model": "text-basic", "messages": MESSAGES, "max_tokens": 30}
+
+
+def _cost_of_one(topology: Cluster) -> float:
+    key_id, secret = _new_key(topology)
+    reply = httpx.post(
+        topology.base_url + "/chat/completions",
+        json=BODY,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200
+    url = topology.config["database_url"]
+    rows: list = []
+    wait_for(lambda: bool(rows.extend(query(url, _COST, {"k": key_id})) or rows))
+    return float(rows[0][0])
+
+
+_COST = "SELECT cost_usd FROM usage WHERE key_id = :k"
+
+
+def _spent(topology: Cluster, key_id: str) -> tuple[int, float]:
+    spend = _admin(topology, "GET", "/admin/spend", params={"key_id": key_id}).json()
+    return spend["requests"], spend["cost_usd"]
+
+
+def test_a_hard_budget_holds_over_replicas_and_workers(topology: Cluster):
+    budget = _cost_of_one(topology) * 20.5
+    key_id, secret = _new_key(topology, monthly_budget_usd=budget)
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=topology.base_url, timeout=60, limits=limits) as c:
+            headers = {"Authorization": f"Bearer {secret}"}
+            return await asyncio.gather(
+                *(c.post("/chat/completions", json=BODY, headers=headers) for _ in range(200))
+            )
+
+    replies = asyncio.run(burst())
+    statuses = Counter(reply.status_code for reply in replies)
+    assert set(statuses) == {200, 429}, statuses
+    refused = [r for r in replies if r.status_code == 429]
+    assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
+    time.sleep(0.5)
+    served, spent = _spent(topology, key_id)
+    assert served == statuses[200] and spent <= budget + 1e-12
+
+
+def test_a_hard_budget_keeps_its_balance_through_a_redis_restart(tmp_path, fake_upstream: Service):
+    private = PrivateRedis(tmp_path)
+    private.start()
+    try:
+        with cluster(tmp_path, fake_upstream.base_url, redis_url=private.url) as running:
+            budget = _cost_of_one(running) * 20.5
+            key_id, secret = _new_key(running, monthly_budget_usd=budget)
+            headers = {"Authorization": f"Bearer {secret}"}
+            statuses: Counter[int] = Counter()
+            restarted: list[bool] = []
+
+            async def client(c: httpx.AsyncClient) -> None:
+                for _ in range(15):
+                    reply = await c.post("/chat/completions", json=BODY, headers=headers)
+                    statuses[reply.status_code] += 1
+                    if reply.status_code == 503:  # the ledger fails closed while Redis is away
+                        assert reply.json()["error"]["code"] == "budget_unavailable"
+                        await asyncio.sleep(0.2)
+                    if statuses[200] >= 10 and not restarted:
+                        restarted.append(True)
+                        private.stop()  # everything Redis held is gone
+                        private.start()
+
+            async def run() -> None:
+                async with httpx.AsyncClient(base_url=running.base_url, timeout=60) as c:
+                    await asyncio.gather(*(client(c) for _ in range(4)))
+
+            asyncio.run(run())
+            assert restarted and set(statuses) <= {200, 429, 503}, statuses
+            time.sleep(0.5)
+            served, spent = _spent(running, key_id)
+            assert served == statuses[200] >= 18  # the balance was reloaded, not reset
+            assert spent <= budget + 1e-12
+    finally:
+        private.stop()
