@@ -138,7 +138,10 @@ def test_shutdown_past_its_grace_cuts_visibly(tmp_path, fake_upstream: Service):
             "chat": ("/chat/completions", {**slow, "messages": MESSAGES}),
             "messages": ("/messages", {**slow, "max_tokens": 50, "messages": MESSAGES}),
             "responses": ("/responses", {**slow, "input": "hello"}),
-            "json": ("/chat/completions", {"model": "slow-json", "messages": MESSAGES}),
+            "json": (
+                "/chat/completions",
+                {"model": "slow-json", "messages": MESSAGES, "user": str(tmp_path)},
+            ),
         }
         bodies: dict[str, bytes] = {}
         started = threading.Barrier(len(requests) + 1, timeout=30)
@@ -163,7 +166,12 @@ def test_shutdown_past_its_grace_cuts_visibly(tmp_path, fake_upstream: Service):
             for thread in threads:
                 thread.start()
             started.wait()  # every stream has sent its first bytes
-            time.sleep(0.5)  # and the JSON request is in flight
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # and the JSON request is upstream
+                sent = httpx.get(fake_upstream.url + "/_log").json()["requests"][-20:]
+                if any(r["body"].get("user") == str(tmp_path) for r in sent):
+                    break
+                time.sleep(0.05)
             service.process.send_signal(signal.SIGTERM)
             for thread in threads:
                 thread.join(timeout=30)
