@@ -179,14 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("another process serves %s", args.socket)
         return EXIT_LOST_LOCK
     with lock:
+        config = LocalModelConfig.model_validate_json(args.config)
+        args.socket.unlink(missing_ok=True)  # a dead predecessor's
         try:
-            server = ModelServer(
-                LocalModelConfig.model_validate_json(args.config), args.exit_when_idle
-            )
-            uvloop.run(server.run(args.socket))
+            uvloop.run(ModelServer(config, args.exit_when_idle).run(args.socket))
         except Exception:
             log.exception("the embedded model process failed")
             return EXIT_FAILED
+        finally:
+            args.socket.unlink(missing_ok=True)
     return 0
 
 
