@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import struct
 from pathlib import Path
@@ -36,6 +37,19 @@ _LIMIT = 1 << 30
 
 Message = dict[str, Any]
 
+_MAX_PATH = 100  # sun_path holds 108 bytes
+_directories: dict[Path, int] = {}
+
+
+def address(path: Path) -> str:
+    """`path` as a Unix socket address. A path too long for one goes through a descriptor
+    of its directory, held open for the life of the process."""
+    if len(str(path).encode()) < _MAX_PATH:
+        return str(path)
+    if path.parent not in _directories:
+        _directories[path.parent] = os.open(path.parent, os.O_PATH)
+    return f"/proc/self/fd/{_directories[path.parent]}/{path.name}"
+
 
 class Connection:
     """One end of a call: framed messages in and out."""
@@ -47,7 +61,7 @@ class Connection:
     @classmethod
     async def open(cls, path: Path) -> Connection:
         """Raises `OSError` when nothing listens at `path`."""
-        reader, writer = await asyncio.open_unix_connection(path)
+        reader, writer = await asyncio.open_unix_connection(address(path))
         return cls(reader, writer)
 
     @property

@@ -25,7 +25,7 @@ from savegate.config import LocalModelConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
 from savegate.core.request import ChatRequest, RequestContext
-from savegate.providers.local.protocol import Connection, Message, error_message
+from savegate.providers.local.protocol import Connection, Message, address, error_message
 
 log = logging.getLogger("savegate.model")
 
@@ -66,7 +66,7 @@ class ModelServer:
 
     async def run(self, path: Path) -> None:
         await self._model.start()
-        server = await asyncio.start_unix_server(self._connected, path)
+        server = await asyncio.start_unix_server(self._connected, address(path))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopped.set)
