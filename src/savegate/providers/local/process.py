@@ -79,9 +79,10 @@ class ModelProcess:
     async def aclose(self) -> None:
         """Let go of the model process (it ends by itself once no gateway holds it)."""
         self._closed = True
-        for task in (self._starting, self._watch):
-            if task is not None:
-                task.cancel()
+        tasks = [task for task in (self._starting, self._watch) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
