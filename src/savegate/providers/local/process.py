@@ -141,8 +141,10 @@ class ModelProcess:
                 self._log_level,
             ],
             stdin=subprocess.DEVNULL,
-            # Its own session: a Ctrl-C or a signal to this process group stays with us.
-            start_new_session=True,
+            # Its own process group, so that a Ctrl-C (or a signal to our group) reaches the
+            # gateway alone, which drains first; the same session, so that the scheduler
+            # gives it the CPU share the gateway would have (autogroups are per session).
+            process_group=0,
         )
 
     async def _watching(self, watch: Connection) -> None:
