@@ -94,18 +94,19 @@ def test_two_workers_share_one_model_process_and_its_fair_queue(shared):
     # One key queues four answers (through either worker), then another key one: the
     # model process's queue lets the second key in next, not last.
     finished: list[str] = []
+    clients = {"a": client(service), "b": client(service, service.keys["admin"])}
 
-    def ask(label: str, key: str) -> None:
-        client(service, key).chat.completions.create(
-            model="any", messages=COUNTING, max_tokens=24, temperature=0
+    def ask(label: str, max_tokens: int) -> None:
+        clients[label[0]].chat.completions.create(
+            model="any", messages=COUNTING, max_tokens=max_tokens, temperature=0
         )
         finished.append(label)
 
-    busy = [threading.Thread(target=ask, args=(f"a{i}", service.key)) for i in range(4)]
+    busy = [threading.Thread(target=ask, args=(f"a{i}", 64)) for i in range(4)]
     for thread in busy:
         thread.start()
-    time.sleep(0.5)
-    quiet = threading.Thread(target=ask, args=("b", service.keys["admin"]))
+    time.sleep(0.5)  # all four are queued and the first is still running
+    quiet = threading.Thread(target=ask, args=("b", 8))
     quiet.start()
     for thread in [*busy, quiet]:
         thread.join(timeout=120)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from savegate.config import LocalModelConfig
 from savegate.core.errors import ProviderError
@@ -119,33 +120,39 @@ class ModelProcess:
             if code is None:
                 return  # ours is still loading
             self._child = None
-            if code != 0:  # 0: another process won the lock and is loading
+            if code != 0:  # 0: stopped on purpose before it served; start another
                 raise unavailable(
                     self._config.name,
                     f"its process failed to start (exit code {code}; see the log)",
                 )
-        if _locked(self._lock):
+        lock = take_lock(self._lock)
+        if lock is None:
             return  # another gateway's is loading, or on its way out
-        self._child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "savegate.providers.local.server",
-                "--socket",
-                str(self.socket),
-                "--config",
-                self._config.model_dump_json(),
-                "--exit-when-idle",
-                str(IDLE_EXIT),
-                "--log-level",
-                self._log_level,
-            ],
-            stdin=subprocess.DEVNULL,
-            # Its own process group, so that a Ctrl-C (or a signal to our group) reaches the
-            # gateway alone, which drains first; the same session, so that the scheduler
-            # gives it the CPU share the gateway would have (autogroups are per session).
-            process_group=0,
-        )
+        # We hold the lock and hand it over: no other gateway can start one meanwhile.
+        with lock:
+            self._child = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "savegate.providers.local.server",
+                    "--socket",
+                    str(self.socket),
+                    "--lock-fd",
+                    str(lock.fileno()),
+                    "--config",
+                    self._config.model_dump_json(),
+                    "--exit-when-idle",
+                    str(IDLE_EXIT),
+                    "--log-level",
+                    self._log_level,
+                ],
+                pass_fds=(lock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # Its own process group, so that a Ctrl-C (or a signal to our group) reaches
+                # the gateway alone, which drains first; the same session, so that the
+                # scheduler gives it the CPU share the gateway would have (autogroups).
+                process_group=0,
+            )
 
     async def _watching(self, watch: Connection) -> None:
         try:
@@ -159,13 +166,14 @@ class ModelProcess:
             log.error("%s", exc.message)
 
 
-def _locked(path: Path) -> bool:
-    """Whether some process holds the lock (one model process is loading or serving)."""
+def take_lock(path: Path) -> IO[str] | None:
+    """The lock file, open and locked; None if another process holds it. A lock lasts
+    while any process holds the open file (the kernel drops it however they end)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(file, fcntl.LOCK_UN)
-        return False
+    file = path.open("a+")
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        return None
+    return file

@@ -1,9 +1,10 @@
 """The model process: the embedded model, once per data directory, for every gateway process.
 
 `python -m savegate.providers.local.server --socket DATA/local-model.sock` takes the lock
-file beside the socket (a second one started at the same time exits at once), loads the
-model, then listens. Its one queue is fair across the keys of all gateway processes. With
-`--exit-when-idle S` it ends once no gateway has been connected for S seconds.
+file beside the socket (a gateway that starts it takes the lock first and hands it over),
+so a second one exits at once; then it loads the model and listens. Its one queue is
+fair across the keys of all gateway processes. With `--exit-when-idle S` it ends once no
+gateway has been connected for S seconds.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import uvloop
 
@@ -25,32 +24,13 @@ from savegate.config import LocalModelConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
 from savegate.core.request import ChatRequest, RequestContext
+from savegate.providers.local.process import take_lock
 from savegate.providers.local.protocol import Connection, Message, address, error_message
 
 log = logging.getLogger("savegate.model")
 
-EXIT_LOST_LOCK = 0  # another model process owns the data directory: nothing to do
+EXIT_LOST_LOCK = 3  # another model process owns the data directory
 EXIT_FAILED = 2  # the model could not be loaded
-
-
-def lock_path(socket_path: Path) -> Path:
-    return socket_path.with_suffix(".lock")
-
-
-def take_lock(path: Path) -> IO[str] | None:
-    """The open lock file, locked and holding our PID; None if another process holds it.
-    The lock lasts as long as the process (the kernel drops it however we end)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    file = path.open("a+")
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.close()
-        return None
-    file.truncate(0)
-    file.write(f"{os.getpid()}\n")
-    file.flush()
-    return file
 
 
 class ModelServer:
@@ -166,6 +146,7 @@ def _request(call: Message) -> ChatRequest:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m savegate.providers.local.server")
     parser.add_argument("--socket", type=Path, required=True, help="Unix socket to listen on")
+    parser.add_argument("--lock-fd", type=int, help="the lock file, already locked for us")
     parser.add_argument("--config", default="{}", help="the `local:` settings, as JSON")
     parser.add_argument("--exit-when-idle", type=float, help="seconds with no gateway")
     parser.add_argument("--log-level", default="info")
@@ -174,10 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s [model] %(name)s: %(message)s",
     )
-    lock = take_lock(lock_path(args.socket))
+    # Whoever started us took the lock for us; started by hand, we take it ourselves.
+    lock = (
+        os.fdopen(args.lock_fd, "a+")
+        if args.lock_fd is not None
+        else take_lock(args.socket.with_suffix(".lock"))
+    )
     if lock is None:
-        log.debug("another process serves %s", args.socket)
+        log.info("another process serves %s", args.socket)
         return EXIT_LOST_LOCK
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")  # for operators (and tests)
+    lock.flush()
     with lock:
         config = LocalModelConfig.model_validate_json(args.config)
         args.socket.unlink(missing_ok=True)  # a dead predecessor's
