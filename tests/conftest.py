@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -134,12 +135,52 @@ def start_fake_upstream(workdir: Path, *options: str, tls: bool = False) -> Serv
     )
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def model_pid(data_dir: Path) -> int | None:
+    """The embedded model process of a data directory (it writes its PID in its lock)."""
+    try:
+        text = (data_dir / "local-model.lock").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text and alive(int(text)) else None
+
+
+def stop_model(data_dir: Path, wait: float = 10) -> bool:
+    """Once its gateways are stopped: wait for the model process to end by itself (True),
+    else stop it by its PID (False)."""
+    pid = model_pid(data_dir)
+    deadline = time.monotonic() + wait
+    while pid is not None and alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid is None or not alive(pid):
+        return True
+    for signum, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        deadline = time.monotonic() + grace
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not alive(pid):
+            break
+    return False
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The gateway on the embedded default: no config, SQLite, the local model."""
-    service = start_gateway(tmp_path_factory.mktemp("embedded"))
+    workdir = tmp_path_factory.mktemp("embedded")
+    service = start_gateway(workdir)
     yield service
     stop(service.process)
+    stop_model(workdir / "data")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from savegate.config import Config, ProviderConfig, RoutingConfig
 from savegate.core.redact import Redactor
@@ -102,10 +103,15 @@ def build_providers(config: Config, redactor: Redactor) -> Providers:
         )
     catch_all: ModelGroup | None = None
     if config.local.enabled:
-        # Imported here so a gateway without the embedded model never loads llama.cpp.
         from savegate.providers.local import LocalProvider
 
-        local = LocalProvider(config.local)
+        # The model process starts with the gateway only if it answers every model name.
+        local = LocalProvider(
+            config.local,
+            data_dir=Path(config.data_dir),
+            eager=not groups,
+            log_level=config.server.log_level,
+        )
         built.adapters.append(local)
         health = DeploymentHealth(config.routing.failure_threshold, 0.0)
         own = ModelGroup(

@@ -17,7 +17,7 @@ import pytest
 from savegate.core.keys import ApiKey
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest, RequestContext
-from savegate.providers.local import LocalProvider, LocalStream
+from savegate.providers.local.model import EmbeddedModel, EmbeddedStream
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def chat(body: dict[str, Any], key: str = "key-a") -> ChatRequest:
     return ChatRequest(body=body, raw=orjson.dumps(body), context=context)
 
 
-async def read_all(stream: LocalStream) -> list[dict[str, Any]]:
+async def read_all(stream: EmbeddedStream) -> list[dict[str, Any]]:
     try:
         return [chunk.data async for batch in stream for chunk in batch]
     finally:
@@ -94,8 +94,8 @@ def run() -> Iterator[Loop]:
 
 
 @pytest.fixture(scope="session")
-def provider(run: Loop) -> Iterator[LocalProvider]:
-    local = LocalProvider()
+def provider(run: Loop) -> Iterator[EmbeddedModel]:
+    local = EmbeddedModel()
     run(local.start())
     yield local
     run(local.aclose())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from savegate.providers.local import LocalProvider
+from savegate.providers.local.model import EmbeddedModel
 from tests.local.conftest import COLOURS, Loop, chat, content_of, message_of, read_all
 
 # The prompt exactly as SmolLM2's own chat template writes it (with its default system
@@ -13,7 +13,7 @@ COLOURS_PROMPT = (
 )
 
 
-def test_non_streaming_text_answer(run: Loop, provider: LocalProvider):
+def test_non_streaming_text_answer(run: Loop, provider: EmbeddedModel):
     answer = run(provider.complete(chat({"messages": COLOURS, "max_tokens": 16}), "gpt-4")).data
     assert answer["id"].startswith("chatcmpl-")
     assert answer["object"] == "chat.completion"
@@ -32,7 +32,7 @@ def test_non_streaming_text_answer(run: Loop, provider: LocalProvider):
     assert usage["prompt_tokens_details"]["cached_tokens"] >= 0
 
 
-def test_usage_counts_the_real_tokens(run: Loop, provider: LocalProvider):
+def test_usage_counts_the_real_tokens(run: Loop, provider: EmbeddedModel):
     engine = provider.engine
     before = engine.tokens_generated
     answer = run(
@@ -47,7 +47,7 @@ def test_usage_counts_the_real_tokens(run: Loop, provider: LocalProvider):
     assert usage["prompt_tokens_details"]["cached_tokens"] == 0
 
 
-def test_cached_tokens_report_the_reused_prefix(run: Loop, provider: LocalProvider):
+def test_cached_tokens_report_the_reused_prefix(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 2}
     run(provider.complete(chat(body), "m"))
     again = run(provider.complete(chat(body), "m")).data["usage"]
@@ -55,7 +55,7 @@ def test_cached_tokens_report_the_reused_prefix(run: Loop, provider: LocalProvid
     assert again["prompt_tokens_details"]["cached_tokens"] == again["prompt_tokens"] - 1
 
 
-def test_stream_chunk_order_and_usage(run: Loop, provider: LocalProvider):
+def test_stream_chunk_order_and_usage(run: Loop, provider: EmbeddedModel):
     body = {
         "messages": COLOURS,
         "max_tokens": 12,
@@ -81,24 +81,24 @@ def test_stream_chunk_order_and_usage(run: Loop, provider: LocalProvider):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
-def run_stream(run: Loop, provider: LocalProvider, body: dict, key: str = "key-a"):
+def run_stream(run: Loop, provider: EmbeddedModel, body: dict, key: str = "key-a"):
     return run(provider.stream(chat(body, key), "m"))
 
 
-def test_no_usage_chunk_unless_asked(run: Loop, provider: LocalProvider):
+def test_no_usage_chunk_unless_asked(run: Loop, provider: EmbeddedModel):
     chunks = run(read_all(run_stream(run, provider, {"messages": COLOURS, "max_tokens": 6})))
     assert all(len(chunk["choices"]) == 1 for chunk in chunks)
     assert all("usage" not in chunk for chunk in chunks)
 
 
-def test_stream_and_non_stream_agree(run: Loop, provider: LocalProvider):
+def test_stream_and_non_stream_agree(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 16, "temperature": 0.8, "seed": 11}
     whole = message_of(run(provider.complete(chat(body), "m")))["content"]
     chunks = run(read_all(run_stream(run, provider, body)))
     assert content_of(chunks) == whole
 
 
-def test_max_tokens_gives_length(run: Loop, provider: LocalProvider):
+def test_max_tokens_gives_length(run: Loop, provider: EmbeddedModel):
     for field in ("max_tokens", "max_completion_tokens"):
         body = {
             "messages": [{"role": "user", "content": "Count from 1 to 100."}],
@@ -110,7 +110,7 @@ def test_max_tokens_gives_length(run: Loop, provider: LocalProvider):
         assert answer["usage"]["completion_tokens"] == 5
 
 
-def test_multibyte_characters_split_across_tokens(run: Loop, provider: LocalProvider):
+def test_multibyte_characters_split_across_tokens(run: Loop, provider: EmbeddedModel):
     body = {
         "messages": [{"role": "user", "content": "Write five emojis."}],
         "max_tokens": 12,
@@ -125,7 +125,7 @@ def test_multibyte_characters_split_across_tokens(run: Loop, provider: LocalProv
     assert content_of(chunks) == whole
 
 
-def test_seed_makes_answers_repeatable(run: Loop, provider: LocalProvider):
+def test_seed_makes_answers_repeatable(run: Loop, provider: EmbeddedModel):
     def ask(seed: int) -> str:
         body = {"messages": COLOURS, "max_tokens": 24, "temperature": 0.8, "seed": seed}
         return message_of(run(provider.complete(chat(body), "m")))["content"]
@@ -138,19 +138,19 @@ def test_seed_makes_answers_repeatable(run: Loop, provider: LocalProvider):
     assert len({ask(seed) for seed in (1, 2, 3)} | {first}) > 1
 
 
-def test_without_seed_answers_vary(run: Loop, provider: LocalProvider):
+def test_without_seed_answers_vary(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 16, "temperature": 1.0}
     answers = {message_of(run(provider.complete(chat(body), "m")))["content"] for _ in range(3)}
     assert len(answers) > 1
 
 
-def test_temperature_zero_is_greedy(run: Loop, provider: LocalProvider):
+def test_temperature_zero_is_greedy(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 12, "temperature": 0}
     answers = {message_of(run(provider.complete(chat(body), "m")))["content"] for _ in range(2)}
     assert len(answers) == 1
 
 
-def test_stop_strings_are_never_emitted(run: Loop, provider: LocalProvider):
+def test_stop_strings_are_never_emitted(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 24, "temperature": 0.8, "seed": 99}
     full = message_of(run(provider.complete(chat(body), "m")))["content"]
     assert len(full) > 12
@@ -165,7 +165,7 @@ def test_stop_strings_are_never_emitted(run: Loop, provider: LocalProvider):
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
-def test_n_choices_non_streaming(run: Loop, provider: LocalProvider):
+def test_n_choices_non_streaming(run: Loop, provider: EmbeddedModel):
     body = {"messages": COLOURS, "max_tokens": 8, "n": 2, "temperature": 1.0, "seed": 3}
     before = provider.engine.tokens_generated
     answer = run(provider.complete(chat(body), "m")).data
@@ -180,7 +180,7 @@ def test_n_choices_non_streaming(run: Loop, provider: LocalProvider):
     assert second["choices"][0]["message"] == answer["choices"][1]["message"]
 
 
-def test_n_choices_streaming(run: Loop, provider: LocalProvider):
+def test_n_choices_streaming(run: Loop, provider: EmbeddedModel):
     body = {
         "messages": COLOURS,
         "max_tokens": 6,

@@ -10,7 +10,7 @@ import pytest
 
 from savegate.config import LocalModelConfig
 from savegate.core.errors import ContextLengthExceeded, InvalidRequest
-from savegate.providers.local import LocalProvider, LocalStream
+from savegate.providers.local.model import EmbeddedModel, EmbeddedStream
 from tests.local.conftest import COLOURS, Loop, chat, read_all
 from tests.local.test_answers import COLOURS_PROMPT
 
@@ -22,7 +22,7 @@ COUNTING = {
 }
 
 
-async def _settled(provider: LocalProvider, quiet: float = 0.4) -> int:
+async def _settled(provider: EmbeddedModel, quiet: float = 0.4) -> int:
     """The generated-token counter once it has stopped moving for `quiet` seconds."""
     engine = provider.engine
     await asyncio.sleep(0.05)
@@ -33,7 +33,7 @@ async def _settled(provider: LocalProvider, quiet: float = 0.4) -> int:
             return seen
 
 
-def test_closing_the_stream_stops_generation(run: Loop, provider: LocalProvider):
+def test_closing_the_stream_stops_generation(run: Loop, provider: EmbeddedModel):
     async def scenario() -> tuple[int, int, int, float]:
         engine = provider.engine
         await _settled(provider, 0.1)
@@ -58,7 +58,7 @@ def test_closing_the_stream_stops_generation(run: Loop, provider: LocalProvider)
     assert elapsed < 2
 
 
-def test_cancelling_a_waiting_request_before_it_runs(run: Loop, provider: LocalProvider):
+def test_cancelling_a_waiting_request_before_it_runs(run: Loop, provider: EmbeddedModel):
     async def scenario() -> tuple[int, int]:
         await _settled(provider, 0.1)
         start = provider.engine.tokens_generated
@@ -76,7 +76,7 @@ def test_cancelling_a_waiting_request_before_it_runs(run: Loop, provider: LocalP
     assert stopped - start < 32
 
 
-def test_cancelling_a_non_streaming_request(run: Loop, provider: LocalProvider):
+def test_cancelling_a_non_streaming_request(run: Loop, provider: EmbeddedModel):
     async def scenario() -> tuple[int, int]:
         await _settled(provider, 0.1)
         start = provider.engine.tokens_generated
@@ -91,7 +91,7 @@ def test_cancelling_a_non_streaming_request(run: Loop, provider: LocalProvider):
     assert 0 < stopped - start < 200
 
 
-def test_keys_take_turns(run: Loop, provider: LocalProvider):
+def test_keys_take_turns(run: Loop, provider: EmbeddedModel):
     async def scenario() -> list[str]:
         body = {"messages": COUNTING["messages"], "max_tokens": 16, "temperature": 0}
         # Five requests of one key are queued (stream() returns once queued) before the
@@ -103,7 +103,7 @@ def test_keys_take_turns(run: Loop, provider: LocalProvider):
         ]
         finished: list[str] = []
 
-        async def drain(label: str, stream: LocalStream) -> None:
+        async def drain(label: str, stream: EmbeddedStream) -> None:
             await read_all(stream)
             finished.append(label)
 
@@ -116,7 +116,7 @@ def test_keys_take_turns(run: Loop, provider: LocalProvider):
     assert [label for label in order if label != "b"] == ["a0", "a1", "a2", "a3", "a4"]
 
 
-def test_concurrent_streams_all_complete(run: Loop, provider: LocalProvider):
+def test_concurrent_streams_all_complete(run: Loop, provider: EmbeddedModel):
     async def scenario() -> list[list[dict]]:
         streams = [
             await provider.stream(chat({"messages": COLOURS, "max_tokens": 6}, f"k{i}"), "m")
@@ -128,7 +128,7 @@ def test_concurrent_streams_all_complete(run: Loop, provider: LocalProvider):
         assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
-def test_context_too_long_is_refused_before_streaming(run: Loop, provider: LocalProvider):
+def test_context_too_long_is_refused_before_streaming(run: Loop, provider: EmbeddedModel):
     long = {"messages": [{"role": "user", "content": "word " * 9000}], "max_tokens": 5}
     before = provider.engine.tokens_generated
     for call in (provider.complete, provider.stream):
@@ -142,16 +142,16 @@ def test_context_too_long_is_refused_before_streaming(run: Loop, provider: Local
 
 
 @pytest.fixture(scope="module")
-def small(run: Loop) -> Iterator[LocalProvider]:
+def small(run: Loop) -> Iterator[EmbeddedModel]:
     """A second instance with a 256-token context (llama.cpp's smallest), to reach its
     limits quickly."""
-    local = LocalProvider(LocalModelConfig(context_tokens=256))
+    local = EmbeddedModel(LocalModelConfig(context_tokens=256))
     run(local.start())
     yield local
     run(local.aclose())
 
 
-def test_max_tokens_beyond_the_context_is_capped(run: Loop, small: LocalProvider):
+def test_max_tokens_beyond_the_context_is_capped(run: Loop, small: EmbeddedModel):
     assert small.engine.n_ctx == 256
     words = 256 - len(small.engine.tokenize(COLOURS_PROMPT)) - 3
     body = {
@@ -167,14 +167,14 @@ def test_max_tokens_beyond_the_context_is_capped(run: Loop, small: LocalProvider
         assert answer["choices"][0]["finish_reason"] == "length"
 
 
-def test_context_limit_counts_the_whole_prompt(run: Loop, small: LocalProvider):
+def test_context_limit_counts_the_whole_prompt(run: Loop, small: EmbeddedModel):
     body = {"messages": [{"role": "user", "content": "word " * 300}]}
     with pytest.raises(ContextLengthExceeded) as info:
         run(small.complete(chat(body), "m"))
     assert "maximum context length is 256 tokens" in info.value.message
 
 
-def test_bad_tool_choice_is_refused_before_streaming(run: Loop, provider: LocalProvider):
+def test_bad_tool_choice_is_refused_before_streaming(run: Loop, provider: EmbeddedModel):
     tools = [{"type": "function", "function": {"name": "get_time"}}]
     body = {
         "messages": COLOURS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from savegate.providers.local import LocalProvider
+from savegate.providers.local.model import EmbeddedModel
 from savegate.providers.local.output import StopFilter
 from savegate.providers.local.prompt import PromptBuilder, plain_messages
 from savegate.providers.local.weights import WeightsNotFound, find_weights, model_name
@@ -62,7 +62,7 @@ def test_tool_note_becomes_the_system_message_when_there_is_none():
     assert plain == [{"role": "system", "content": "TOOLS"}, {"role": "user", "content": "hi"}]
 
 
-def test_rendered_with_the_models_own_template(provider: LocalProvider):
+def test_rendered_with_the_models_own_template(provider: EmbeddedModel):
     engine = provider.engine
     assert engine.chat_template and "im_start" in engine.chat_template
     builder = PromptBuilder(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from savegate.core.errors import InvalidRequest
-from savegate.providers.local import LocalProvider
 from savegate.providers.local.engine import Finished, Generation
+from savegate.providers.local.model import EmbeddedModel
 from savegate.providers.local.output import CallArgs, CallName, Text
 from savegate.providers.local.sampler import Sampling
 from savegate.providers.local.tools import (
@@ -71,7 +71,7 @@ def assert_valid(value: Any, schema: dict[str, Any]) -> None:
                 assert_valid(item, properties[name])
 
 
-def test_required_tool_call(run: Loop, provider: LocalProvider):
+def test_required_tool_call(run: Loop, provider: EmbeddedModel):
     # Greedy, so the 32 tokens suffice (sampled numbers can run to 16 digits).
     body = {"messages": PARIS, "tools": [WEATHER, TIME], "tool_choice": "required"}
     answer = run(provider.complete(chat({**body, "max_tokens": 32, "temperature": 0}), "m")).data
@@ -87,7 +87,7 @@ def test_required_tool_call(run: Loop, provider: LocalProvider):
     assert answer["usage"]["completion_tokens"] <= 32
 
 
-def test_named_tool_call(run: Loop, provider: LocalProvider):
+def test_named_tool_call(run: Loop, provider: EmbeddedModel):
     for choice_of_tool in (
         {"type": "function", "function": {"name": "get_time"}},
         {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [TIME]}},
@@ -105,7 +105,7 @@ def test_named_tool_call(run: Loop, provider: LocalProvider):
         assert_valid(json.loads(call["function"]["arguments"]), SCHEMAS["get_time"])
 
 
-def test_streamed_tool_call_matches_the_whole_answer(run: Loop, provider: LocalProvider):
+def test_streamed_tool_call_matches_the_whole_answer(run: Loop, provider: EmbeddedModel):
     body = {
         "messages": PARIS,
         "tools": [WEATHER],
@@ -133,7 +133,7 @@ def test_streamed_tool_call_matches_the_whole_answer(run: Loop, provider: LocalP
     assert deltas[-1] == {} and chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_legacy_functions_get_legacy_answers(run: Loop, provider: LocalProvider):
+def test_legacy_functions_get_legacy_answers(run: Loop, provider: EmbeddedModel):
     body = {
         "messages": [{"role": "user", "content": "Weather in Rome?"}],
         "functions": [WEATHER["function"]],
@@ -160,14 +160,14 @@ def test_legacy_functions_get_legacy_answers(run: Loop, provider: LocalProvider)
     assert chunks[-1]["choices"][0]["finish_reason"] == "function_call"
 
 
-def test_tool_choice_none_answers_in_text(run: Loop, provider: LocalProvider):
+def test_tool_choice_none_answers_in_text(run: Loop, provider: EmbeddedModel):
     body = {"messages": PARIS, "tools": [WEATHER], "tool_choice": "none", "max_tokens": 12}
     choice = run(provider.complete(chat(body), "m")).data["choices"][0]
     assert isinstance(choice["message"]["content"], str) and "tool_calls" not in choice["message"]
     assert choice["finish_reason"] in ("stop", "length")
 
 
-def test_auto_tool_choice_answering_in_text(run: Loop, provider: LocalProvider):
+def test_auto_tool_choice_answering_in_text(run: Loop, provider: EmbeddedModel):
     body = {"messages": PARIS, "tools": [WEATHER], "max_tokens": 12, "temperature": 0, "seed": 4}
     whole = run(provider.complete(chat(body), "m")).data["choices"][0]
     chunks = run(read_all(run(provider.stream(chat({**body, "stream": True}), "m"))))
@@ -178,7 +178,7 @@ def test_auto_tool_choice_answering_in_text(run: Loop, provider: LocalProvider):
     assert text == whole["message"]["content"]
 
 
-def test_auto_mode_switches_to_the_call_grammar(run: Loop, provider: LocalProvider):
+def test_auto_mode_switches_to_the_call_grammar(run: Loop, provider: EmbeddedModel):
     """The model never opens with the marker on its own, so the opening is forced here;
     everything after it (the switch, the grammar, the parsing) is the real auto path."""
     plan = plan_tools({"tools": [WEATHER, TIME]})
@@ -254,7 +254,7 @@ def test_tool_choice_errors():
     assert plan_tools({"messages": []}) is None
 
 
-def test_schemas_with_refs_become_valid_grammars(provider: LocalProvider):
+def test_schemas_with_refs_become_valid_grammars(provider: EmbeddedModel):
     def tool(name: str, point: dict[str, Any]) -> dict[str, Any]:
         parameters = {
             "type": "object",
