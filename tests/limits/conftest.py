@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from savegate.limits.rate import DatabaseBackend, MemoryBackend, RateLimiter
 from savegate.limits.rate.model import WINDOW
 from savegate.limits.rate.redis import RedisBackend
 from savegate.store.db import create_engine, create_schema
+from tests.conftest import ROOT
 from tests.stores import database
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -75,3 +79,15 @@ def make_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
     else:
         with schema(request.param, tmp_path) as url:
             yield lambda window=WINDOW: database_limiter(url, window=window)
+
+
+def hammer(backend: str, url: str, prefix: str = "") -> list[int]:
+    """What each of two processes hammering one key (rpm 50) for 1.5 s was admitted."""
+    start = time.time() + 1.5  # both start at this moment
+    args = [sys.executable, "-m", "tests.limits.hammer", backend, url, prefix, str(start), "1.5"]
+    processes = [
+        subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    counts = [int(process.communicate(timeout=20)[0]) for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    return counts
