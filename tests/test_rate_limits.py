@@ -1,12 +1,16 @@
-"""Client rate limits per key through the gateway: in-process, and exact across two
-gateway processes sharing the real Redis of this machine."""
+"""Client rate limits per key through the gateway: in-process, exact across two gateway
+processes sharing the real Redis of this machine, and exact across the two workers of one
+gateway without Redis (through its SQLite database)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,8 +43,10 @@ def _new_key(service: Service, **limits) -> str:
 
 
 async def _burst(
-    urls: list[str], secret: str, count: int, model: str = "text-basic"
+    urls: list[str], secret: str, count: int, model: str = "text-basic", pids: tuple[int, ...] = ()
 ) -> list[httpx.Response]:
+    """`count` requests at once, spread over `urls`. Given the workers' `pids`, each response
+    gets `extensions["pid"]`: the worker whose connection answered it."""
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
 
         async def one(index: int) -> httpx.Response:
@@ -50,7 +56,40 @@ async def _burst(
                 headers={"Authorization": f"Bearer {secret}"},
             )
 
-        return await asyncio.gather(*(one(i) for i in range(count)))
+        responses = await asyncio.gather(*(one(i) for i in range(count)))
+        if pids:  # while the client still holds its connections open
+            owners = _connection_owners(pids)
+            for response in responses:
+                _, port = response.extensions["network_stream"].get_extra_info("client_addr")
+                response.extensions["pid"] = owners[port]
+        return responses
+
+
+def _connection_owners(pids: tuple[int, ...]) -> dict[int, int]:
+    """Client port → pid of the process holding the server end of that TCP connection."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            if match := re.fullmatch(r"socket:\[(\d+)\]", fd.readlink().name):
+                inodes[match[1]] = pid
+    owners: dict[int, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port, inode = int(fields[2].split(":")[1], 16), fields[9]
+        if inode in inodes:
+            owners[remote_port] = inodes[inode]
+    return owners
+
+
+def _worker_pids(service: Service) -> tuple[int, ...]:
+    """The pids of the workers the supervisor started, once there are two."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = re.findall(r"worker \d+ started \(pid (\d+)\)", service.output())
+        if len(pids) == 2:
+            return tuple(int(pid) for pid in pids)
+        time.sleep(0.1)
+    raise AssertionError("the workers did not start")
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +151,53 @@ def test_two_gateways_share_an_exact_rpm_through_redis(tmp_path, fake_upstream: 
         client = redis.Redis(host="127.0.0.1", port=6379)
         for key in client.scan_iter(prefix + "*"):
             client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    tmp_path_factory, fake_upstream: Service
+) -> Iterator[tuple[Service, tuple[int, ...]]]:
+    """One gateway of two workers on SQLite, without Redis."""
+    workdir = tmp_path_factory.mktemp("workers")
+    config = _config(fake_upstream, str(workdir / "gw.db"), None) | {"server": {"workers": 2}}
+    service = start_gateway(workdir, config)
+    yield service, _worker_pids(service)
+    stop(service.process)
+
+
+def test_two_workers_share_an_exact_rpm_through_the_database(two_workers):
+    service, pids = two_workers
+    secret = _new_key(service, rpm=30)
+    responses = asyncio.run(_burst([service.base_url], secret, 120, pids=pids))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 30, 429: 90}
+    # Both workers answered and admitted: alone, each would have admitted up to 30.
+    served = Counter(r.extensions["pid"] for r in responses)
+    admitted = Counter(r.extensions["pid"] for r in responses if r.status_code == 200)
+    assert set(served) == set(admitted) == set(pids), (served, admitted)
+    refused = next(r for r in responses if r.status_code == 429)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_two_workers_share_max_concurrent(two_workers):
+    service, pids = two_workers
+    secret = _new_key(service, max_concurrent=2)
+    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-400", pids))
+    assert Counter(r.status_code for r in responses) == {200: 2, 429: 18}
+    assert set(Counter(r.extensions["pid"] for r in responses)) == set(pids)
+    # Slots come back when requests finish.
+    assert asyncio.run(_burst([service.base_url], secret, 1))[0].status_code == 200
+
+
+def test_two_workers_share_tpm(two_workers):
+    service, pids = two_workers
+    secret = _new_key(service, tpm=100)
+    body = {"model": "slow-first-400", "messages": MESSAGES}
+    reserved = len(httpx.Request("POST", service.url, json=body).content) // 4  # the estimate
+    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-400", pids))
+    admitted = 100 // reserved  # none settles before the burst is refused
+    assert Counter(r.status_code for r in responses) == {200: admitted, 429: 20 - admitted}
+    assert set(Counter(r.extensions["pid"] for r in responses)) == set(pids)
+    # Each settled at its real 44 tokens, at whichever worker ran it.
+    (refused,) = asyncio.run(_burst([service.base_url], secret, 1))
+    assert f"limit 100, used {44 * admitted}," in refused.json()["error"]["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 
 from savegate.composition import build_providers
@@ -36,6 +37,12 @@ from savegate.store.usage import month_totals
 log = logging.getLogger(__name__)
 
 
+def _processes(config: Config) -> int:
+    """The gateway processes of this server (`--workers`; auto: one per core)."""
+    workers = config.server.workers
+    return (os.cpu_count() or 1) if workers == "auto" else workers
+
+
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -58,7 +65,9 @@ class Gateway:
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
         self.meter = Meter(PriceBook(config.prices), self.usage_sink)
-        self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix)
+        # Several workers without Redis share exact rate limits through the database.
+        shared = self.engine if _processes(config) > 1 else None
+        self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
         routing = config.routing
         self.executor = Executor(
             self.router,

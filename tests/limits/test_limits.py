@@ -1,4 +1,5 @@
-"""The same cases against the in-process and the Redis backend: they must agree exactly."""
+"""The same cases against every backend (in-process, Redis, SQLite, PostgreSQL): they must
+agree exactly."""
 
 from __future__ import annotations
 
@@ -146,6 +147,22 @@ def test_forgotten_permit_is_released(make_limiter: MakeLimiter) -> None:
         error = await refused(limiter.acquire("k", RateLimits(tpm=100), 1))
         assert error.limit == "tpm"  # and the reservation kept: 60 + 40 of 100
         await again.settle(40)
+        await limiter.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_settle_cancelled_midway_still_frees_the_slot(make_limiter: MakeLimiter) -> None:
+    async def go() -> None:
+        limiter = make_limiter()
+        limits = RateLimits(max_concurrent=1)
+        permit = await limiter.acquire("k", limits, 0)
+        settling = asyncio.create_task(permit.settle(0))
+        await asyncio.sleep(0)  # under way: the client went away meanwhile
+        settling.cancel()
+        await asyncio.sleep(0.05)
+        again = await limiter.acquire("k", limits, 0)
+        await again.settle(0)
         await limiter.aclose()
 
     asyncio.run(go())

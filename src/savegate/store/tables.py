@@ -146,3 +146,19 @@ budget_settled = Table(
     Column("period", String(7), primary_key=True),
     Column("request_id", String(64), primary_key=True),
 )
+
+# Client rate limits when the database holds them (several workers without Redis): one row
+# per admitted request, for as long as it counts against its key's rpm or tpm (its last
+# window) or holds a concurrency slot (until settled, or its lease ends).
+rate_permits = Table(
+    "rate_permits",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("admitted_at", Float, nullable=False),  # epoch seconds
+    Column("request", Boolean, nullable=False),  # counted against rpm
+    Column("tokens", BigInteger, nullable=True),  # counted against tpm: reserved, then used
+    Column("lease_until", Float, nullable=True),  # epoch seconds, while it holds a slot
+    Index("ix_rate_permits_key", "key_id", "admitted_at"),
+    Index("ix_rate_permits_admitted", "admitted_at"),
+)

@@ -13,10 +13,12 @@ limits is small.
         await permit.settle(actual_tokens)
 
 In-process by default (`MemoryBackend`); `savegate.limits.rate.redis.RedisBackend` (needs the
-redis package) shares limits across gateway processes.
+redis package) shares limits across gateway processes, `DatabaseBackend` across the processes
+of one database (several workers without Redis). All three admit by the same rule (`rules.py`).
 """
 
 from savegate.limits.rate.backend import RateBackend
+from savegate.limits.rate.database import DatabaseBackend
 from savegate.limits.rate.duration import format_duration
 from savegate.limits.rate.errors import RateLimited
 from savegate.limits.rate.headers import rate_headers
@@ -25,6 +27,7 @@ from savegate.limits.rate.memory import MemoryBackend
 from savegate.limits.rate.model import Decision, Grant, LimitName, RateLimits, Usage
 
 __all__ = [
+    "DatabaseBackend",
     "Decision",
     "Grant",
     "LimitName",

@@ -1,4 +1,4 @@
-"""What a rate-limit store must do. The two backends admit exactly the same requests."""
+"""What a rate-limit store must do. The backends admit exactly the same requests."""
 
 from __future__ import annotations
 

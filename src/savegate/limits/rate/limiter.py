@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from savegate.limits.rate.backend import RateBackend
+from savegate.limits.rate.database import DatabaseBackend
 from savegate.limits.rate.errors import RateLimited
 from savegate.limits.rate.headers import rate_headers
 from savegate.limits.rate.memory import MemoryBackend
@@ -88,12 +91,17 @@ class RateLimiter:
         await self._backend.aclose()
 
 
-def create_rate_limiter(redis_url: str | None, prefix: str = "savegate:rl:") -> RateLimiter:
-    """In-process limits, exact for one gateway process; with a Redis URL, exact across all the
-    processes that share that Redis and prefix."""
-    if not redis_url:
-        return RateLimiter(MemoryBackend())
-    # Imported here so that the redis package is needed only when Redis is configured.
-    from savegate.limits.rate.redis import RedisBackend
+def create_rate_limiter(
+    redis_url: str | None, prefix: str = "savegate:rl:", engine: AsyncEngine | None = None
+) -> RateLimiter:
+    """With a Redis URL, limits exact across all the processes that share that Redis and
+    prefix; else, given the database engine (several processes share it), exact across the
+    processes of that database; else in-process, exact for one gateway process."""
+    if redis_url:
+        # Imported here so that the redis package is needed only when Redis is configured.
+        from savegate.limits.rate.redis import RedisBackend
 
-    return RateLimiter(RedisBackend(redis_url, prefix=prefix))
+        return RateLimiter(RedisBackend(redis_url, prefix=prefix))
+    if engine is not None:
+        return RateLimiter(DatabaseBackend(engine))
+    return RateLimiter(MemoryBackend())

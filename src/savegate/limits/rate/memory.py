@@ -12,15 +12,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from savegate.limits.rate.model import (
-    CONCURRENCY_RETRY,
-    WINDOW,
-    Decision,
-    Grant,
-    LimitName,
-    RateLimits,
-    Usage,
-)
+from savegate.limits.rate import rules
+from savegate.limits.rate.model import WINDOW, Decision, Grant, RateLimits
 
 _EVICT_PER_CALL = 2  # more than one per call, so idle keys are dropped faster than keys appear
 
@@ -70,27 +63,21 @@ class MemoryBackend:
         key = self._touch(key_id, now)
         self._evict(now - self._window)
         key.expire(now - self._window)
-        tripped: LimitName | None = None
-        wait = 0.0
-        for name, seconds in self._trips(key, limits, tokens, now):
-            if tripped is None or seconds > wait:
-                tripped, wait = name, seconds
-        if tripped is not None:
-            return Decision(self._usage(key, now), tripped=tripped, retry_after=wait)
-        reserved = tokens if limits.tpm is not None else None
-        holds_slot = limits.max_concurrent is not None
+        refused = rules.refusal(key, limits, tokens, now, self._window)
+        if refused is not None:
+            tripped, wait = refused
+            return Decision(rules.usage(key, now, self._window), tripped=tripped, retry_after=wait)
         permit_id = str(next(self._ids))
         if limits.rpm is not None:
             key.requests.append(now)
-        if reserved is not None:
-            key.unsettled[permit_id] = reservation = _Reservation(now, reserved)
+        if limits.tpm is not None:
+            key.unsettled[permit_id] = reservation = _Reservation(now, tokens)
             key.reservations.append(reservation)
-            key.tokens += reserved
-        if holds_slot:
+            key.tokens += tokens
+        if limits.max_concurrent is not None:
             key.in_flight += 1
-        settles = reserved is not None or holds_slot
-        grant = Grant(key_id, permit_id, reserved, holds_slot) if settles else None
-        return Decision(self._usage(key, now), grant=grant)
+        grant = rules.grant(key_id, permit_id, limits, tokens)
+        return Decision(rules.usage(key, now, self._window), grant=grant)
 
     async def settle(self, grant: Grant, actual_tokens: int) -> None:
         self._release(grant, actual_tokens)
@@ -100,36 +87,6 @@ class MemoryBackend:
 
     async def aclose(self) -> None:
         self._keys.clear()
-
-    def _trips(
-        self, key: _Key, limits: RateLimits, tokens: int, now: float
-    ) -> list[tuple[LimitName, float]]:
-        """Each full limit with the seconds until it would let this request in."""
-        trips: list[tuple[LimitName, float]] = []
-        if limits.max_concurrent is not None and key.in_flight >= limits.max_concurrent:
-            trips.append(("max_concurrent", CONCURRENCY_RETRY))
-        if limits.rpm is not None and len(key.requests) >= limits.rpm:
-            # The request that must leave so that only rpm - 1 remain.
-            oldest = key.requests[len(key.requests) - limits.rpm]
-            trips.append(("rpm", oldest + self._window - now))
-        if limits.tpm is not None and key.tokens + tokens > limits.tpm:
-            left, seconds = key.tokens, 0.0
-            for reservation in key.reservations:
-                left -= reservation.tokens
-                seconds = reservation.at + self._window - now
-                if left + tokens <= limits.tpm:
-                    break
-            trips.append(("tpm", seconds))
-        return trips
-
-    def _usage(self, key: _Key, now: float) -> Usage:
-        return Usage(
-            requests=len(key.requests),
-            tokens=key.tokens,
-            in_flight=key.in_flight,
-            requests_reset=key.requests[0] + self._window - now if key.requests else 0.0,
-            tokens_reset=key.reservations[0].at + self._window - now if key.reservations else 0.0,
-        )
 
     def _touch(self, key_id: str, now: float) -> _Key:
         key = self._keys.get(key_id)

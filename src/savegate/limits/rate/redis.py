@@ -1,18 +1,14 @@
 """Limits shared by every gateway process through one Redis: one script call per acquire and one
 per settle, each atomic (see lua.py).
 
-When Redis is unreachable we fail open: requests are admitted unlimited, with a warning logged
-at most every 10 s. A rate limiter that turns its own outage into 500s would take the whole
-gateway down with it; briefly unlimited keys are the lesser harm. The client reconnects by
-itself on the next call after a pause, so nothing needs restarting when Redis is back.
+When Redis is unreachable we fail open (see `shared.Outage`). The client reconnects by itself
+on the next call after a pause, so nothing needs restarting when Redis is back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import time
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -20,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from savegate.limits.rate import rules
 from savegate.limits.rate.lua import ACQUIRE, SETTLE
 from savegate.limits.rate.model import (
     CONCURRENCY_RETRY,
@@ -30,13 +27,11 @@ from savegate.limits.rate.model import (
     RateLimits,
     Usage,
 )
-from savegate.limits.rate.throttle import Throttle
+from savegate.limits.rate.shared import OPEN, Outage, Settler
 
 logger = logging.getLogger(__name__)
 
 _TRIPS: dict[int, LimitName] = {1: "rpm", 2: "tpm", 3: "max_concurrent"}
-_OPEN = Decision(usage=None)  # admitted without counting: Redis is down
-_PAUSE = 1.0  # after a failure, fail open at once this long instead of waiting on timeouts
 
 
 def _ms(seconds: float) -> int:
@@ -79,19 +74,17 @@ class RedisBackend:
         self._prefix = prefix
         self._window_ms = _ms(window)
         self._lease_ms = _ms(lease)
-        self._down_until = 0.0
-        self._warning = Throttle(10.0)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._abandoned: set[asyncio.Task[None]] = set()
+        self._outage = Outage(logger, "Redis")
+        self._settler = Settler(self._settle_now)
 
     def _keys(self, key_id: str) -> list[str]:
         base = f"{self._prefix}{{{key_id}}}"  # the braces make one hash tag per key id
         return [f"{base}:r", f"{base}:t", f"{base}:tv", f"{base}:c"]
 
     async def acquire(self, key_id: str, limits: RateLimits, tokens: int) -> Decision:
-        self._loop = asyncio.get_running_loop()
-        if time.monotonic() < self._down_until:
-            return _OPEN
+        self._settler.bind()
+        if self._outage.ongoing:
+            return OPEN
         permit_id = secrets.token_hex(8)
         args: list[int | str] = [
             self._window_ms,
@@ -106,43 +99,29 @@ class RedisBackend:
         try:
             reply = await self._acquire(keys=self._keys(key_id), args=args)
         except (RedisError, OSError) as exc:
-            self._failed(exc)
-            return _OPEN
+            self._outage.failed(exc)
+            return OPEN
         tripped, wait, requests, used, in_flight, requests_reset, tokens_reset = map(int, reply)
         usage = Usage(requests, used, in_flight, requests_reset / 1000, tokens_reset / 1000)
         if tripped:
             return Decision(usage, tripped=_TRIPS[tripped], retry_after=wait / 1000)
-        reserved = tokens if limits.tpm is not None else None
-        holds_slot = limits.max_concurrent is not None
-        settles = reserved is not None or holds_slot
-        grant = Grant(key_id, permit_id, reserved, holds_slot) if settles else None
-        return Decision(usage, grant=grant)
+        return Decision(usage, grant=rules.grant(key_id, permit_id, limits, tokens))
 
     async def settle(self, grant: Grant, actual_tokens: int) -> None:
+        await self._settler.settle(grant, actual_tokens)
+
+    def abandon(self, grant: Grant) -> None:
+        self._settler.abandon(grant)
+
+    async def _settle_now(self, grant: Grant, actual_tokens: int) -> None:
         # Tried even while paused: a dropped settle would hold its slot until the lease ends.
         keys = self._keys(grant.key_id)[2:]
         actual = actual_tokens if grant.reserved_tokens is not None else -1
         try:
             await self._settle(keys=keys, args=[grant.permit_id, actual, int(grant.holds_slot)])
         except (RedisError, OSError) as exc:
-            self._failed(exc)
-
-    def abandon(self, grant: Grant) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # the lease frees the slot
-        loop.call_soon_threadsafe(self._settle_abandoned, grant)
-
-    def _settle_abandoned(self, grant: Grant) -> None:
-        task = asyncio.create_task(self.settle(grant, grant.reserved_tokens or 0))
-        self._abandoned.add(task)  # keep a reference, or the task may be collected mid-way
-        task.add_done_callback(self._abandoned.discard)
+            self._outage.failed(exc)
 
     async def aclose(self) -> None:
-        await asyncio.gather(*self._abandoned)
+        await self._settler.aclose()
         await self._redis.aclose()
-
-    def _failed(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + _PAUSE
-        if self._warning.ready():
-            logger.warning("rate limits: Redis unavailable (%s); admitting requests unlimited", exc)
