@@ -198,7 +198,8 @@ class PeakSampler:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        if self._thread.is_alive():
+            self._thread.join(2)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):

@@ -147,8 +147,7 @@ def _savegate(
         str(data),
         "--config",
         str(config),
-        "--workers",
-        str(workers),
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
     proc = procs.start(
         data.name, argv, data / "serve.log", env={"MOCK_KEY": MOCK_KEY, **(env or {})}
