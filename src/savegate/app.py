@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
 
 from savegate.composition import build_providers
@@ -37,12 +36,6 @@ from savegate.store.usage import month_totals
 log = logging.getLogger(__name__)
 
 
-def _processes(config: Config) -> int:
-    """The gateway processes of this server (`--workers`; auto: one per core)."""
-    workers = config.server.workers
-    return (os.cpu_count() or 1) if workers == "auto" else workers
-
-
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -66,7 +59,7 @@ class Gateway:
         self.budgets = self._ledger()
         self.meter = Meter(PriceBook(config.prices), self.usage_sink)
         # Several workers without Redis share exact rate limits through the database.
-        shared = self.engine if _processes(config) > 1 else None
+        shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
         routing = config.routing
         self.executor = Executor(
@@ -96,7 +89,7 @@ class Gateway:
         database when more than one process may use it (several workers, or PostgreSQL,
         which replicas share), else in this process's memory."""
         config = self.config
-        shared = str(config.server.workers) != "1" or self.engine.url.get_backend_name() != "sqlite"
+        shared = config.server.processes > 1 or self.engine.url.get_backend_name() != "sqlite"
         if config.redis_url is None and not shared:
             return MemoryLedger(self.usage.month, self.alerts)
         return SharedLedger(

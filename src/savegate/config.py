@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -111,7 +111,12 @@ class ServerConfig(_Strict):
     port: int = 8000
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0  # in-flight requests and streams may finish
-    workers: int | Literal["auto"] = 1  # processes sharing the port; auto: one per core
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # processes sharing the port
+
+    @property
+    def processes(self) -> int:
+        """How many gateway processes serve: `workers`, or one per core for `auto`."""
+        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from savegate import __version__
 from savegate.api.asgi import ApiApp
 from savegate.api.server import DrainingServer, PairedWritesProtocol
 from savegate.app import Gateway
 from savegate.cli.workers import Supervisor, listen
-from savegate.config import Config
+from savegate.config import Config, ServerConfig
 from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
@@ -31,6 +31,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
     parser.add_argument(
         "--workers",
+        type=lambda value: value if value == "auto" else int(value),
         help="worker processes sharing the port: a number or `auto` (one per core); default 1",
     )
     parser.set_defaults(run=run)
@@ -80,18 +81,6 @@ def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str
     return "\n".join(lines)
 
 
-def _worker_count(value: int | str) -> int:
-    if value == "auto":
-        return os.cpu_count() or 1
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise SystemExit(f"savegate: workers must be a whole number ≥ 1 or auto, not {value!r}")
-    return count
-
-
 def run(args: argparse.Namespace, config: Config) -> int:
     updates: dict[str, object] = {
         k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
@@ -99,8 +88,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.workers is not None:
         updates["workers"] = args.workers
     if updates:
-        config = config.model_copy(update={"server": config.server.model_copy(update=updates)})
-    workers = _worker_count(config.server.workers)
+        try:
+            server = ServerConfig.model_validate({**config.server.model_dump(), **updates})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SystemExit(f"savegate: server.{where}: {first['msg']}") from None
+        config = config.model_copy(update={"server": server})
+    workers = config.server.processes
     _log_as(config, "supervisor" if workers > 1 else None)
     redact_logs(Redactor(config.upstream_secrets()))  # before anything talks to an upstream
     created = asyncio.run(_first_start_keys(config))
