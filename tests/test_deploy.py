@@ -253,7 +253,7 @@ def test_compose_replicas_wait_for_shared_stores_and_drain_in_time(
         assert (DEPLOY / source).resolve() == (DEPLOY / "savegate.yaml").resolve()
         assert (target, mode) == ("/etc/savegate/savegate.yaml", "ro")
         args = build_parser().parse_args([*entrypoint()[1:], *replica["command"]])
-        assert args.workers == "2"
+        assert args.workers == 2
         env = replica["environment"]
         assert env["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
     for name in ("postgres", "redis", "nginx"):
@@ -407,7 +407,7 @@ def test_chart_config_is_the_values_config_and_valid() -> None:
     (mount,) = [m for m in app["volumeMounts"] if m["name"] == "config"]
     args = build_parser().parse_args([*entrypoint()[1:], *app["args"]])
     assert args.config == mount["mountPath"] + "/savegate.yaml"
-    assert args.workers == str(values["workers"])
+    assert args.workers == values["workers"]
     annotations = one(kinds, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert {"checksum/config", "checksum/secret"} <= annotations.keys()
 
