@@ -1,0 +1,154 @@
+"""Instructions per request, this tree against another revision: `python -m bench.instructions
+--base REV [--requests 200]` from the repository root.
+
+Wall-clock A/B runs on a shared 2-core VM move by ±25 % between rounds; instruction counts do
+not. Each gateway runs under `valgrind --tool=callgrind` with instrumentation off until it has
+served a warm-up, then counts every instruction of the process (all its threads: the usage
+writer's share included) over sequential requests to the bench's mock upstream, non-stream
+and 50-chunk stream. Writes `bench/INSTRUCTIONS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import client, targets
+from bench.fixtures import canned
+from bench.procs import Proc, Procs, free_port, wait_tcp
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / ".work" / "instructions"
+WARM_UP = 30
+MODES = ("json", "stream")
+
+
+def _totals(dump: Path) -> int:
+    lines = [line for line in dump.read_text().splitlines() if line.startswith("totals:")]
+    return int(lines[-1].split()[1])
+
+
+def _gateway(
+    procs: Procs, name: str, ups: targets.Upstreams, source: Path | None
+) -> tuple[Proc, int]:
+    providers = {
+        mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [f"bench-{mode}"]}
+        for mode in MODES
+    }
+    config = WORK / f"{name}.yaml"
+    config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
+    data = WORK / f"{name}-data"
+    data.mkdir()
+    port = free_port()
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    argv += [f"--callgrind-out-file={WORK / name}.%p", sys.executable, "-m", "savegate"]
+    argv += ["serve", "--port", str(port), "--data-dir", str(data), "--config", str(config)]
+    env = {"MOCK_KEY": "sk-mock"} | ({"PYTHONPATH": str(source / "src")} if source else {})
+    proc = procs.start(name, argv, WORK / f"{name}.log", env=env, cwd=ROOT)
+    wait_tcp(port, proc, timeout=600)
+    return proc, port
+
+
+def _key(proc: Proc) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"default key:\s+(\S+)", proc.log.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        time.sleep(0.2)
+    raise RuntimeError(f"no key in the banner:\n{proc.log_tail()}")
+
+
+def _count(proc: Proc, route: client.Route, requests: int, label: str) -> float:
+    """Instructions per request over `requests` sequential requests on `route`."""
+    asyncio.run(client.sequential(route, WARM_UP))
+    control = ["callgrind_control"]
+    subprocess.run([*control, "--zero", str(proc.pid)], check=True, capture_output=True)
+    subprocess.run([*control, "--instr=on", str(proc.pid)], check=True, capture_output=True)
+    results = asyncio.run(client.sequential(route, requests))
+    subprocess.run([*control, "--instr=off", str(proc.pid)], check=True, capture_output=True)
+    subprocess.run([*control, f"--dump={label}", str(proc.pid)], check=True, capture_output=True)
+    errors = [e for r in results if (e := client.check(r, stream=label.endswith("stream")))]
+    if errors:
+        raise RuntimeError(f"{label}: {errors[0]}")
+    time.sleep(1)
+    dumps = sorted(WORK.glob(f"{proc.name}.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
+    return _totals(dumps[-1]) / requests
+
+
+def _checkout(rev: str) -> Path:
+    tree = WORK / f"base-{rev}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--force", str(tree), rev],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    return tree
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", required=True, metavar="REV")
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    shutil.rmtree(WORK, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=ROOT)
+    WORK.mkdir(parents=True)
+    procs = Procs()
+    base = _checkout(args.base)
+    counts: dict[tuple[str, str], float] = {}
+    try:
+        json_body, sse = canned()
+        mock, mock_port = targets.start_mock(procs, WORK, json_body, sse)
+        ups = targets.Upstreams(mock_port, mock_port)
+        direct = targets.direct(mock, ups)
+        for name, source in (("new", None), ("base", base)):
+            proc, port = _gateway(procs, name, ups, source)
+            headers = {"Authorization": f"Bearer {_key(proc)}"}
+            for mode in MODES:
+                body = direct.routes[mode].body
+                route = client.Route(port, "/v1/chat/completions", headers, body)
+                counts[(name, mode)] = _count(proc, route, args.requests, f"{name}-{mode}")
+                print(f"{name} {mode}: {counts[(name, mode)]:,.0f} instructions a request")
+            procs.stop(proc)
+    finally:
+        procs.stop_all()
+        subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    rows = [
+        f"| {label} | {counts[('base', mode)]:,.0f} | {counts[('new', mode)]:,.0f} | "
+        f"{100 * (counts[('new', mode)] / counts[('base', mode)] - 1):+.1f} % |"
+        for mode, label in (("json", "non-stream"), ("stream", "stream of 50 chunks"))
+    ]
+    report = "\n".join(
+        [
+            "# Instructions per request",
+            "",
+            f"`python -m bench.instructions --base {args.base} --requests {args.requests}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {head} against "
+            f"{args.base}, each under callgrind, {args.requests} sequential requests after "
+            f"{WARM_UP} of warm-up, every instruction of the gateway process counted.",
+            "",
+            "| request | base | new | change |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    (ROOT / "bench" / "INSTRUCTIONS.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
