@@ -45,9 +45,15 @@ def _new_key(service: Service, **limits) -> str:
 async def _burst(
     urls: list[str], secret: str, count: int, model: str = "text-basic", pids: tuple[int, ...] = ()
 ) -> list[httpx.Response]:
-    """`count` requests at once, spread over `urls`. Given the workers' `pids`, each response
-    gets `extensions["pid"]`: the worker whose connection answered it."""
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+    """`count` requests at once, spread over `urls`. Given the workers' `pids`, the client's
+    connections are first opened until every worker holds some (one worker can accept a
+    whole burst), and each response gets `extensions["pid"]`: the worker that answered it."""
+    for _ in range(20):
+        client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200))
+        if not pids or await _spread(client, urls[0], count, pids):
+            break
+        await client.aclose()
+    try:
 
         async def one(index: int) -> httpx.Response:
             return await client.post(
@@ -63,6 +69,17 @@ async def _burst(
                 _, port = response.extensions["network_stream"].get_extra_info("client_addr")
                 response.extensions["pid"] = owners[port]
         return responses
+    finally:
+        await client.aclose()
+
+
+async def _spread(client: httpx.AsyncClient, url: str, count: int, pids: tuple[int, ...]) -> bool:
+    """Open `count` pooled connections; true if every worker holds one of them."""
+    health = url.removesuffix("/v1") + "/health"
+    replies = await asyncio.gather(*(client.get(health) for _ in range(count)))
+    owners = _connection_owners(pids)
+    ports = {r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in replies}
+    return {owners.get(port) for port in ports} == set(pids)
 
 
 def _connection_owners(pids: tuple[int, ...]) -> dict[int, int]:
@@ -116,10 +133,10 @@ def test_rpm_in_process(single: Service):
 
 def test_concurrency_limit(single: Service):
     secret = _new_key(single, max_concurrent=2)
-    responses = asyncio.run(_burst([single.base_url], secret, 6, model="slow-first-400"))
+    responses = asyncio.run(_burst([single.base_url], secret, 6, model="slow-first-2000"))
     statuses = Counter(r.status_code for r in responses)
     assert statuses[200] == 2 and statuses[429] == 4
-    # Slots come back when requests finish.
+    # Slots come back when requests finish (each takes 2 s, longer than the burst).
     assert asyncio.run(_burst([single.base_url], secret, 1))[0].status_code == 200
 
 
@@ -182,19 +199,19 @@ def test_two_workers_share_an_exact_rpm_through_the_database(two_workers):
 def test_two_workers_share_max_concurrent(two_workers):
     service, pids = two_workers
     secret = _new_key(service, max_concurrent=2)
-    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-400", pids))
+    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-2000", pids))
     assert Counter(r.status_code for r in responses) == {200: 2, 429: 18}
     assert set(Counter(r.extensions["pid"] for r in responses)) == set(pids)
-    # Slots come back when requests finish.
+    # Slots come back when requests finish (each takes 2 s, longer than the burst).
     assert asyncio.run(_burst([service.base_url], secret, 1))[0].status_code == 200
 
 
 def test_two_workers_share_tpm(two_workers):
     service, pids = two_workers
     secret = _new_key(service, tpm=100)
-    body = {"model": "slow-first-400", "messages": MESSAGES}
+    body = {"model": "slow-first-2000", "messages": MESSAGES}
     reserved = len(httpx.Request("POST", service.url, json=body).content) // 4  # the estimate
-    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-400", pids))
+    responses = asyncio.run(_burst([service.base_url], secret, 20, "slow-first-2000", pids))
     admitted = 100 // reserved  # none settles before the burst is refused
     assert Counter(r.status_code for r in responses) == {200: admitted, 429: 20 - admitted}
     assert set(Counter(r.extensions["pid"] for r in responses)) == set(pids)
