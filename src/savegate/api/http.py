@@ -103,6 +103,9 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.")
 
 
+_BODILESS = frozenset({204, 304})
+
+
 class ClientGone(Exception):
     """The client went away; there is nobody left to answer."""
 
@@ -223,6 +226,9 @@ async def send_response(
 ) -> None:
     if isinstance(response, JsonResponse):
         headers = [(b"content-type", response.content_type), *base_headers, *response.headers]
+        if response.status not in _BODILESS:
+            # A length, not chunks: the whole body is at hand; clients need not unframe it.
+            headers.append((b"content-length", b"%d" % len(response.body)))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         guard.finishing = True
         await send({"type": "http.response.body", "body": response.body})
