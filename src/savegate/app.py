@@ -27,6 +27,7 @@ from savegate.service.admission import Admission
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
+from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
 from savegate.store.db import create_engine, create_schema
@@ -78,6 +79,7 @@ class Gateway:
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
         self.embeddings = EmbeddingService(pipeline)
+        self.media = MediaService(pipeline)
         self.response_store = ResponseStore(self.engine)
         self.responses = ResponsesService(pipeline, self.chat, self.response_store)
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)

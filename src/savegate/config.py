@@ -110,6 +110,8 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 32 * 1024 * 1024
+    max_audio_body_bytes: int = 64 * 1024 * 1024  # transcription and translation uploads
+    max_image_body_bytes: int = 64 * 1024 * 1024  # image edit and variation uploads
     shutdown_grace_seconds: float = 30.0  # in-flight requests and streams may finish
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # processes sharing the port
 
@@ -117,6 +119,7 @@ class ServerConfig(_Strict):
     def processes(self) -> int:
         """How many gateway processes serve: `workers`, or one per core for `auto`."""
         return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

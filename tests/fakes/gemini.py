@@ -2,7 +2,9 @@
 
 Models: `<fixture>`, `status-<code>` (a Google error body), `cut` (a stream that closes
 before any finishReason), `finish-<REASON>` (one candidate ending with that finishReason
-and no content), `empty` (a response with neither candidates nor promptFeedback)."""
+and no content), `empty` (a response with neither candidates nor promptFeedback);
+`*-image` answers `generateContent` with one image (`tests/fixtures/openai-media/
+gemini-image.json`), `*-image-blocked` with its prompt blocked."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.media import PNG_B64
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gemini"
@@ -73,6 +76,14 @@ def assemble(events: list[bytes]) -> dict[str, Any]:
     }
 
 
+def image_answer(model: str) -> dict[str, Any]:
+    if model.endswith("-blocked"):
+        return {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model}
+    answer = orjson.loads((FIXTURES.parent / "openai-media" / "gemini-image.json").read_bytes())
+    answer["candidates"][0]["content"]["parts"][0]["inlineData"]["data"] = PNG_B64
+    return answer
+
+
 async def handle(path: str, query: bytes, send: Any) -> None:
     model, _, method = path.rsplit("/", 1)[1].partition(":")
     if model.startswith("status-"):
@@ -92,6 +103,16 @@ async def handle(path: str, query: bytes, send: Any) -> None:
             }
         )
         await send({"type": "http.response.body", "body": orjson.dumps(body)})
+        return
+    if model.endswith(("-image", "-image-blocked")) and method == "generateContent":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": orjson.dumps(image_answer(model))})
         return
     events = events_for(model)
     if method == "generateContent":

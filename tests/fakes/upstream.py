@@ -14,6 +14,7 @@ behaviour:
 - `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]`;
 - `slow-json`: answer a non-streaming request only after 30 s;
 - `tool-call-first`: `tool-call-single`, calling the request's first tool by its name.
+Images, audio and moderations are answered by `media.py`.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, faults, gemini, openai_extra, responses
+from tests.fakes import anthropic, faults, gemini, media, openai_extra, responses
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
@@ -123,12 +124,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/_log":
         await send_json(send, 200, LOG)
         return
+    if scope["path"] == "/_release":  # a held stream (`*-hold`) may go on
+        media.RELEASE.set()
+        await send_json(send, 200, {})
+        return
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    if scope["path"].startswith(("/v1/images/", "/v1/audio/", "/v1/moderations")):
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        await media.handle(scope["path"], headers, body, send, LOG)
+        return
     request = orjson.loads(body)
     if scope["path"] == "/_webhook":
         LOG["webhooks"].append(request)

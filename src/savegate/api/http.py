@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ import orjson
 from savegate.api.relay import Framer, relay
 from savegate.core.errors import GatewayError, PayloadTooLarge, interruption
 from savegate.core.keys import ApiKey
+from savegate.core.media import MediaAnswer
 from savegate.core.payload import Json
 from savegate.core.request import RequestContext
-from savegate.providers.base import ChatStream
+from savegate.providers.base import ByteStream, ChatStream
 from savegate.wire import sse
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -82,7 +86,7 @@ class HttpRequest:
     async def read_body(self, limit: int) -> None:
         declared = self.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         parts: list[bytes] = []
         size = 0
         while True:
@@ -92,14 +96,14 @@ class HttpRequest:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             parts.append(chunk)
             if not message.get("more_body"):
                 self.body = b"".join(parts)
                 return
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.")
 
 
@@ -129,7 +133,16 @@ class StreamResponse:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-Response = JsonResponse | StreamResponse
+@dataclass(slots=True)
+class BytesResponse:
+    """A body relayed as it arrives (audio, passed-through events), in chunks."""
+
+    stream: ByteStream
+    request_id: str
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Response = JsonResponse | StreamResponse | BytesResponse
 
 
 def json_response(data: Any, status: int = 200) -> JsonResponse:
@@ -146,6 +159,19 @@ def error_response(error: GatewayError) -> JsonResponse:
 
 def answer_response(answer: Json, headers: Mapping[str, str]) -> JsonResponse:
     return JsonResponse(answer.raw, headers=encode_headers(headers))
+
+
+def media_response(answer: MediaAnswer, headers: Mapping[str, str]) -> JsonResponse:
+    """A whole upstream answer with its own content type (JSON, text, subtitles)."""
+    return JsonResponse(
+        answer.raw, headers=encode_headers(headers), content_type=answer.content_type.encode()
+    )
+
+
+def bytes_response(
+    stream: ByteStream, headers: Mapping[str, str], request_id: str
+) -> BytesResponse:
+    return BytesResponse(stream, request_id, encode_headers(headers))
 
 
 def stream_response(
@@ -233,6 +259,9 @@ async def send_response(
         guard.finishing = True
         await send({"type": "http.response.body", "body": response.body})
         return
+    if isinstance(response, BytesResponse):
+        await _send_bytes(send, response, base_headers, guard)
+        return
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -249,6 +278,47 @@ async def send_response(
     finally:
         # However the relay ended (done, failed, the client gone), the upstream is let go now.
         await response.stream.aclose()
+    guard.finishing = True
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_bytes(
+    send: Send,
+    response: BytesResponse,
+    base_headers: list[tuple[bytes, bytes]],
+    guard: DisconnectGuard,
+) -> None:
+    """Each upstream read goes out as it came. A body that breaks mid-way is cut, the
+    final chunk never sent, so the client cannot take it for complete; events end with
+    OpenAI's in-stream error instead."""
+    stream = response.stream
+    events = stream.content_type.startswith("text/event-stream")
+    headers = [
+        (b"content-type", stream.content_type.encode("latin-1")),
+        *base_headers,
+        *response.headers,
+    ]
+    if events:
+        headers += _SSE_HEADERS[1:]
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for read in stream:
+                await send({"type": "http.response.body", "body": read, "more_body": True})
+        except (GatewayError, asyncio.CancelledError) as exc:
+            error = exc if isinstance(exc, GatewayError) else interruption(exc)
+            if error is None:
+                raise
+            if isinstance(exc, asyncio.CancelledError):
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            log.warning("relay %s failed mid-way: %s", response.request_id, error.message)
+            if not events:
+                return
+            await send(
+                {"type": "http.response.body", "body": sse.error_event(error), "more_body": True}
+            )
+    finally:
+        await stream.aclose()
     guard.finishing = True
     await send({"type": "http.response.body", "body": b""})
 

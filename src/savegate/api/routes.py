@@ -10,6 +10,7 @@ from savegate.api.admin import handlers as admin
 from savegate.api.anthropic.errors import anthropic_error_response
 from savegate.api.anthropic.messages import count_tokens, create_message
 from savegate.api.http import HttpRequest, JsonResponse, Response, error_response, json_response
+from savegate.api.openai import media
 from savegate.api.openai.chat import create_chat_completion
 from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
@@ -63,6 +64,21 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/embeddings"): _post(lambda g, r, k: create_embedding(r, k, g.embeddings)),
     ("POST", "/v1/responses"): _post(lambda g, r, k: create_response(r, k, g.responses)),
     ("GET", "/v1/models"): Endpoint(lambda g, r, k: list_models(g.router, k, g.started_at)),
+    ("POST", "/v1/images/generations"): _post(lambda g, r, k: media.generate_images(r, k, g.media)),
+    ("POST", "/v1/audio/speech"): _post(lambda g, r, k: media.create_speech(r, k, g.media)),
+    ("POST", "/v1/moderations"): _post(lambda g, r, k: media.create_moderation(r, k, g.media)),
+    # Multipart uploads: read by their handlers as they arrive, with their own limits.
+    **{
+        ("POST", path): Endpoint(
+            lambda g, r, k, handler=handler: handler(r, k, g.media, g.config.server)
+        )
+        for path, handler in (
+            ("/v1/audio/transcriptions", media.create_transcription),
+            ("/v1/audio/translations", media.create_translation),
+            ("/v1/images/edits", media.edit_images),
+            ("/v1/images/variations", media.create_image_variation),
+        )
+    },
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
     **{
         ("POST", prefix + path): _anthropic(handler)

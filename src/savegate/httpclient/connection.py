@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Sequence
 from typing import cast
 
 import httptools
 
 HIGH_WATER = 256 * 1024
+WRITE_SLICE = 256 * 1024  # an upload is written this much at a time, as the socket drains
 
 
 class HttpError(Exception):
@@ -57,14 +59,17 @@ class Connection(asyncio.Protocol):
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._inflate: zlib._Decompress | None = None
+        self._drained: asyncio.Future[None] | None = None  # set while writing is paused
         self.status = 0
         self.headers: dict[str, str] = {}
         self._header_name = ""
 
     # --- the exchange ---------------------------------------------------------------
 
-    async def send(self, request: bytes) -> None:
-        """Write the request and wait for the response head (status and headers)."""
+    async def send(self, request: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write the request and wait for the response head (status and headers). A
+        request in parts is written a slice at a time, each once the socket has taken the
+        last: the transport never holds a copy of a whole upload."""
         assert self._transport is not None and not self._busy
         if self.closed:  # lost while it sat idle, before the pool heard of it
             raise ConnectionBroken("the upstream closed the connection")
@@ -76,8 +81,24 @@ class Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         self._last_read = self._loop.time()
         self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._check_timer)
-        self._transport.write(request)
+        if isinstance(request, bytes):
+            self._transport.write(request)
+        else:
+            await self._write_parts(request)
         await self._head
+
+    async def _write_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), WRITE_SLICE):
+                if self._drained is not None:
+                    await self._drained
+                if self._failure is not None:
+                    raise self._failure
+                if self._transport is None or self.closed:
+                    raise ConnectionBroken("the upstream closed the connection")
+                self._transport.write(view[start : start + WRITE_SLICE])
+                self._last_read = self._loop.time()  # writing is progress too
 
     async def next_body(self) -> bytes:
         """What arrived of the body since the last call; b"" once it is complete."""
@@ -128,8 +149,17 @@ class Connection(asyncio.Protocol):
             self._fail(ConnectionBroken(f"malformed response from upstream: {exc}"))
             self.close()
 
+    def pause_writing(self) -> None:
+        self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         if self._busy and not self._complete:
             if self.status and self._reads_to_eof():
                 self.on_message_complete()

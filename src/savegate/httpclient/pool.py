@@ -13,7 +13,7 @@ import asyncio
 import re
 import ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
 from savegate.httpclient.connection import ConnectFailed, Connection, ConnectionBroken
@@ -83,12 +83,19 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
-    async def post(self, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+    async def post(
+        self, target: str, headers: Mapping[str, str], body: bytes | Sequence[bytes | memoryview]
+    ) -> Response:
         """Send `body` to the base URL's path + `target` and wait for the response head.
+        A body in parts (an upload) is written part by part, never joined.
 
         A connection the upstream closed while it sat idle is noticed on use; the
         request is then sent once more on a new connection (the upstream never saw it)."""
-        message = self._head(target, headers, len(body)) + body
+        message: bytes | list[bytes | memoryview]
+        if isinstance(body, bytes):
+            message = self._head(target, headers, len(body)) + body
+        else:
+            message = [self._head(target, headers, sum(len(part) for part in body)), *body]
         retried = False
         while True:
             connection = await self._acquire()

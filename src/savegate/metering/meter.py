@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from savegate.core.errors import GatewayError
+from savegate.core.media import MediaUse
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.core.route import Target
@@ -139,12 +140,41 @@ class AttemptMeter:
         self,
         *,
         answer: Json | None = None,
+        use: MediaUse | None = None,
         error: GatewayError | None = None,
         cancelled: bool = False,
     ) -> None:
         if self._done:
             return
         self._done = True
+        if use is not None:
+            self._bill_units(use)
+        else:
+            self._bill_tokens(answer, cancelled)
+        record = self.record
+        record.latency_ms = (time.perf_counter() - self._started) * 1000
+        record.client_disconnected = cancelled
+        if error is not None:
+            record.status = error.status
+            record.error_type = error.code or error.type
+        elif cancelled:
+            record.status = 499
+            record.error_type = "client_disconnected"
+        self._parent.tokens += record.tokens.total
+        self._parent.cost += record.cost_usd
+        self._parent.meter.record(record)
+
+    def _bill_units(self, use: MediaUse) -> None:
+        record = self.record
+        record.tokens = use.tokens
+        record.unit, record.units = use.unit, use.units
+        record.estimated = use.estimated
+        pricing = self._parent.meter.pricing(self._target)
+        if not pricing.known:  # an Azure deployment name: priced as the public model
+            pricing = self._parent.meter.pricing(self._target, self._parent.request.model)
+        record.cost_usd, record.list_cost_usd = pricing.media_costs(use)
+
+    def _bill_tokens(self, answer: Json | None, cancelled: bool) -> None:
         usage, model = self._usage, self._model
         if answer is not None and isinstance(answer.data, dict):
             usage, model = answer.data.get("usage"), answer.data.get("model")
@@ -163,14 +193,3 @@ class AttemptMeter:
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
             pricing = self._parent.meter.pricing(self._target, model)
         record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
-        record.latency_ms = (time.perf_counter() - self._started) * 1000
-        record.client_disconnected = cancelled
-        if error is not None:
-            record.status = error.status
-            record.error_type = error.code or error.type
-        elif cancelled:
-            record.status = 499
-            record.error_type = "client_disconnected"
-        self._parent.tokens += tokens.total
-        self._parent.cost += record.cost_usd
-        self._parent.meter.record(record)

@@ -1,6 +1,7 @@
 """Model prices and the cost of a request.
 
-List prices (USD per 1M tokens) ship for common models; the config can override them
+List prices (USD per 1M tokens; images, audio and speech by their units, see
+`core/prices.py`) ship for common models; the config can override them
 and say what each deployment really costs (a discount off list, or explicit prices), so
 that every request is priced twice: at the price paid and at list price.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from savegate.core.media import MediaUse
 from savegate.core.prices import ModelPrice
 from savegate.core.usage import TokenCounts
 
@@ -51,6 +53,44 @@ LIST_PRICES: dict[str, ModelPrice] = {
     "gemini-2.0-flash": _p(0.10, 0.025, 0.40),
     "deepseek-chat": _p(0.28, 0.028, 0.42),
     "deepseek-reasoner": _p(0.28, 0.028, 0.42),
+    **{
+        # Images: USD per image by quality and size; audio per minute heard; speech per
+        # 1M characters. Moderations are free.
+        "dall-e-2": ModelPrice(image={"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.02}),
+        "dall-e-3": ModelPrice(
+            image={
+                "standard/1024x1024": 0.04,
+                "standard/1792x1024": 0.08,
+                "standard/1024x1792": 0.08,
+                "hd/1024x1024": 0.08,
+                "hd/1792x1024": 0.12,
+                "hd/1024x1792": 0.12,
+            }
+        ),
+        "gpt-image-1": ModelPrice(
+            image={
+                "low/1024x1024": 0.011,
+                "low/1024x1536": 0.016,
+                "low/1536x1024": 0.016,
+                "medium/1024x1024": 0.042,
+                "medium/1024x1536": 0.063,
+                "medium/1536x1024": 0.063,
+                "high/1024x1024": 0.167,
+                "high/1024x1536": 0.25,
+                "high/1536x1024": 0.25,
+            }
+        ),
+        "gemini-2.5-flash-image": ModelPrice(image={"*": 0.039}),
+        "whisper-1": ModelPrice(audio_minute=0.006),
+        "gpt-4o-transcribe": ModelPrice(audio_minute=0.006),
+        "gpt-4o-mini-transcribe": ModelPrice(audio_minute=0.003),
+        "tts-1": ModelPrice(characters=15.0),
+        "tts-1-hd": ModelPrice(characters=30.0),
+        # Billed by tokens upstream; OpenAI's own estimate ($0.015 a minute) as characters.
+        "gpt-4o-mini-tts": ModelPrice(characters=15.0),
+        "omni-moderation-latest": ModelPrice(),
+        "text-moderation-latest": ModelPrice(),
+    },
 }
 FREE = ModelPrice(input=0.0, output=0.0)
 
@@ -82,6 +122,17 @@ class Pricing:
         paid = self.paid_price.cost(tokens) if self.paid_price else listed
         return paid, listed
 
+    def media_costs(self, use: MediaUse) -> tuple[float, float]:
+        """(cost paid, cost at list price) of an image, audio or moderation call."""
+        listed = self.list_price.media_cost(use) if self.list_price else 0.0
+        paid = self.paid_price.media_cost(use) if self.paid_price else listed
+        return paid, listed
+
+    def media_worst_case(self, use: MediaUse) -> float:
+        """What a call for at most `use` may cost (unknown quality or size: the dearest)."""
+        price = self.paid_price or self.list_price
+        return price.media_cost(use) if price is not None else 0.0
+
     def worst_case(self, prompt_tokens: int, max_output: int) -> float:
         price = self.paid_price or self.list_price
         if price is None:
@@ -108,14 +159,5 @@ class PriceBook:
         listed = find_price(self._list, model)
         explicit = find_price(paid or {}, model)
         if explicit is None and listed is not None and discount:
-            explicit = ModelPrice(
-                input=listed.input * (1 - discount),
-                output=listed.output * (1 - discount),
-                cached_input=None
-                if listed.cached_input is None
-                else listed.cached_input * (1 - discount),
-                cache_write=None
-                if listed.cache_write is None
-                else listed.cache_write * (1 - discount),
-            )
+            explicit = listed.scaled(1 - discount)
         return Pricing(listed, explicit)

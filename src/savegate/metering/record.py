@@ -41,6 +41,8 @@ class UsageRecord:
     cache_hit: bool = False
     client_disconnected: bool = False
     estimated: bool = False
+    unit: str | None = None  # images, audio and speech: what `units` counts
+    units: float | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fit(self) -> None:
@@ -79,6 +81,8 @@ class UsageRecord:
             self.cache_hit,
             self.client_disconnected,
             self.estimated,
+            self.unit,
+            self.units,
         )
 
 
@@ -104,4 +108,6 @@ COLUMNS = (
     "cache_hit",
     "client_disconnected",
     "estimated",
+    "unit",
+    "units",
 )

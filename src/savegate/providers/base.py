@@ -10,11 +10,13 @@ from the iterator as `ProviderError`. Closing the stream cancels the upstream wo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.wire.chunks import Chunks
+from savegate.wire.multipart import Form
 
 
 @runtime_checkable
@@ -70,3 +72,45 @@ class ResponsesProvider(Protocol):
     async def respond(self, request: ChatRequest, model: str) -> Json: ...
 
     async def stream_response(self, request: ChatRequest, model: str) -> ChatStream: ...
+
+
+@runtime_checkable
+class ByteStream(Protocol):
+    """An upstream body relayed as it arrives (audio, or events relayed as the upstream's
+    own bytes), with its content type. Closing it cancels the upstream work."""
+
+    content_type: str
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """A whole upstream body, as it came."""
+
+    raw: bytes
+    content_type: str
+
+
+@runtime_checkable
+class ImageProvider(Protocol):
+    """Optional: `/v1/images/generations`, answered in OpenAI's `ImagesResponse` shape."""
+
+    async def generate_images(self, request: ChatRequest, model: str) -> Relayed: ...
+
+
+@runtime_checkable
+class PassThroughProvider(Protocol):
+    """Optional: OpenAI's other endpoints (audio, image edits, moderations) passed
+    through to `path` as the client sent them, only `model` renamed: a JSON body
+    (`form` None) or a multipart form."""
+
+    async def relay(
+        self, path: str, request: ChatRequest, model: str, form: Form | None
+    ) -> Relayed: ...
+
+    async def relay_stream(
+        self, path: str, request: ChatRequest, model: str, form: Form | None
+    ) -> ByteStream: ...

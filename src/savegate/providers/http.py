@@ -4,7 +4,7 @@ boundary, and the upstream keys masked in whatever comes back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
@@ -33,7 +33,7 @@ class HttpUpstream:
     async def open(
         self,
         path: str,
-        body: bytes,
+        body: bytes | Sequence[bytes | memoryview],
         headers: dict[str, str],
         observe: Callable[[Headers], None] | None = None,
     ) -> Response:

@@ -39,6 +39,34 @@ class RemoteAdapter:
         """Nothing of its own: the shared transport is closed by its owner."""
 
 
+class UpstreamBytes:
+    """An upstream body relayed read by read, as its own bytes (audio, events passed
+    through); closing it before the end closes the connection, so the upstream stops."""
+
+    def __init__(self, http: HttpUpstream, response: Response) -> None:
+        self.content_type = response.headers.get("content-type", "application/octet-stream")
+        self._http = http
+        self._response = response
+        self._reads: AsyncGenerator[bytes, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._reads is None:
+            self._reads = self._read()
+        return self._reads
+
+    async def _read(self) -> AsyncGenerator[bytes, None]:
+        try:
+            while raw := await self._http.next_read(self._response):
+                yield raw
+        finally:
+            self._response.release()
+
+    async def aclose(self) -> None:
+        if self._reads is not None:
+            await self._reads.aclose()
+        self._response.close()
+
+
 class EventTranslator(Protocol):
     """Turns one provider's stream events into OpenAI chunks."""
 

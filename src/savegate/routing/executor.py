@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from savegate.core.errors import GatewayError, InvalidRequest, ProviderError, interruption
+from savegate.core.media import MediaAnswer, MediaUse
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.providers.base import ChatProvider, ChatStream
+from savegate.providers.base import ByteStream, ChatProvider, ChatStream
+from savegate.routing.bytes import RoutedBytes
 from savegate.routing.continuation import ContinuingStream
 from savegate.routing.hooks import AttemptHook, CallHooks
 from savegate.routing.router import Attempt, ModelRouter, Route
@@ -28,8 +30,10 @@ from savegate.routing.stream import RoutedStream
 from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
+A = TypeVar("A", Json, MediaAnswer)
 Call = Callable[[Route, ChatRequest], Awaitable[Json]]
 Open = Callable[[Route, ChatRequest], Awaitable[ChatStream]]
+OpenBytes = Callable[[Route, ChatRequest], Awaitable[ByteStream]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +133,46 @@ class Executor:
         raise _final(last, len(attempts))
 
     async def call(
-        self, request: ChatRequest, plan: list[Attempt], invoke: Call, hooks: CallHooks
-    ) -> Json:
+        self,
+        request: ChatRequest,
+        plan: list[Attempt],
+        invoke: Callable[[Route, ChatRequest], Awaitable[A]],
+        hooks: CallHooks,
+    ) -> A:
         attempt, hook, answer = await self._in_turn(
             plan, hooks, lambda attempt: invoke(attempt.route, request)
         )
         attempt.deployment.health.released()
-        hook.ended(answer=answer)
+        if isinstance(answer, MediaAnswer):
+            hook.ended(use=answer.use)
+        else:
+            hook.ended(answer=answer)
         return answer
+
+    async def stream_bytes(
+        self,
+        request: ChatRequest,
+        plan: list[Attempt],
+        open_stream: OpenBytes,
+        hooks: CallHooks,
+        use: MediaUse,
+    ) -> RoutedBytes:
+        """Like `stream`, for a body relayed as bytes (audio), billed by `use` once its
+        first byte came, however it ends."""
+
+        async def open_and_peek(attempt: Attempt) -> tuple[ByteStream, AsyncIterator[bytes], bytes]:
+            stream = await open_stream(attempt.route, request)
+            reads = aiter(stream)
+            try:
+                first = await anext(reads, b"")
+            except BaseException:
+                await stream.aclose()
+                raise
+            return stream, reads, first
+
+        attempt, hook, (stream, rest, first) = await self._in_turn(plan, hooks, open_and_peek)
+        hook.first_byte()
+        return RoutedBytes(stream, rest, first, hook, attempt.deployment.health, use)
 
     async def stream(
         self, request: ChatRequest, plan: list[Attempt], open_stream: Open, hooks: CallHooks

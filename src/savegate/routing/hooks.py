@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from savegate.core.errors import GatewayError
+from savegate.core.media import MediaUse
 from savegate.core.payload import Json
 from savegate.core.route import Target
 from savegate.wire.chunks import Chunks
@@ -29,11 +30,13 @@ class AttemptHook(Protocol):
         self,
         *,
         answer: Json | None = None,
+        use: MediaUse | None = None,
         error: GatewayError | None = None,
         cancelled: bool = False,
     ) -> None:
         """The attempt is over: with its whole `answer`, a stream's end (nothing given), a
-        failure, or cancelled (the client went away). Called exactly once."""
+        failure, or cancelled (the client went away). Called exactly once. `use` is what
+        an image, audio or moderation call is billed by, instead of the answer's tokens."""
         ...
 
 

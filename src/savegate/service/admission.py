@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from savegate.core.errors import GatewayError, PermissionDenied
+from savegate.core.media import MediaUse
 from savegate.core.request import ChatRequest
 from savegate.core.tokens import estimate_tokens, prompt_bound
 from savegate.limits.ledger import Ledger, Reservation, limited
@@ -105,15 +106,25 @@ class Admission:
         self._budgets = budgets
         self._meter = meter
 
-    async def admit(self, request: ChatRequest, plan: list[Attempt], endpoint: str) -> Ticket:
-        """Hold the request's share of its key's limits, or refuse it with 429."""
+    async def admit(
+        self,
+        request: ChatRequest,
+        plan: list[Attempt],
+        endpoint: str,
+        bound: MediaUse | None = None,
+    ) -> Ticket:
+        """Hold the request's share of its key's limits, or refuse it with 429. An image,
+        audio or moderation call reserves the price of `bound`, the most it may use."""
         key = request.context.key
         permit = None
         if key.rpm is not None or key.tpm is not None or key.max_concurrent is not None:
             limits = RateLimits(key.rpm, key.tpm, key.max_concurrent)
             permit = await self._rate_limiter.acquire(key.id, limits, estimate_tokens(request.raw))
         try:
-            request, reservation = await self._reserve(request, plan, endpoint)
+            if bound is None:
+                request, reservation = await self._reserve(request, plan, endpoint)
+            else:
+                reservation = await self._reserve_units(request, plan, bound)
         except BaseException:
             if permit is not None:
                 await permit.settle(0)
@@ -135,6 +146,15 @@ class Admission:
         cost = max((self._price(request, a).worst_case(prompt, output) for a in plan), default=0.0)
         reservation = await self._budgets.reserve(key, prompt + output, cost)
         return request, reservation
+
+    async def _reserve_units(
+        self, request: ChatRequest, plan: list[Attempt], bound: MediaUse
+    ) -> Reservation | None:
+        key = request.context.key
+        if not limited(key):
+            return None
+        cost = max((self._price(request, a).media_worst_case(bound) for a in plan), default=0.0)
+        return await self._budgets.reserve(key, bound.tokens.total, cost)
 
     def _price(self, request: ChatRequest, attempt: Attempt) -> Pricing:
         """The attempt's prices: by the upstream's model name, else by the public name (an

@@ -1,7 +1,8 @@
 """The path of every model call: access → client rate limits → budget → executor → settle.
 
-Chat, legacy completions, embeddings, Messages and Responses all come through here; they
-differ only in how a deployment is called. Answers are neutral (OpenAI-shaped payloads
+Chat, legacy completions, embeddings, Messages and Responses all come through here, and
+images, audio and moderations too (admitted and billed by their units); they differ only
+in how a deployment is called. Answers are neutral (OpenAI-shaped payloads
 and chunk streams) and carry the headers the client is owed.
 """
 
@@ -12,11 +13,14 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from savegate.core.errors import GatewayError
+from savegate.core.media import MediaAnswer, MediaUse
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.metering.meter import Meter
-from savegate.providers.base import ChatStream
-from savegate.routing.executor import Call, Capability, Executor, Open
+from savegate.providers.base import ByteStream, ChatStream
+from savegate.routing.bytes import RoutedBytes
+from savegate.routing.executor import Call, Capability, Executor, Open, OpenBytes
+from savegate.routing.router import Route
 from savegate.service.admission import Admission, check_model_access
 from savegate.wire.chunks import Chunks
 
@@ -49,6 +53,52 @@ class Pipeline:
         finally:
             await ticket.settle(used)
         return Reply(answer, ticket.headers)
+
+    async def media(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        invoke: Callable[[Route, ChatRequest], Awaitable[MediaAnswer]],
+        supports: Capability,
+        bound: MediaUse,
+    ) -> Reply[MediaAnswer]:
+        """An image, audio or moderation call: admitted by `bound` (the most it may
+        use), billed by the units its answer reports."""
+        check_model_access(request)
+        plan = self._executor.plan(request.model, supports)
+        ticket = await self._admission.admit(request, plan, endpoint, bound)
+        used = self._meter.start(ticket.request, endpoint, strip_usage=False)
+        try:
+            answer = await self._executor.call(ticket.request, plan, invoke, used)
+        except GatewayError as exc:
+            raise ticket.refused(exc) from None
+        finally:
+            await ticket.settle(used)
+        return Reply(answer, ticket.headers)
+
+    async def media_stream(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: OpenBytes,
+        supports: Capability,
+        bound: MediaUse,
+        use: MediaUse,
+    ) -> Reply[ByteStream]:
+        """A body relayed as it arrives (speech, transcription events), billed by `use`."""
+        check_model_access(request)
+        plan = self._executor.plan(request.model, supports)
+        ticket = await self._admission.admit(request, plan, endpoint, bound)
+        used = self._meter.start(ticket.request, endpoint, strip_usage=False)
+        try:
+            stream = await self._executor.stream_bytes(ticket.request, plan, open_stream, used, use)
+        except GatewayError as exc:
+            await ticket.settle(used)
+            raise ticket.refused(exc) from None
+        except BaseException:
+            await ticket.settle(used)
+            raise
+        return Reply(SettledBytes(stream, lambda: ticket.settle(used)), ticket.headers)
 
     def served_with(self, model: str, supports: Capability) -> bool:
         """Whether every deployment a request for `model` may reach has the ability."""
@@ -99,6 +149,24 @@ class SettledStream:
         self._settle = settle
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
+        return aiter(self._stream)
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            await self._settle()
+
+
+class SettledBytes:
+    """A byte stream whose request settles its limits when the stream is closed."""
+
+    def __init__(self, stream: RoutedBytes, settle: Callable[[], Awaitable[None]]) -> None:
+        self.content_type = stream.content_type
+        self._stream = stream
+        self._settle = settle
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
         return aiter(self._stream)
 
     async def aclose(self) -> None:

@@ -95,6 +95,9 @@ usage = Table(
     Column("cache_hit", Boolean, nullable=False, default=False),
     Column("client_disconnected", Boolean, nullable=False, default=False),
     Column("estimated", Boolean, nullable=False, default=False),
+    # Images, audio and speech: the unit they are billed by (image, second, character).
+    Column("unit", String(16), nullable=True),
+    Column("units", Float, nullable=True),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_created", "created_at"),
 )

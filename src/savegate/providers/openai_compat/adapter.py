@@ -14,10 +14,12 @@ import orjson
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.providers.base import Relayed
 from savegate.providers.http import HttpUpstream, Response
-from savegate.providers.remote import RemoteAdapter, UpstreamReader
+from savegate.providers.remote import RemoteAdapter, UpstreamBytes, UpstreamReader
 from savegate.wire import sse
 from savegate.wire.chunks import Chunks
+from savegate.wire.multipart import Form
 from savegate.wire.sse import Event, SSEDecoder
 
 _DONE = b"[DONE]"
@@ -26,13 +28,20 @@ _ERROR_EVENT = b'data: {"error"'
 
 class OpenAICompatProvider(RemoteAdapter):
     async def _open(
-        self, request: ChatRequest, model: str, path: str = "/chat/completions"
+        self,
+        request: ChatRequest,
+        model: str,
+        path: str = "/chat/completions",
+        form: Form | None = None,
     ) -> Response:
-        if model == request.model:
-            body = request.raw
+        body: bytes | list[bytes | memoryview]
+        if form is not None:
+            content_type, body = form.encode(model)
+        elif model == request.model:
+            content_type, body = "application/json", request.raw
         else:
-            body = orjson.dumps({**request.body, "model": model})
-        headers = {"content-type": "application/json"}
+            content_type, body = "application/json", orjson.dumps({**request.body, "model": model})
+        headers = {"content-type": content_type}
         key = self._key
         if key:
             headers["authorization"] = f"Bearer {key}"
@@ -52,6 +61,21 @@ class OpenAICompatProvider(RemoteAdapter):
 
     async def embed(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model, "/embeddings")))
+
+    async def generate_images(self, request: ChatRequest, model: str) -> Relayed:
+        return await self.relay("/images/generations", request, model, None)
+
+    async def relay(
+        self, path: str, request: ChatRequest, model: str, form: Form | None
+    ) -> Relayed:
+        response = await self._open(request, model, path, form)
+        content_type = response.headers.get("content-type", "application/json")
+        return Relayed(await self._http.read(response), content_type)
+
+    async def relay_stream(
+        self, path: str, request: ChatRequest, model: str, form: Form | None
+    ) -> UpstreamBytes:
+        return UpstreamBytes(self._http, await self._open(request, model, path, form))
 
 
 class UpstreamStream(UpstreamReader):

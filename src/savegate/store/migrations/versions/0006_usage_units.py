@@ -1,0 +1,27 @@
+"""usage rows of images, audio and speech: their billing unit and count
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("usage") as batch:
+        batch.add_column(sa.Column("unit", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("units", sa.Float(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("usage") as batch:
+        batch.drop_column("units")
+        batch.drop_column("unit")
