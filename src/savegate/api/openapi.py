@@ -16,7 +16,7 @@ import yaml
 from savegate.api.http import HttpRequest, JsonResponse, Response
 from savegate.app import Gateway
 
-PARTS = ("paths.yaml", "openai.yaml", "gateway.yaml")
+PARTS = ("paths.yaml", "openai.yaml", "gateway.yaml", "media.yaml")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: 5x faster
 
 
@@ -27,9 +27,11 @@ def _part(name: str) -> dict[str, Any]:
 
 
 def load() -> bytes:
-    """The document as JSON: the first part, with the others' components merged in."""
+    """The document as JSON: the first part, with the others' paths and components merged
+    in."""
     document, *others = (_part(name) for name in PARTS)
     for part in others:
+        document["paths"].update(part.get("paths", {}))
         for kind, entries in part["components"].items():
             document["components"].setdefault(kind, {}).update(entries)
     return orjson.dumps(document)
