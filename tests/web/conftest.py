@@ -11,8 +11,8 @@ from tests.conftest import Service, start_gateway, stop
 from tests.web.browser import browser, page  # noqa: F401  (fixtures)
 
 # The models the web gateway lists: the fake upstream replays `text-basic` and
-# `tool-call-single`, and `slow` ticks every 50 ms for a minute.
-MODELS = ["text-basic", "slow", "tool-call-single"]
+# `tool-call-single`, `slow` ticks every 50 ms for a minute, and `gpt-image-1` draws.
+MODELS = ["text-basic", "slow", "tool-call-single", "gpt-image-1"]
 
 
 @pytest.fixture(scope="session")

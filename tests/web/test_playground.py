@@ -131,3 +131,42 @@ def test_sse_reader_keeps_events_cut_across_reads(page: Page, web_gateway: Servi
         reads,
     )
     assert events == ['{"a": 1}', "\u00e9", "[DONE]"]
+
+
+def test_image_tab_generates_and_shows_the_images(page: Page, web_gateway: Service):
+    open_playground(page, web_gateway)
+    page.click("#tab-images")
+    expect(page.locator("#images")).to_be_visible()
+    expect(page.locator("#composer")).to_be_hidden()
+    page.fill("#model", "gpt-image-1")
+    page.select_option("#image-size", "1536x1024")
+    page.select_option("#image-quality", "low")
+    page.fill("#image-n", "2")
+    requests: list[dict] = []
+    page.on("request", lambda r: requests.append(r.post_data_json) if r.method == "POST" else None)
+    page.fill("#image-prompt", "An otter in a hat")
+    page.press("#image-prompt", "Enter")
+    generation = page.locator(".generation").last
+    expect(generation.locator(".count")).to_have_text("2 images")
+    images = generation.locator("img")
+    expect(images).to_have_count(2)
+    # Each picture really decoded: the fake draws an 8x8 PNG.
+    sizes = images.evaluate_all("nodes => nodes.map(n => [n.complete, n.naturalWidth])")
+    assert sizes == [[True, 8], [True, 8]]
+    expect(generation.locator(".request-id")).to_have_text(re.compile(r"^req_\w+$"))
+    assert requests[-1] == {
+        "model": "gpt-image-1",
+        "prompt": "An otter in a hat",
+        "n": 2,
+        "size": "1536x1024",
+        "quality": "low",
+    }
+    screenshot(page, "playground-images")
+
+    page.fill("#model", "tool-call-single-no-such")
+    page.fill("#image-prompt", "Another")
+    page.press("#image-prompt", "Enter")
+    expect(page.locator(".generation").last.locator(".banner.error")).to_contain_text("404")
+    page.click("#tab-chat")
+    expect(page.locator("#composer")).to_be_visible()
+    expect(page.locator("#images")).to_be_hidden()

@@ -32,7 +32,8 @@ _HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (
         b"content-security-policy",
-        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        # Images from https: the URLs image models answer with, shown by the playground.
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
         b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     ),
 ]

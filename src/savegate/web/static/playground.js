@@ -1,7 +1,9 @@
 // The playground: pick a model, chat with streaming, stop mid-answer (aborting the fetch
 // closes the connection, and the gateway cancels the upstream call), see each answer's
-// token usage, request id and timings, the tool calls the model made, and errors.
+// token usage, request id and timings, the tool calls the model made, and errors. The
+// Images tab (images.js) generates images with the same key and model.
 import { ApiError, apiJson, authHeaders, describeError, el, keyField, ms, sseData } from "./common.js";
+import { imageTab } from "./images.js";
 
 const $ = (id) => document.getElementById(id);
 const key = keyField($("api-key"), "savegate.playground.key");
@@ -187,7 +189,20 @@ async function send(text) {
 
 $("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  loadModels();
+  function showTab(images) {
+  $("tab-chat").setAttribute("aria-selected", String(!images));
+  $("tab-images").setAttribute("aria-selected", String(images));
+  document.querySelector("section.chat:not(#images)").hidden = images;
+  $("chat-settings").hidden = images;
+  $("images").hidden = !images;
+  $("image-settings").hidden = !images;
+}
+
+$("tab-chat").addEventListener("click", () => showTab(false));
+$("tab-images").addEventListener("click", () => showTab(true));
+imageTab(key, setStatus);
+
+loadModels();
 });
 
 $("composer").addEventListener("submit", (event) => {
@@ -218,5 +233,18 @@ $("new-chat").addEventListener("click", () => {
   $("log").replaceChildren($("empty"));
   $("empty").hidden = false;
 });
+
+function showTab(images) {
+  $("tab-chat").setAttribute("aria-selected", String(!images));
+  $("tab-images").setAttribute("aria-selected", String(images));
+  document.querySelector("section.chat:not(#images)").hidden = images;
+  $("chat-settings").hidden = images;
+  $("images").hidden = !images;
+  $("image-settings").hidden = !images;
+}
+
+$("tab-chat").addEventListener("click", () => showTab(false));
+$("tab-images").addEventListener("click", () => showTab(true));
+imageTab(key, setStatus);
 
 loadModels();
