@@ -8,6 +8,7 @@ import base64
 import io
 import os
 import struct
+import sys
 import time
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Service, start_gateway, stop
+from tests.conftest import Service, start_gateway, start_process, stop
 from tests.fakes.media import PNG_B64, png
 
 LIMIT = 256 * 1024  # the audio and image upload limits of this gateway
@@ -489,3 +490,25 @@ def test_upstream_errors_pass_through(media: Media):
     assert "fake upstream says 400" in caught.value.message
     with pytest.raises(openai.NotFoundError):
         media.client().audio.speech.create(model="status-404", voice="alloy", input="x")
+
+
+def test_uploads_under_stock_uvicorn(media: Media):
+    """Mounted in another ASGI server, the app watches `receive` for the disconnect
+    itself: the upload is read whole before that watch begins."""
+    workdir = media.service.log.parent
+    args = [sys.executable, "-m", "tests.stock_uvicorn", "--data-dir", str(workdir / "data")]
+    service = start_process(
+        [*args, "--config", str(workdir / "gateway.yaml")], workdir, "stock", "/health"
+    )
+    try:
+        client = openai.OpenAI(api_key=media.service.key, base_url=service.base_url, max_retries=0)
+        result = client.audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", wav(1.0)), response_format="text"
+        )
+        assert result.startswith("The beach")
+        with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="hi"
+        ) as response:
+            assert len(response.read()) == 4 * 16384
+    finally:
+        stop(service.process)

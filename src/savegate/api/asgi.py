@@ -22,6 +22,7 @@ from savegate.api.http import (
     error_response,
     send_response,
 )
+from savegate.api.multipart import read_form
 from savegate.api.routes import Access
 from savegate.app import Gateway
 from savegate.core.errors import (
@@ -79,6 +80,9 @@ class ApiApp:
                     key = await self._authenticate(request, endpoint.access)
                 if endpoint.reads_body:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
+                elif endpoint.upload_limit is not None:
+                    limit = endpoint.upload_limit(self.gateway.config.server)
+                    request.form = await read_form(request, limit)
                 if key is not None:
                     request.authenticated(key)
                 guard = DisconnectGuard(scope, receive)

@@ -24,6 +24,7 @@ from savegate.core.payload import Json
 from savegate.core.request import RequestContext
 from savegate.providers.base import ByteStream, ChatStream
 from savegate.wire import sse
+from savegate.wire.multipart import Form
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class HttpRequest:
         "_context",
         "_headers",
         "body",
+        "form",
         "method",
         "path",
         "receive",
@@ -63,6 +65,7 @@ class HttpRequest:
         self._headers: dict[str, str] | None = None
         self._context: RequestContext | None = None
         self.body = b""
+        self.form: Form | None = None  # a multipart upload, once read
 
     def authenticated(self, key: ApiKey) -> RequestContext:
         self._context = RequestContext(self.request_id, key, self.started)

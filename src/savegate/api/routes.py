@@ -17,6 +17,7 @@ from savegate.api.openai.models import list_models, retrieve_model
 from savegate.api.openapi import serve as openapi_document
 from savegate.api.responses.handlers import create_response, delete_response, get_response
 from savegate.app import Gateway
+from savegate.config import ServerConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
 from savegate.web import static as web
@@ -37,6 +38,8 @@ class Endpoint:
     access: Access = Access.KEY
     reads_body: bool = False
     errors: Callable[[GatewayError], JsonResponse] = error_response
+    # A multipart upload, read as it arrives (`request.form`) up to this many bytes.
+    upload_limit: Callable[[ServerConfig], int] | None = None
 
 
 async def _health(gateway: Gateway, request: HttpRequest) -> Response:
@@ -47,6 +50,14 @@ async def _health(gateway: Gateway, request: HttpRequest) -> Response:
 
 def _post(handler: Handler) -> Endpoint:
     return Endpoint(handler, reads_body=True)
+
+
+def _audio_limit(server: ServerConfig) -> int:
+    return server.max_audio_body_bytes
+
+
+def _image_limit(server: ServerConfig) -> int:
+    return server.max_image_body_bytes
 
 
 def _anthropic(handler: Handler) -> Endpoint:
@@ -67,16 +78,16 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/images/generations"): _post(lambda g, r, k: media.generate_images(r, k, g.media)),
     ("POST", "/v1/audio/speech"): _post(lambda g, r, k: media.create_speech(r, k, g.media)),
     ("POST", "/v1/moderations"): _post(lambda g, r, k: media.create_moderation(r, k, g.media)),
-    # Multipart uploads: read by their handlers as they arrive, with their own limits.
+    # Multipart uploads, with their own limits.
     **{
         ("POST", path): Endpoint(
-            lambda g, r, k, handler=handler: handler(r, k, g.media, g.config.server)
+            lambda g, r, k, handler=handler: handler(r, k, g.media), upload_limit=limit
         )
-        for path, handler in (
-            ("/v1/audio/transcriptions", media.create_transcription),
-            ("/v1/audio/translations", media.create_translation),
-            ("/v1/images/edits", media.edit_images),
-            ("/v1/images/variations", media.create_image_variation),
+        for path, handler, limit in (
+            ("/v1/audio/transcriptions", media.create_transcription, _audio_limit),
+            ("/v1/audio/translations", media.create_translation, _audio_limit),
+            ("/v1/images/edits", media.edit_images, _image_limit),
+            ("/v1/images/variations", media.create_image_variation, _image_limit),
         )
     },
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.

@@ -1,7 +1,8 @@
 """`/v1/images/*`, `/v1/audio/*` and `/v1/moderations`.
 
 JSON bodies are read whole like chat's (`server.max_body_bytes`); multipart uploads are
-parsed as they arrive, bounded by their own, larger limits.
+parsed as they arrive (`api/multipart.py`, before the handler), bounded by their own,
+larger limits.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from savegate.api.http import HttpRequest, Response, bytes_response, media_response
-from savegate.api.multipart import read_form
-from savegate.config import ServerConfig
 from savegate.core.keys import ApiKey
 from savegate.core.request import ChatRequest
 from savegate.service.media import (
@@ -29,6 +28,7 @@ from savegate.wire.media import (
     validate_speech_request,
     validate_transcription_form,
 )
+from savegate.wire.multipart import Form
 from savegate.wire.validate import parse_json_object
 
 
@@ -59,10 +59,13 @@ async def create_moderation(request: HttpRequest, key: ApiKey, media: MediaServi
     return media_response(answer.value, answer.headers)
 
 
-async def _transcribe(
-    request: HttpRequest, media: MediaService, server: ServerConfig, endpoint: PassThrough
-) -> Response:
-    form = await read_form(request, server.max_audio_body_bytes)
+def _form(request: HttpRequest) -> Form:
+    assert request.form is not None  # the route reads it
+    return request.form
+
+
+async def _transcribe(request: HttpRequest, media: MediaService, endpoint: PassThrough) -> Response:
+    form = _form(request)
     translation = endpoint is TRANSLATIONS
     values = validate_transcription_form(form, translation=translation)
     api_request = ChatRequest(dict(values), b"", request.context)
@@ -73,22 +76,16 @@ async def _transcribe(
     return media_response(answer.value, answer.headers)
 
 
-async def create_transcription(
-    request: HttpRequest, key: ApiKey, media: MediaService, server: ServerConfig
-) -> Response:
-    return await _transcribe(request, media, server, TRANSCRIPTIONS)
+async def create_transcription(request: HttpRequest, key: ApiKey, media: MediaService) -> Response:
+    return await _transcribe(request, media, TRANSCRIPTIONS)
 
 
-async def create_translation(
-    request: HttpRequest, key: ApiKey, media: MediaService, server: ServerConfig
-) -> Response:
-    return await _transcribe(request, media, server, TRANSLATIONS)
+async def create_translation(request: HttpRequest, key: ApiKey, media: MediaService) -> Response:
+    return await _transcribe(request, media, TRANSLATIONS)
 
 
-async def _edit(
-    request: HttpRequest, media: MediaService, server: ServerConfig, endpoint: PassThrough
-) -> Response:
-    form = await read_form(request, server.max_image_body_bytes)
+async def _edit(request: HttpRequest, media: MediaService, endpoint: PassThrough) -> Response:
+    form = _form(request)
     values = validate_image_form(form, edit=endpoint is IMAGE_EDITS)
     answer = await media.edit_images(
         ChatRequest(dict(values), b"", request.context), form, endpoint
@@ -96,13 +93,11 @@ async def _edit(
     return media_response(answer.value, answer.headers)
 
 
-async def edit_images(
-    request: HttpRequest, key: ApiKey, media: MediaService, server: ServerConfig
-) -> Response:
-    return await _edit(request, media, server, IMAGE_EDITS)
+async def edit_images(request: HttpRequest, key: ApiKey, media: MediaService) -> Response:
+    return await _edit(request, media, IMAGE_EDITS)
 
 
 async def create_image_variation(
-    request: HttpRequest, key: ApiKey, media: MediaService, server: ServerConfig
+    request: HttpRequest, key: ApiKey, media: MediaService
 ) -> Response:
-    return await _edit(request, media, server, IMAGE_VARIATIONS)
+    return await _edit(request, media, IMAGE_VARIATIONS)
