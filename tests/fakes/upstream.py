@@ -128,12 +128,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         media.RELEASE.set()
         await send_json(send, 200, {})
         return
-    body = b""
+    parts = []  # joined once: an upload may be large
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        parts.append(message.get("body", b""))
         if not message.get("more_body"):
             break
+    body = b"".join(parts)
     if scope["path"].startswith(("/v1/images/", "/v1/audio/", "/v1/moderations")):
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         await media.handle(scope["path"], headers, body, send, LOG)
