@@ -53,16 +53,17 @@ class ModelPrice(BaseModel):
 
     def image_price(self, quality: str | None, size: str | None) -> float:
         """The price of one image: the most specific entry for a known quality and size,
-        else the dearest entry an unknown (or `auto`) one might be."""
+        else the dearest entry an unknown (`auto`, or unlisted) one might be."""
         table = self.image or {}
-        known_quality = quality not in (None, "auto")
-        known_size = size not in (None, "auto")
-        if known_quality and known_size:
+        if quality not in (None, "auto") and size not in (None, "auto"):
             for key in (f"{quality}/{size}", f"{size}", "*"):
                 if key in table:
                     return table[key]
-        fits = [price for key, price in table.items() if _fits(key, quality, size)]
-        return max(fits, default=0.0)
+        for wanted in ((quality, size), (quality, None), (None, size), (None, None)):
+            fits = [price for key, price in table.items() if _fits(key, *wanted)]
+            if fits:
+                return max(fits)
+        return 0.0
 
     def scaled(self, factor: float) -> ModelPrice:
         """Every price times `factor` (a discount off list)."""

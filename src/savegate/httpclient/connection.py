@@ -84,7 +84,12 @@ class Connection(asyncio.Protocol):
         if isinstance(request, bytes):
             self._transport.write(request)
         else:
-            await self._write_parts(request)
+            try:
+                await self._write_parts(request)
+            except BaseException:
+                if self._head.done() and not self._head.cancelled():
+                    self._head.exception()  # the same failure, raised here: retrieved
+                raise
         await self._head
 
     async def _write_parts(self, parts: Sequence[bytes | memoryview]) -> None:

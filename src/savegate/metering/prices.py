@@ -88,8 +88,8 @@ LIST_PRICES: dict[str, ModelPrice] = {
         "tts-1-hd": ModelPrice(characters=30.0),
         # Billed by tokens upstream; OpenAI's own estimate ($0.015 a minute) as characters.
         "gpt-4o-mini-tts": ModelPrice(characters=15.0),
-        "omni-moderation-latest": ModelPrice(),
-        "text-moderation-latest": ModelPrice(),
+        "omni-moderation": ModelPrice(),  # -latest and dated ids too
+        "text-moderation": ModelPrice(),
     },
 }
 FREE = ModelPrice(input=0.0, output=0.0)
