@@ -98,6 +98,13 @@ def media(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -> I
                 ],
             },
         },
+        "models": {
+            "flaky-images": {
+                "deployments": [{"provider": "fake", "model": "status-503"}],
+                "fallbacks": ["gpt-image-1"],
+            }
+        },
+        "routing": {"backoff_seconds": 0},
     }
     service = start_gateway(tmp_path_factory.mktemp("media"), config)
     yield Media(service, fake_upstream)
@@ -183,6 +190,15 @@ def test_gemini_refusing_to_draw_is_a_400(media: Media):
     with pytest.raises(openai.BadRequestError) as caught:
         media.client().images.generate(model="gemini-2.5-flash-image-blocked", prompt="x")
     assert caught.value.code == "content_policy_violation"
+
+
+def test_images_fall_back_like_chat(media: Media):
+    key_id, client = media.new_key()
+    result = client.images.generate(model="flaky-images", prompt="an otter")
+    assert result.data[0].b64_json == PNG_B64
+    failed, served = media.rows(key_id, 2)
+    assert (failed["model"], failed["status"], failed["cost_usd"]) == ("status-503", 503, 0.0)
+    assert (served["model"], served["status"], served["units"]) == ("gpt-image-1", 200, 1)
 
 
 def test_images_edit_and_variation_pass_the_upload_through(media: Media):
@@ -336,6 +352,18 @@ def test_speech_is_relayed_as_it_arrives(media: Media):
     assert row["endpoint"] == "audio.speech"
     assert (row["unit"], row["units"]) == ("character", len(text))
     assert row["cost_usd"] == pytest.approx(len(text) * 15 / 1e6)
+
+
+def test_speech_left_early_is_billed_and_marked(media: Media):
+    key_id, client = media.new_key()
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1-hold", voice="alloy", input="Hello"
+    ) as response:
+        next(response.iter_bytes())
+    media.release()  # the fake's held stream goes on, to a closed connection
+    (row,) = media.rows(key_id)
+    assert (row["status"], row["client_disconnected"]) == (499, True)
+    assert row["units"] == 5 and row["cost_usd"] == pytest.approx(5 * 15 / 1e6)
 
 
 def test_speech_whole_with_the_sdk(media: Media):
