@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from savegate.core.usage import TokenCounts
+
 
 class CacheUnavailable(Exception):
     """The store cannot be reached: the request goes on uncached."""
@@ -22,6 +24,11 @@ class Entry:
     provider: str | None
     list_cost_usd: float
     size: int = field(default=0, compare=False)
+    tokens: TokenCounts = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read once, not on every hit.
+        object.__setattr__(self, "tokens", TokenCounts.from_openai(self.answer.get("usage")))
 
     @classmethod
     def make(

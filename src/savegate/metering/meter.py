@@ -53,6 +53,7 @@ class Meter:
         request: ChatRequest,
         endpoint: str,
         answer: dict[str, Any],
+        tokens: TokenCounts,
         provider: str | None,
         list_cost: float,
     ) -> None:
@@ -68,7 +69,7 @@ class Meter:
                 stream=request.stream,
                 model=answer.get("model"),
                 provider=provider,
-                tokens=TokenCounts.from_openai(answer.get("usage")),
+                tokens=tokens,
                 list_cost_usd=list_cost,
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,

@@ -116,13 +116,14 @@ class Look:
         """A hit's whole answer (its usage row recorded)."""
         assert self._cache is not None and self.entry is not None
         self._cache.hit(request, endpoint, self.entry)
-        return Json.of(self.codec.whole(self.entry.answer))
+        return Json.of(self.codec.whole(self.entry.answer, request.context.request_id))
 
     def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
         """A hit as a stream (its usage row recorded)."""
         assert self._cache is not None and self.entry is not None
         self._cache.hit(request, endpoint, self.entry)
-        return self.codec.stream(self.entry.answer, request.include_usage)
+        answer, request_id = self.entry.answer, request.context.request_id
+        return self.codec.stream(answer, request.include_usage, request_id)
 
     async def release(self) -> None:
         """Let those waiting for this call look again."""
@@ -253,7 +254,9 @@ class ResponseCache:
 
     def hit(self, request: ChatRequest, endpoint: str, entry: Entry) -> None:
         """Record a hit's usage row: nothing paid, its list cost saved."""
-        self._meter.hit(request, endpoint, entry.answer, entry.provider, entry.list_cost_usd)
+        self._meter.hit(
+            request, endpoint, entry.answer, entry.tokens, entry.provider, entry.list_cost_usd
+        )
 
     async def aclose(self) -> None:
         await self._backend.aclose()

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from savegate.core.ids import completion_id
 from savegate.core.payload import Json
 from savegate.providers.base import ChatStream
 from savegate.wire.chunks import Chunks
@@ -39,20 +38,21 @@ class Codec:
     assembler: Callable[[], Assembler] | None = None
     chunks: Chunker | None = None
 
-    def fresh(self, answer: dict[str, Any]) -> tuple[str, int]:
+    def fresh(self, request_id: str) -> tuple[str, int]:
+        """A replay's id (made of the request's own, unique as it is) and `created`."""
         assert self.prefix is not None
-        return self.prefix + completion_id().removeprefix("chatcmpl-"), int(time.time())
+        return self.prefix + request_id.removeprefix("req_"), int(time.time())
 
-    def whole(self, answer: dict[str, Any]) -> dict[str, Any]:
+    def whole(self, answer: dict[str, Any], request_id: str) -> dict[str, Any]:
         """The answer to a non-streaming request."""
         if self.prefix is None:
             return answer
-        id, created = self.fresh(answer)
+        id, created = self.fresh(request_id)
         return {**answer, "id": id, "created": created}
 
-    def stream(self, answer: dict[str, Any], include_usage: bool) -> ChatStream:
+    def stream(self, answer: dict[str, Any], include_usage: bool, request_id: str) -> ChatStream:
         assert self.chunks is not None
-        id, created = self.fresh(answer)
+        id, created = self.fresh(request_id)
         return Replay(self.chunks(answer, include_usage, id=id, created=created))
 
 

@@ -19,7 +19,6 @@ from savegate.core.request import ChatRequest
 from savegate.metering.meter import Meter, RequestMeter
 from savegate.providers.base import ChatStream
 from savegate.routing.executor import Call, Capability, Executor, Open
-from savegate.routing.router import Attempt
 from savegate.service.admission import Admission, check_model_access
 from savegate.service.cache import Look, ResponseCache
 from savegate.wire.chunks import Chunks
@@ -50,23 +49,23 @@ class Pipeline:
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
     ) -> Reply[Json]:
         check_model_access(request)
-        plan = self._executor.plan(request.model, supports)
         look = await self._cache.look(request, endpoint) if self._cache else None
         if look is None:
-            reply, _ = await self._call(request, endpoint, invoke, plan)
+            reply, _ = await self._call(request, endpoint, invoke, supports)
             return reply
         if look.entry is not None:
             return await self._hit(look, request, lambda: look.serve(request, endpoint))
         try:
-            reply, used = await self._call(request, endpoint, invoke, plan)
+            reply, used = await self._call(request, endpoint, invoke, supports)
             await look.keep(reply.value.data, used)
         finally:
             await look.release()
         return Reply(reply.value, {**reply.headers, **look.headers})
 
     async def _call(
-        self, request: ChatRequest, endpoint: str, invoke: Call, plan: list[Attempt]
+        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None
     ) -> tuple[Reply[Json], RequestMeter]:
+        plan = self._executor.plan(request.model, supports)
         ticket = await self._admission.admit(request, plan, endpoint)
         used = self._meter.start(ticket.request, endpoint, strip_usage=False)
         try:
@@ -78,7 +77,8 @@ class Pipeline:
         return Reply(answer, ticket.headers), used
 
     async def _hit(self, look: Look, request: ChatRequest, answer: Callable[[], T]) -> Reply[T]:
-        """A cache hit: no upstream attempt, no budget; it counts against the key's rpm."""
+        """A cache hit: no upstream attempt (not even a plan: the entry's key names the
+        public model that answered), no budget; it counts against the key's rpm."""
         headers = await self._admission.admit_hit(request)
         return Reply(answer(), {**headers, **look.headers})
 
@@ -104,15 +104,14 @@ class Pipeline:
         `reports_usage` unasked (Responses events) is neither asked for it nor stripped
         of it."""
         check_model_access(request)
-        plan = self._executor.plan(request.model, supports)
         look = await self._cache.look(request, endpoint) if self._cache else None
         if look is None:
-            reply, _ = await self._open(request, endpoint, open_stream, plan, reports_usage)
+            reply, _ = await self._open(request, endpoint, open_stream, supports, reports_usage)
             return reply
         if look.entry is not None:
             return await self._hit(look, request, lambda: look.replay(request, endpoint))
         try:
-            reply, used = await self._open(request, endpoint, open_stream, plan, reports_usage)
+            reply, used = await self._open(request, endpoint, open_stream, supports, reports_usage)
         except BaseException:
             await look.release()
             raise
@@ -123,9 +122,10 @@ class Pipeline:
         request: ChatRequest,
         endpoint: str,
         open_stream: Open,
-        plan: list[Attempt],
+        supports: Capability | None,
         reports_usage: bool,
     ) -> tuple[Reply[ChatStream], RequestMeter]:
+        plan = self._executor.plan(request.model, supports)
         wants_usage = request.include_usage or reports_usage
         if not wants_usage:  # always asked upstream: it is what the stream is billed by
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}
