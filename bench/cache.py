@@ -27,7 +27,7 @@ from bench.meta import machine_and_versions
 from bench.procs import Procs, wait_quiet
 
 BENCH = Path(__file__).resolve().parent
-WORK = BENCH / ".work-cache"
+WORK = BENCH / ".work" / "cache"
 SAVEGATE = str(Path(sys.executable).parent / "savegate")
 ROUTES = {  # what is measured: (target, route)
     "direct": ("direct", "{mode}"),
