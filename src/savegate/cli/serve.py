@@ -134,6 +134,7 @@ def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
         port=config.server.port,
         http=PairedWritesProtocol,
         loop="uvloop",
+        ws="none",  # no WebSocket endpoint: its modules are never loaded
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here reads the client's address

@@ -7,12 +7,12 @@ database (BEGIN IMMEDIATE, see `store.db.serialized`), on PostgreSQL the month's
 
 from __future__ import annotations
 
+import importlib
 import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,8 +32,9 @@ class DatabaseStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = serialized(engine)
         self._owned = self._engine is not engine
-        postgres = engine.url.get_backend_name() == "postgresql"
-        self._insert: Any = postgresql.insert if postgres else sqlite.insert
+        # The engine's own dialect: a SQLite gateway never loads PostgreSQL's.
+        dialect = "postgresql" if engine.url.get_backend_name() == "postgresql" else "sqlite"
+        self._insert: Any = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
 
     async def _month(
         self, connection: AsyncConnection, key_id: str, period: str
