@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from savegate.core.prices import ModelPrice
+from savegate.httpclient.proxy import environment_secrets, parse_proxy
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
 # Extra upstream headers whose values are credentials, kept as secret as the keys.
@@ -61,6 +62,23 @@ class ProviderConfig(_Strict):
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
     max_connections: int = 1000
+    # A forward proxy URL, or `none` to go direct; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+    proxy: str | None = None
+    ca_bundle: str | None = None  # PEM file of the authorities trusted for upstream TLS
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None and value != "none":
+            parse_proxy(value)
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such CA bundle file: {value}")
+        return value
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -94,6 +112,8 @@ class ProviderConfig(_Strict):
         for name, value in self.headers.items():
             if _CREDENTIAL_HEADER.search(name):
                 found += [value, value.partition(" ")[2]]
+        if self.proxy is not None and self.proxy != "none":
+            found += parse_proxy(self.proxy).secrets()
         return found
 
 
@@ -117,6 +137,7 @@ class ServerConfig(_Strict):
     def processes(self) -> int:
         """How many gateway processes serve: `workers`, or one per core for `auto`."""
         return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -185,7 +206,8 @@ class Config(_Strict):
         return self
 
     def upstream_secrets(self) -> list[str]:
-        return [secret for provider in self.providers.values() for secret in provider.secrets()]
+        found = [secret for provider in self.providers.values() for secret in provider.secrets()]
+        return found + environment_secrets()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

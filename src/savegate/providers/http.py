@@ -1,16 +1,23 @@
 """HTTP transport shared by every remote provider: one pool of keep-alive connections
-per provider (shared by all its keys), failures translated into `ProviderError` at the
-boundary, and the upstream keys masked in whatever comes back."""
+per provider (shared by all its keys), through the provider's proxy if it has one,
+failures translated into `ProviderError` at the boundary, and the upstream keys masked
+in whatever comes back."""
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.redact import Redactor
-from savegate.httpclient import ConnectionPool, HttpError, Response
+from savegate.httpclient import ConnectionPool, HttpError, ProxyError, Response
+from savegate.httpclient.proxy import Proxy, from_environment, parse_proxy
 from savegate.providers import upstream_errors as errors
+
+log = logging.getLogger(__name__)
 
 Headers = Mapping[str, str]
 
@@ -23,11 +30,15 @@ class HttpUpstream:
         self._redactor = redactor
         self.base_url = config.base_url.rstrip("/")
         self.extra_headers = dict(config.headers)
+        self.proxy = proxy_for(self.base_url, config.proxy)
+        context = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = ConnectionPool(
             self.base_url,
             limit=config.max_connections,
             connect_timeout=config.connect_timeout_seconds,
             read_timeout=config.timeout_seconds,
+            proxy=self.proxy,
+            context=context,
         )
 
     async def open(
@@ -43,6 +54,8 @@ class HttpUpstream:
         try:
             response = await self._pool.post(path, {**headers, **self.extra_headers}, body)
         except HttpError as exc:
+            if isinstance(exc, ProxyError):
+                log.warning("provider %s: proxy %s: %s", self.name, exc.proxy, exc)
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         if observe is not None:
             observe(response.headers)
@@ -82,3 +95,14 @@ class HttpUpstream:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def proxy_for(base_url: str, configured: str | None) -> Proxy | None:
+    """The provider's own proxy, none for `none`, else what the environment says."""
+    if configured == "none":
+        return None
+    if configured is not None:
+        return parse_proxy(configured)
+    url = urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return from_environment(url.scheme, url.hostname or "", port)
