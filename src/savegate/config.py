@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -21,10 +23,13 @@ from pydantic import (
     model_validator,
 )
 
+from savegate.core.cpus import usable_cpus
 from savegate.core.prices import ModelPrice
 from savegate.httpclient.proxy import environment_secrets, parse_proxy
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
+# Set, these override the file's store URLs, so that their passwords need not be in it.
+ENV_OVERRIDES = {"SAVEGATE_DATABASE_URL": "database_url", "SAVEGATE_REDIS_URL": "redis_url"}
 # Extra upstream headers whose values are credentials, kept as secret as the keys.
 _CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
 
@@ -135,8 +140,9 @@ class ServerConfig(_Strict):
 
     @property
     def processes(self) -> int:
-        """How many gateway processes serve: `workers`, or one per core for `auto`."""
-        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+        """How many gateway processes serve: `workers`, or for `auto` one per CPU this
+        process may use (its affinity, within a container's CPU limit)."""
+        return usable_cpus() if self.workers == "auto" else self.workers
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -206,8 +212,12 @@ class Config(_Strict):
         return self
 
     def upstream_secrets(self) -> list[str]:
+        """Everything no log line or relayed body may show: upstream keys, proxy
+        credentials, and the passwords in the store URLs."""
         found = [secret for provider in self.providers.values() for secret in provider.secrets()]
-        return found + environment_secrets()
+        urls = (self.database_url, self.redis_url)
+        stores = [unquote(password) for url in urls if url and (password := urlsplit(url).password)]
+        return found + environment_secrets() + stores
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -215,12 +225,23 @@ class Config(_Strict):
         return f"sqlite+aiosqlite:///{Path(self.data_dir).resolve() / 'savegate.db'}"
 
 
-def load_config(path: str | None) -> Config:
-    """Load `path`, or `./savegate.yaml` when it exists, or the defaults."""
-    if path is None:
-        if not Path(DEFAULT_CONFIG_FILE).exists():
-            return Config()
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Load `path`, or `./savegate.yaml` when it exists, or the defaults; then the
+    ENV_OVERRIDES variables that `environ` sets."""
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
+    raw = _read(path) if path is not None else {}
+    raw.update({field: environ[name] for name, field in ENV_OVERRIDES.items() if environ.get(name)})
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
+    for provider in config.providers.values():
+        provider.api_keys()
+    return config
+
+
+def _read(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
         raw = yaml.safe_load(text) or {}
@@ -230,10 +251,4 @@ def load_config(path: str | None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
-    for provider in config.providers.values():
-        provider.api_keys()
-    return config
+    return raw
