@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port, stop
+from tests.conftest import ROOT, free_port, stop
 
 TINYPROXY = "/usr/bin/tinyproxy"
 
@@ -57,15 +58,35 @@ def tinyproxy(workdir: Path, basic_auth: tuple[str, str] | None = None) -> Itera
             [TINYPROXY, "-d", "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"tinyproxy did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)
+        wait_port(port, process, "tinyproxy")
         yield TinyProxy(process, port, log)
     finally:
         stop(process)
+
+
+@contextmanager
+def tls_front(workdir: Path, target: int, cert: Path, key: Path) -> Iterator[int]:
+    """A TLS listener relaying to the local port `target` (`tests.tls_relay`): tinyproxy
+    behind it is an `https://` proxy. Yields its port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.tls_relay", "--port", str(port), "--to", str(target)]
+    argv += ["--certfile", str(cert), "--keyfile", str(key)]
+    with (workdir / "tls-front.log").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_port(port, process, "the TLS front")
+        yield port
+    finally:
+        stop(process)
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.05)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Service, free_port, self_signed, start_fake_upstream, start_gateway, stop
 from tests.fakes.upstream import assemble, fixture_events
-from tests.proxies import TinyProxy, tinyproxy
+from tests.proxies import TinyProxy, tinyproxy, tls_front
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ANSWER = assemble(fixture_events("text-basic"))["choices"][0]["message"]["content"]
@@ -124,6 +124,28 @@ def test_plain_http_upstream_through_the_proxy(tmp_path, fake_upstream, proxy):
         assert proxy.requests()[before:] == [target, target]
     finally:
         stop(service.process)
+
+
+def test_an_https_proxy(tmp_path, tls_upstream, proxy, fake_upstream):
+    """TLS to the proxy (verified with the provider's ca_bundle), then TLS to the upstream
+    inside the CONNECT tunnel; and plain http upstreams through the same TLS proxy."""
+    upstream, cert = tls_upstream
+    with tls_front(tmp_path, proxy.port, cert, cert.with_name("key.pem")) as port:
+        via = {"proxy": f"https://127.0.0.1:{port}", "ca_bundle": str(cert)}
+        providers = {
+            "tls": {"base_url": upstream.base_url, "models": [as_("tls")], **via},
+            "plain": {"base_url": fake_upstream.base_url, "models": [as_("plain")], **via},
+        }
+        service = gateway(tmp_path / "gw", providers, proxy_env())
+        try:
+            before = len(proxy.requests())
+            assert ask(service, "tls") == (ANSWER, ANSWER)
+            assert ask(service, "plain") == (ANSWER, ANSWER)
+            target = f"POST http://127.0.0.1:{fake_upstream.port}/v1/chat/completions HTTP/1.1"
+            connect = f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1"
+            assert proxy.requests()[before:] == [connect, target, target]
+        finally:
+            stop(service.process)
 
 
 def test_proxy_credentials_right_and_wrong(tmp_path, tls_upstream, fake_upstream):
