@@ -36,7 +36,11 @@ class TinyProxy:
 
 
 @contextmanager
-def tinyproxy(workdir: Path, basic_auth: tuple[str, str] | None = None) -> Iterator[TinyProxy]:
+def tinyproxy(
+    workdir: Path, basic_auth: tuple[str, str] | None = None, connect_ports: tuple[int, ...] = ()
+) -> Iterator[TinyProxy]:
+    """Given `connect_ports`, it refuses CONNECT to any other port (403), as many corporate
+    proxies do to all but 443."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "tinyproxy.log"
@@ -51,6 +55,7 @@ def tinyproxy(workdir: Path, basic_auth: tuple[str, str] | None = None) -> Itera
     ]
     if basic_auth is not None:
         lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    lines += [f"ConnectPort {port}" for port in connect_ports]
     config = workdir / "tinyproxy.conf"
     config.write_text("\n".join(lines) + "\n")
     with (workdir / "tinyproxy.out").open("wb") as out:

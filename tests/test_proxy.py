@@ -191,6 +191,24 @@ def test_proxy_credentials_right_and_wrong(tmp_path, tls_upstream, fake_upstream
                 stop(service.process)
 
 
+def test_a_refused_tunnel(tmp_path, tls_upstream):
+    upstream, cert = tls_upstream
+    with tinyproxy(tmp_path / "proxy", connect_ports=(443,)) as strict:
+        provider = {"base_url": upstream.base_url, "models": ["*"], "ca_bundle": str(cert)}
+        service = gateway(tmp_path / "gw", {"fake": provider}, proxy_env(HTTPS_PROXY=strict.url()))
+        try:
+            for stream in (False, True):
+                with pytest.raises(openai.APIStatusError) as caught:
+                    client(service).chat.completions.create(
+                        model="text-basic", messages=MESSAGES, stream=stream
+                    )
+                assert caught.value.status_code == 502
+                assert caught.value.body["code"] == "upstream_proxy_error"
+                assert "refused the tunnel (HTTP 403" in caught.value.message
+        finally:
+            stop(service.process)
+
+
 def test_a_proxy_that_is_down_fails_over(tmp_path, tls_upstream):
     """A dead proxy is a 502 naming it as the cause, never a 500; a model group with a
     deployment that goes direct is served by it."""
