@@ -77,6 +77,7 @@ def test_https_upstream_through_a_connect_tunnel_kept_alive(tmp_path, tls_upstre
         before = len(proxy.requests())
         for _ in range(3):
             assert ask(service) == (ANSWER, ANSWER)
+        assert f"through the proxy http://127.0.0.1:{proxy.port}" in service.output()
         # One tunnel carried all six calls, streams included.
         assert proxy.requests()[before:] == [f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1"]
     finally:

@@ -21,6 +21,7 @@ from savegate.config import Config, ServerConfig
 from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
+from savegate.providers.http import proxy_for
 from savegate.store.db import create_engine, create_schema, setup_lock
 
 
@@ -70,7 +71,9 @@ def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str
             lines.append("No providers configured and the embedded model is disabled.")
     for name, provider in config.providers.items():
         models = ", ".join(route.name for route in provider.models)
-        lines.append(f"Provider {name} ({provider.base_url}): {models}")
+        proxy = proxy_for(provider.base_url, provider.proxy)
+        via = f" through the proxy {proxy.label}" if proxy is not None else ""
+        lines.append(f"Provider {name} ({provider.base_url}{via}): {models}")
     if config.providers and config.local.enabled:
         lines.append(f"Embedded model: {config.local.name}")
     if created:

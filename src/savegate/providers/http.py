@@ -30,14 +30,13 @@ class HttpUpstream:
         self._redactor = redactor
         self.base_url = config.base_url.rstrip("/")
         self.extra_headers = dict(config.headers)
-        self.proxy = proxy_for(self.base_url, config.proxy)
         context = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = ConnectionPool(
             self.base_url,
             limit=config.max_connections,
             connect_timeout=config.connect_timeout_seconds,
             read_timeout=config.timeout_seconds,
-            proxy=self.proxy,
+            proxy=proxy_for(self.base_url, config.proxy),
             context=context,
         )
 
