@@ -25,7 +25,7 @@ from pydantic import (
 
 from savegate.core.cpus import usable_cpus
 from savegate.core.prices import ModelPrice
-from savegate.httpclient.proxy import environment_secrets, parse_proxy
+from savegate.httpclient.proxy import Proxy, environment_secrets, parse_proxy, proxy_for
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
 # Set, these override the file's store URLs, so that their passwords need not be in it.
@@ -109,6 +109,14 @@ class ProviderConfig(_Strict):
         if missing:
             raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
         return [os.environ[name] for name in self.api_key_env]
+
+    def proxy_server(self) -> Proxy | None:
+        """The forward proxy to the upstream, if any (the environment's unless `proxy`
+        says); a malformed HTTPS_PROXY or HTTP_PROXY is an error."""
+        try:
+            return proxy_for(self.base_url, self.proxy)
+        except ValueError as exc:
+            raise ConfigError(f"the proxy for {self.base_url}: {exc}") from exc
 
     def secrets(self) -> list[str]:
         """What must never leave the process: the keys and credential header values
@@ -238,6 +246,7 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Co
         raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
     for provider in config.providers.values():
         provider.api_keys()
+        provider.proxy_server()
     return config
 
 

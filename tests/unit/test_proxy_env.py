@@ -74,3 +74,15 @@ def test_environment_secrets_are_the_credentials():
     secrets = environment_secrets(env)
     assert "long-password" in secrets
     assert any(s.startswith("Basic ") for s in secrets)
+
+
+def test_a_malformed_environment_proxy_is_a_config_error(tmp_path, monkeypatch):
+    from savegate.config import ConfigError, load_config
+
+    path = tmp_path / "savegate.yaml"
+    path.write_text("providers:\n  p: {base_url: 'https://api.example/v1', models: ['*']}\n")
+    monkeypatch.setenv("https_proxy", "socks5://proxy:1080")
+    with pytest.raises(ConfigError, match="socks5"):
+        load_config(str(path))
+    monkeypatch.setenv("no_proxy", "api.example")
+    assert load_config(str(path)).providers["p"].proxy_server() is None

@@ -21,7 +21,6 @@ from savegate.config import Config, ServerConfig
 from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
-from savegate.providers.http import proxy_for
 from savegate.store.db import create_engine, create_schema, setup_lock
 
 
@@ -71,7 +70,7 @@ def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str
             lines.append("No providers configured and the embedded model is disabled.")
     for name, provider in config.providers.items():
         models = ", ".join(route.name for route in provider.models)
-        proxy = proxy_for(provider.base_url, provider.proxy)
+        proxy = provider.proxy_server()
         via = f" through the proxy {proxy.label}" if proxy is not None else ""
         lines.append(f"Provider {name} ({provider.base_url}{via}): {models}")
     if config.providers and config.local.enabled:

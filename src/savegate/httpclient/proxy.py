@@ -123,6 +123,19 @@ def from_environment(
     return parse_proxy(url)
 
 
+def proxy_for(
+    base_url: str, configured: str | None, environ: Mapping[str, str] = os.environ
+) -> Proxy | None:
+    """A provider's own proxy (`configured`), none for `none`, else the environment's."""
+    if configured == "none":
+        return None
+    if configured is not None:
+        return parse_proxy(configured)
+    url = urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return from_environment(url.scheme, url.hostname or "", port, environ)
+
+
 def environment_secrets(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The credentials of the proxies the environment names, to be masked everywhere."""
     found: list[str] = []

@@ -8,13 +8,11 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.redact import Redactor
 from savegate.httpclient import ConnectionPool, HttpError, ProxyError, Response
-from savegate.httpclient.proxy import Proxy, from_environment, parse_proxy
 from savegate.providers import upstream_errors as errors
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ class HttpUpstream:
             limit=config.max_connections,
             connect_timeout=config.connect_timeout_seconds,
             read_timeout=config.timeout_seconds,
-            proxy=proxy_for(self.base_url, config.proxy),
+            proxy=config.proxy_server(),
             context=context,
         )
 
@@ -94,14 +92,3 @@ class HttpUpstream:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
-
-
-def proxy_for(base_url: str, configured: str | None) -> Proxy | None:
-    """The provider's own proxy, none for `none`, else what the environment says."""
-    if configured == "none":
-        return None
-    if configured is not None:
-        return parse_proxy(configured)
-    url = urlsplit(base_url)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return from_environment(url.scheme, url.hostname or "", port)
