@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import openai
@@ -10,7 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from savegate.store.db import alembic_config, create_engine
+from savegate.store.db import alembic_config, create_engine, migration_heads
 from tests.conftest import Service, start_gateway, stop
 from tests.stores import database, query
 
@@ -96,3 +98,36 @@ def test_replicas_starting_together_on_an_empty_database_all_serve(
         finally:
             for replica in replicas:
                 stop(replica.process)
+
+
+def test_heads_read_from_the_files_are_alembics():
+    from alembic.script import ScriptDirectory
+
+    from savegate.store.db import MIGRATIONS
+
+    assert migration_heads() == set(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+_START = """
+import asyncio, sys
+from savegate.store.db import create_engine, create_schema
+engine = create_engine(sys.argv[1])
+asyncio.run(create_schema(engine))
+print("alembic" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_start_on_the_newest_schema_never_imports_alembic(backend, tmp_path):
+    """Alembic and Mako cost a worker about 10 MB: loaded only when a migration runs."""
+    with database(backend, tmp_path) as url:
+        runs = [
+            subprocess.run(
+                [sys.executable, "-c", _START, url], capture_output=True, text=True, check=True
+            ).stdout.split()
+            for _ in range(2)
+        ]
+        assert runs == [["True"], ["False"]]
+        assert {row[0] for row in query(url, "SELECT version_num FROM alembic_version")} == (
+            migration_heads()
+        )
