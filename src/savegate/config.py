@@ -36,6 +36,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PromptCache = Literal["off", "auto"]
+
+
 class ModelRoute(_Strict):
     """A public model name (exact or `*` wildcard) and the upstream's name for it."""
 
@@ -61,6 +64,8 @@ class ProviderConfig(_Strict):
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
     max_connections: int = 1000
+    # `auto`: prompt-caching breakpoints on long system prompts and tool lists (Anthropic).
+    prompt_cache: PromptCache = "off"
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -78,6 +83,12 @@ class ProviderConfig(_Strict):
     def _native_responses_need_openai(self) -> ProviderConfig:
         if self.responses == "native" and self.type != "openai":
             raise ValueError("responses: native needs a provider of type openai")
+        return self
+
+    @model_validator(mode="after")
+    def _prompt_cache_needs_anthropic(self) -> ProviderConfig:
+        if self.prompt_cache == "auto" and self.type != "anthropic":
+            raise ValueError("prompt_cache: auto needs a provider of type anthropic")
         return self
 
     def api_keys(self) -> list[str]:
@@ -117,10 +128,11 @@ class ServerConfig(_Strict):
     def processes(self) -> int:
         """How many gateway processes serve: `workers`, or one per core for `auto`."""
         return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]
+StrategyName = Literal["weighted", "least_inflight", "lowest_latency", "cheapest"]
 
 
 class DeploymentConfig(_Strict):
@@ -135,6 +147,7 @@ class ModelGroupConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     strategy: StrategyName | None = None
     fallbacks: list[str] = Field(default_factory=list)
+    prompt_cache: PromptCache | None = None  # for its Anthropic deployments; else the provider's
 
 
 class RoutingConfig(_Strict):
