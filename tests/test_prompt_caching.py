@@ -57,7 +57,10 @@ def cached(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -> 
         "local": {"enabled": False},
         "usage": {"flush_seconds": 0.1},
         "providers": {
-            "openai": {"base_url": fake_upstream.base_url, "models": ["text-basic", "text-basic@cached-10"]},
+            "openai": {
+                "base_url": fake_upstream.base_url,
+                "models": ["text-basic", "text-basic@cached-10"],
+            },
             "auto": {
                 "type": "anthropic",
                 "base_url": fake_upstream.base_url,
