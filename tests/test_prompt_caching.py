@@ -6,6 +6,8 @@ report for the marks it received; the openai and anthropic SDKs are the clients.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -395,3 +397,26 @@ def test_savings_by_source_add_up_in_the_admin_api(cached: Service):
         (row,) = admin(cached, "/admin/usage", group_by=group, key_id=key_id)["data"]
         assert row["savings_by_source"] == sources
         assert row["cache_write_tokens"] == spend["cache_write_tokens"] > 0
+
+
+def test_cli_reports_savings_by_source(cached: Service):
+    key_id, secret = new_key(cached)
+    client = openai.OpenAI(api_key=secret, base_url=cached.base_url, max_retries=0)
+    system = {"type": "text", "text": long_text(), "cache_control": EPHEMERAL}
+    messages = [{"role": "system", "content": [system]}, {"role": "user", "content": "hi"}]
+    for _ in range(2):
+        client.chat.completions.create(model="basic_response", messages=messages)
+    sources = admin(cached, "/admin/spend", key_id=key_id)["savings_by_source"]
+    data = cached.log.parent / "data"  # the gateway's SQLite store
+    command = ["usage", "savings", "--group-by", "day", "--key", key_id, "--data-dir", str(data)]
+    result = subprocess.run(
+        [sys.executable, "-m", "savegate", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PROMPT CACHE" in result.stdout and "CHEAPER ROUTE" in result.stdout
+    (line,) = [line for line in result.stdout.splitlines() if "20" in line and "$" in line]
+    for source in ("discount", "prompt_cache"):
+        assert f"${sources[source]:,.4f}" in line

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from savegate.core.usage import TokenCounts
 from savegate.metering.prices import Pricing
 
-SOURCES = ("discount", "response_cache", "semantic_cache", "prompt_cache", "route")
-
 
 @dataclass(frozen=True, slots=True)
 class Savings:
@@ -65,13 +63,3 @@ def price_call(served: Pricing, baseline: Pricing, tokens: TokenCounts) -> Price
         route=baseline_paid - paid,
     )
     return Priced(paid, listed, savings)
-
-
-def cache_hit(listed: float) -> Priced:
-    """A response answered from the gateway's own cache: nothing paid, all saved."""
-    return Priced(0.0, listed, Savings(response_cache=listed))
-
-
-def semantic_hit(listed: float) -> Priced:
-    """A near-duplicate answered from the semantic cache."""
-    return Priced(0.0, listed, Savings(semantic_cache=listed))
