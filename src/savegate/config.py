@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -36,7 +37,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-PromptCache = Literal["off", "auto"]
+def _yaml_off(value: object) -> object:
+    return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
+PromptCache = Annotated[Literal["off", "auto"], BeforeValidator(_yaml_off)]
 
 
 class ModelRoute(_Strict):
