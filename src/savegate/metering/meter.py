@@ -58,7 +58,10 @@ class Meter:
         self, served: Pricing, target: Target, public: str, tokens: TokenCounts
     ) -> Pricing:
         """The pricing a call is measured against: the dearest of the target's peers for
-        these tokens (a cheaper route was taken), else the served one's."""
+        these tokens (a cheaper route was taken), else the served one's. A call at an
+        unknown price saved nothing anyone can tell."""
+        if not target.peers or not served.known:
+            return served
         dearest, most = served, served.paid_cost(tokens)
         for peer in target.peers:
             pricing = self.resolve(peer, public)
