@@ -48,7 +48,7 @@ def test_upgrade_from_first_revision_keeps_keys(backend, tmp_path, fake_upstream
             # The store was not empty, so no keys were created at start.
             assert service.keys == {}
             (version,) = query(url, "SELECT version_num FROM alembic_version")[0]
-            assert version == "0006"
+            assert version == "0007"
             (name,) = query(url, "SELECT name FROM api_keys WHERE id = 'key_old'")[0]
             assert name == "old"
             client = openai.OpenAI(api_key="sk-savegate-" + "q" * 32, base_url=service.base_url)
@@ -98,11 +98,11 @@ def test_replicas_starting_together_on_an_empty_database_all_serve(
                 stop(replica.process)
 
 
-def _at_revision_0005_with_usage(url: str) -> None:
+def _at_revision_0006_with_usage(url: str) -> None:
     async def go() -> None:
         engine = create_engine(url)
         async with engine.begin() as connection:
-            await connection.run_sync(lambda c: command.upgrade(alembic_config(c), "0005"))
+            await connection.run_sync(lambda c: command.upgrade(alembic_config(c), "0006"))
             await connection.execute(
                 text(
                     "INSERT INTO usage (request_id, key_id, created_at, endpoint, "
@@ -122,7 +122,7 @@ def _at_revision_0005_with_usage(url: str) -> None:
 def test_savings_by_source_keep_older_rows_adding_up(backend, tmp_path, fake_upstream: Service):
     with database(backend, tmp_path) as url:
         (tmp_path / "data").mkdir(exist_ok=True)
-        _at_revision_0005_with_usage(url)
+        _at_revision_0006_with_usage(url)
         config = {
             "database_url": url,
             "local": {"enabled": False},
@@ -137,17 +137,17 @@ def test_savings_by_source_keep_older_rows_adding_up(backend, tmp_path, fake_ups
             "FROM usage WHERE request_id = 'req_old'",
         )
         cost, listed, written, discount, *others = row
-        # Until 0006 a provider discount was the only saving there was.
+        # Until 0007 a provider discount was the only saving there was.
         assert written == 0 and others == [0, 0, 0, 0]
         assert discount == pytest.approx(listed - cost, abs=1e-15)
 
-        async def back_to_0005() -> None:
+        async def back_to_0006() -> None:
             engine = create_engine(url)
             async with engine.begin() as connection:
-                await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "0005"))
+                await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "0006"))
             await engine.dispose()
 
-        asyncio.run(back_to_0005())
+        asyncio.run(back_to_0006())
         (kept,) = query(url, "SELECT cost_usd, list_cost_usd FROM usage")
         assert tuple(kept) == (cost, listed)
-        assert query(url, "SELECT version_num FROM alembic_version")[0][0] == "0005"
+        assert query(url, "SELECT version_num FROM alembic_version")[0][0] == "0006"
