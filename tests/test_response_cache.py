@@ -340,12 +340,19 @@ def test_hits_are_usage_rows_that_save_their_list_cost(cached: Service):
         assert hit["list_cost_usd"] == miss["list_cost_usd"]
         assert hit["model"] == miss["model"] and hit["provider"] == miss["provider"]
         assert hit["prompt_tokens"] == miss["prompt_tokens"]
+        assert hit["saving_cache_usd"] == hit["list_cost_usd"]
+        assert hit["saving_discount_usd"] == 0
+    assert miss["saving_cache_usd"] == 0
+    assert miss["saving_discount_usd"] == pytest.approx(miss["list_cost_usd"] * DISCOUNT)
     assert hits[-1]["stream"] is True
     spend = admin(cached, "GET", "/admin/spend", params={"key_id": key["id"]}).json()
     listed = miss["list_cost_usd"] * 4
     assert round(spend["cost_usd"], 2) == round(miss["cost_usd"], 2)
     assert round(spend["savings_usd"], 2) == round(listed - miss["cost_usd"], 2)
     assert spend["savings_usd"] == pytest.approx(listed - miss["cost_usd"])
+    sources = spend["savings_by_source"]
+    assert sources["response_cache"] == pytest.approx(miss["list_cost_usd"] * 3)
+    assert sum(sources.values()) == pytest.approx(spend["savings_usd"])
 
 
 def test_keys_turn_the_cache_on_or_off_and_hits_count_against_rpm(cached: Service):

@@ -51,19 +51,19 @@ class Gateway:
         self.engine = create_engine(config.resolved_database_url())
         self.keys = KeyStore(self.engine)
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
-        self.providers = build_providers(config, self.redactor)
-        self.router = self.providers.router
         self.usage_sink = UsageSink(
             self.engine,
             touch_keys=self.keys.touch,
             interval=config.usage.flush_seconds,
             capacity=config.usage.buffer_rows,
         )
+        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
+        self.providers = build_providers(config, self.redactor, self.meter.quote)
+        self.router = self.providers.router
         self.usage = UsageTotals(self.engine, self.usage_sink)
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
-        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)

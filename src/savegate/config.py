@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -40,6 +41,13 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _yaml_off(value: object) -> object:
+    return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
+PromptCache = Annotated[Literal["off", "auto"], BeforeValidator(_yaml_off)]
 
 
 class ModelRoute(_Strict):
@@ -85,6 +93,9 @@ class ProviderConfig(_Strict):
             raise ValueError(f"no such CA bundle file: {value}")
         return value
 
+    # `auto`: prompt-caching breakpoints on long system prompts and tool lists (Anthropic).
+    prompt_cache: PromptCache = "off"
+
     @field_validator("api_key_env", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
@@ -101,6 +112,12 @@ class ProviderConfig(_Strict):
     def _native_responses_need_openai(self) -> ProviderConfig:
         if self.responses == "native" and self.type != "openai":
             raise ValueError("responses: native needs a provider of type openai")
+        return self
+
+    @model_validator(mode="after")
+    def _prompt_cache_needs_anthropic(self) -> ProviderConfig:
+        if self.prompt_cache == "auto" and self.type != "anthropic":
+            raise ValueError("prompt_cache: auto needs a provider of type anthropic")
         return self
 
     def api_keys(self) -> list[str]:
@@ -155,7 +172,7 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]
+StrategyName = Literal["weighted", "least_inflight", "lowest_latency", "cheapest"]
 
 
 class DeploymentConfig(_Strict):
@@ -170,6 +187,7 @@ class ModelGroupConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     strategy: StrategyName | None = None
     fallbacks: list[str] = Field(default_factory=list)
+    prompt_cache: PromptCache | None = None  # for its Anthropic deployments; else the provider's
 
 
 class RoutingConfig(_Strict):

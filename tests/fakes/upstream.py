@@ -14,7 +14,8 @@ behaviour:
 - `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]` (not streaming:
   `text-basic`'s answer after as long);
 - `slow-json`: answer a non-streaming request only after 30 s;
-- `tool-call-first`: `tool-call-single`, calling the request's first tool by its name.
+- `tool-call-first`: `tool-call-single`, calling the request's first tool by its name;
+- `<fixture>@cached-<n>`: the fixture, n of its prompt tokens reported as cached.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
 
@@ -201,6 +202,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         events = faults.echo_events(events, headers.get("authorization") or "")
     if model == "tool-call-first":
         events = openai_extra.call_first_tool(events, request)
+    if "@cached-" in model:
+        events = openai_extra.with_cached_tokens(events, model)
     extra = faults.rate_headers(model, headers.get("authorization"))
     if model.endswith("@gzip"):
         extra.append((b"content-encoding", b"gzip"))

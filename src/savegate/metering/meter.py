@@ -19,6 +19,7 @@ from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
 from savegate.metering.prices import PriceBook, Pricing
 from savegate.metering.record import UsageRecord
+from savegate.metering.savings import Savings, price_call
 from savegate.metering.sink import UsageSink
 from savegate.wire.chunks import Chunks
 
@@ -41,6 +42,33 @@ class Meter:
             )
             self._pricing[cache_key] = pricing
         return pricing
+
+    def resolve(self, target: Target, public: str) -> Pricing:
+        """The target's prices: by the upstream's model name, else by the public one (an
+        Azure deployment name has no list price, the model it serves has)."""
+        pricing = self.pricing(target)
+        return pricing if pricing.known else self.pricing(target, public)
+
+    def quote(self, target: Target, public: str, tokens: TokenCounts) -> float | None:
+        """What `tokens` cost on `target` at the price paid; None when it has no price."""
+        pricing = self.resolve(target, public)
+        return pricing.paid_cost(tokens) if pricing.known else None
+
+    def baseline(
+        self, served: Pricing, target: Target, public: str, tokens: TokenCounts
+    ) -> Pricing:
+        """The pricing a call is measured against: the dearest of the target's peers for
+        these tokens (a cheaper route was taken), else the served one's. A call at an
+        unknown price saved nothing anyone can tell."""
+        if not target.peers or not served.known:
+            return served
+        dearest, most = served, served.paid_cost(tokens)
+        for peer in target.peers:
+            pricing = self.resolve(peer, public)
+            cost = pricing.paid_cost(tokens)
+            if pricing.known and cost > most:
+                dearest, most = pricing, cost
+        return dearest
 
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
@@ -71,6 +99,7 @@ class Meter:
                 provider=provider,
                 tokens=tokens,
                 list_cost_usd=list_cost,
+                savings=Savings(response_cache=list_cost),
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,
                 cache_hit=True,
@@ -189,12 +218,16 @@ class AttemptMeter:
             record.estimated = True
         record.tokens = tokens
         record.model = model or record.model
-        pricing = self._parent.meter.pricing(self._target)
+        meter = self._parent.meter
+        pricing = meter.pricing(self._target)
         if pricing.list_price is None and model:
             # No price for the routed name: price by the model that really answered
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = self._parent.meter.pricing(self._target, model)
-        record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
+            pricing = meter.pricing(self._target, model)
+        baseline = meter.baseline(pricing, self._target, self._parent.request.model, tokens)
+        priced = price_call(pricing, baseline, tokens)
+        record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
+        record.savings = priced.savings
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.client_disconnected = cancelled
         if error is not None:

@@ -14,7 +14,7 @@ from savegate.core.usage import TokenCounts
 
 
 def _p(input: float, cached: float | None, output: float, write: float | None = None) -> ModelPrice:
-    return ModelPrice(input=input, cached_input=cached, output=output, cache_write=write)
+    return ModelPrice(input=input, cached_input=cached, output=output, cache_write_5m=write)
 
 
 # Public list prices, USD per 1M tokens (standard tier, prompts up to 200K tokens).
@@ -67,7 +67,8 @@ def find_price(table: dict[str, ModelPrice], model: str) -> ModelPrice | None:
 
 @dataclass(frozen=True, slots=True)
 class Pricing:
-    """How one deployment is priced: at list, and at what the operator really pays."""
+    """How one deployment is priced: at list, and at what the operator really pays. With
+    only one of them known, it stands for both."""
 
     list_price: ModelPrice | None
     paid_price: ModelPrice | None
@@ -76,19 +77,27 @@ class Pricing:
     def known(self) -> bool:
         return self.list_price is not None or self.paid_price is not None
 
-    def costs(self, tokens: TokenCounts) -> tuple[float, float]:
-        """(cost paid, cost at list price)."""
-        listed = self.list_price.cost(tokens) if self.list_price else 0.0
-        paid = self.paid_price.cost(tokens) if self.paid_price else listed
-        return paid, listed
+    @property
+    def listed(self) -> ModelPrice | None:
+        return self.list_price or self.paid_price
+
+    @property
+    def paid(self) -> ModelPrice | None:
+        return self.paid_price or self.list_price
+
+    def paid_cost(self, tokens: TokenCounts) -> float:
+        price = self.paid
+        return price.cost(tokens) if price is not None else 0.0
+
+    def list_cost(self, tokens: TokenCounts) -> float:
+        price = self.listed
+        return price.cost(tokens) if price is not None else 0.0
 
     def worst_case(self, prompt_tokens: int, max_output: int) -> float:
-        price = self.paid_price or self.list_price
+        price = self.paid
         if price is None:
             return 0.0
-        return (
-            prompt_tokens * max(price.input, price.cache_write or 0.0) + max_output * price.output
-        ) / 1_000_000
+        return (prompt_tokens * price.dearest_input + max_output * price.output) / 1_000_000
 
 
 class PriceBook:
@@ -108,14 +117,5 @@ class PriceBook:
         listed = find_price(self._list, model)
         explicit = find_price(paid or {}, model)
         if explicit is None and listed is not None and discount:
-            explicit = ModelPrice(
-                input=listed.input * (1 - discount),
-                output=listed.output * (1 - discount),
-                cached_input=None
-                if listed.cached_input is None
-                else listed.cached_input * (1 - discount),
-                cache_write=None
-                if listed.cache_write is None
-                else listed.cache_write * (1 - discount),
-            )
+            explicit = listed.scaled(1 - discount)
         return Pricing(listed, explicit)

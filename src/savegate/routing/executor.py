@@ -20,6 +20,7 @@ from typing import TypeVar
 from savegate.core.errors import GatewayError, InvalidRequest, ProviderError, interruption
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.core.usage import TokenCounts
 from savegate.providers.base import ChatProvider, ChatStream
 from savegate.routing.continuation import ContinuingStream
 from savegate.routing.hooks import AttemptHook, CallHooks
@@ -55,9 +56,11 @@ class Executor:
         self._router = router
         self._policy = policy
 
-    def plan(self, model: str, supports: Capability | None = None) -> list[Attempt]:
+    def plan(
+        self, model: str, supports: Capability | None = None, demand: TokenCounts | None = None
+    ) -> list[Attempt]:
         """The deployments to try for `model`, best first, at most `max_attempts`."""
-        attempts = self._router.plan(model)
+        attempts = self._router.plan(model, demand)
         if supports is not None:
             attempts = [a for a in attempts if supports.check(a.deployment.provider)]
             if not attempts:

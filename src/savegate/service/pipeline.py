@@ -16,14 +16,28 @@ from typing import Generic, TypeVar
 from savegate.core.errors import GatewayError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.core.tokens import estimate_tokens
+from savegate.core.usage import TokenCounts
 from savegate.metering.meter import Meter, RequestMeter
 from savegate.providers.base import ChatStream
 from savegate.routing.executor import Call, Capability, Executor, Open
-from savegate.service.admission import Admission, check_model_access
+from savegate.service.admission import Admission, check_model_access, max_output
 from savegate.service.cache import Look, ResponseCache
 from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
+# The answer length a request that sets no limit is priced at, to pick its cheapest route.
+ESTIMATED_OUTPUT_TOKENS = 256
+
+
+def demand(request: ChatRequest, endpoint: str) -> TokenCounts:
+    """The request's estimated tokens, by which `strategy: cheapest` prices deployments."""
+    output = max_output(request.body)
+    if output is None:
+        output = 0 if endpoint == "embeddings" else ESTIMATED_OUTPUT_TOKENS
+    return TokenCounts(
+        prompt=estimate_tokens(request.raw), completion=output * int(request.body.get("n") or 1)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +79,7 @@ class Pipeline:
     async def _call(
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None
     ) -> tuple[Reply[Json], RequestMeter]:
-        plan = self._executor.plan(request.model, supports)
+        plan = self._executor.plan(request.model, supports, demand(request, endpoint))
         ticket = await self._admission.admit(request, plan, endpoint)
         used = self._meter.start(ticket.request, endpoint, strip_usage=False)
         try:
@@ -125,7 +139,7 @@ class Pipeline:
         supports: Capability | None,
         reports_usage: bool,
     ) -> tuple[Reply[ChatStream], RequestMeter]:
-        plan = self._executor.plan(request.model, supports)
+        plan = self._executor.plan(request.model, supports, demand(request, endpoint))
         wants_usage = request.include_usage or reports_usage
         if not wants_usage:  # always asked upstream: it is what the stream is billed by
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}

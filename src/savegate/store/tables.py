@@ -96,6 +96,14 @@ usage = Table(
     Column("cache_hit", Boolean, nullable=False, default=False),
     Column("client_disconnected", Boolean, nullable=False, default=False),
     Column("estimated", Boolean, nullable=False, default=False),
+    # Cache writes (part of prompt_tokens), and what the request saved by source:
+    # cost_usd + the savings = list_cost_usd.
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("saving_discount_usd", Float, nullable=False, default=0.0),
+    Column("saving_cache_usd", Float, nullable=False, default=0.0),  # response cache hits
+    Column("saving_semantic_usd", Float, nullable=False, default=0.0),
+    Column("saving_prompt_cache_usd", Float, nullable=False, default=0.0),
+    Column("saving_route_usd", Float, nullable=False, default=0.0),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_created", "created_at"),
 )

@@ -18,6 +18,7 @@ from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.remote import RemoteAdapter, UpstreamReader
 from savegate.wire import sse
 from savegate.wire.chunks import Chunks
+from savegate.wire.content import without_cache_control
 from savegate.wire.sse import Event, SSEDecoder
 
 _DONE = b"[DONE]"
@@ -28,7 +29,9 @@ class OpenAICompatProvider(RemoteAdapter):
     async def _open(
         self, request: ChatRequest, model: str, path: str = "/chat/completions"
     ) -> Response:
-        if model == request.model:
+        if request.translated and b'"cache_control"' in request.raw:
+            body = orjson.dumps({**without_cache_control(request.body), "model": model})
+        elif model == request.model:
             body = request.raw
         else:
             body = orjson.dumps({**request.body, "model": model})
