@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; the cluster tests put Debian's nginx in front
 # of the replicas; the Node examples and the Codex CLI test need their npm packages (the
 # Codex CLI ships its native binary in a platform package); docker-compose (v1, which
-# needs no engine for `config`) validates deploy/docker-compose.yaml.
+# needs no engine for `config`) validates deploy/docker-compose.yaml; the proxy tests go
+# through Debian's tinyproxy (the binary alone: no system service).
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 COMPOSE := /usr/bin/docker-compose
+TINYPROXY := /usr/bin/tinyproxy
 NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -37,6 +39,9 @@ $(NGINX):
 $(COMPOSE):
 	apt-get update -q && apt-get install -y -q docker-compose
 
+$(TINYPROXY):
+	apt-get update -q && apt-get install -y -q tinyproxy-bin
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -45,7 +50,7 @@ $(COMPOSE):
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(NODE_PACKAGES:%=%/node_modules/.installed)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(TINYPROXY) $(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
+from bench import memory
+
 ORDER = ("direct", "nginx", "savegate", "savegate-2w", "savegate-base", "portkey", "litellm")
 LABEL = {
     "direct": "direct upstream",
@@ -284,6 +286,20 @@ def _base(s: dict[str, Any]) -> list[str]:
     return _table(["measure", "base", "new", "change"], rows) if rows else []
 
 
+def _memory(s: dict[str, Any]) -> list[str]:
+    if not s.get("memory"):
+        return ["Not measured.", ""]
+    return [
+        "SaveGate restarted on its data directory with one `openai` provider (the embedded "
+        f"model stays in a process of its own, never started), {memory.IDLE_S:g} s idle, "
+        "per process (`bench/memory.py`, also `python -m bench.memory`). PSS splits the "
+        "pages a worker shares with its supervisor."
+        + (f" {s['memory_note']}" if s.get("memory_note") else ""),
+        "",
+        *memory.table(s["memory"]),
+    ]
+
+
 def markdown(s: dict[str, Any]) -> str:
     meta, plan = s["meta"], s["plan"]
     m, v = meta.get("machine", {}), meta.get("versions", {})
@@ -337,6 +353,7 @@ def markdown(s: dict[str, Any]) -> str:
     out += ["## Latency under load, non-stream", "", *_latency(s, "json")]
     out += ["## Latency under load, stream", "", *_latency(s, "stream")]
     out += ["## Resources", "", *_resources(s)]
+    out += ["## Idle memory", "", *_memory(s)]
     out += ["## Embedded model", "", *_embedded(s)]
     out += ["## Where SaveGate spends its time (py-spy)", "", *_profile(s)]
     out += ["## Method", "", *METHOD]

@@ -184,6 +184,17 @@ def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
             False,
         )
     )
+    workers = [m["rss"] for role, m in s["memory"].get("2", {}).items() if role != "supervisor"]
+    goals.append(
+        _goal(
+            "idle worker RSS, one provider, restart (--workers 2)",
+            max(workers) if workers else None,
+            60,
+            "MiB",
+            False,
+            "bench.memory",
+        )
+    )
     burst = s["burst"].get("savegate", {})
     streams, held = burst.get("streams", 2000), burst.get("peak_held_upstream")
     row = _goal(
@@ -261,6 +272,8 @@ def build(result: dict[str, Any]) -> dict[str, Any]:
         "rss_peak": result.get("rss_peak", {}),
         "profile": result.get("profile"),
         "embedded": result.get("embedded"),
+        "memory": result.get("memory", {}),
+        "memory_note": result.get("memory_note", ""),
         "phase_seconds": result.get("phase_seconds", {}),
         "errors": result.get("errors", {}),
     }

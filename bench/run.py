@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import client, embedded, install, report, targets, wrk
+from bench import client, embedded, install, memory, report, targets, wrk
 from bench import profile as pyspy
 from bench.fixtures import canned
 from bench.meta import machine_and_versions
@@ -448,6 +448,12 @@ def main() -> int:
         result["rss_peak"] = bench.sampler.peaks
         result["peers"] = bench.peers
         procs.stop_all()
+        print("memory", flush=True)
+        try:
+            result["memory"] = memory.measure([SAVEGATE], WORK / "memory")
+        except Exception:
+            result.setdefault("errors", {})["memory"] = traceback.format_exc(limit=4)
+        phase("memory")
         if not args.no_embedded:
             print("embedded model", flush=True)
             result["embedded"] = _embedded(procs, plan["embedded_runs"], not args.no_profile)

@@ -116,14 +116,17 @@ class PrivateRedis:
     work: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    password: str | None = None  # then clients must AUTH with it
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.work)]
+        argv += ["--requirepass", self.password] if self.password else []
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         wait_for(lambda: _answers(self.url), timeout=10)
 

@@ -123,6 +123,21 @@ def start_gateway(
     return service
 
 
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl for this test."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 def start_fake_upstream(workdir: Path, *options: str, tls: bool = False) -> Service:
     """`options` go to the fake's command line (see `tests.fakes.upstream.main`)."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -260,8 +260,14 @@ def test_compose_replicas_wait_for_shared_stores_and_drain_in_time(
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
 
 
+def _compose_defaults(env: dict[str, str]) -> dict[str, str]:
+    """A replica's environment as compose sets it with no variable given: `${X:-d}` is d."""
+    return {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in env.items()}
+
+
 def test_compose_config_shares_the_compose_stores(compose: dict[str, Any]) -> None:
-    config = load_config(str(DEPLOY / "savegate.yaml"))
+    replica = _compose_defaults(compose["services"]["savegate-1"]["environment"])
+    config = load_config(str(DEPLOY / "savegate.yaml"), replica)
     # No password in the URL (PGPASSWORD's), the compose services' user, host and database.
     database = re.match(
         r"postgresql\+asyncpg://(\w+)@([\w-]+):5432/(\w+)$", config.database_url or ""
@@ -269,7 +275,13 @@ def test_compose_config_shares_the_compose_stores(compose: dict[str, Any]) -> No
     assert database, config.database_url
     postgres = compose["services"]["postgres"]["environment"]
     assert database.groups() == (postgres["POSTGRES_USER"], "postgres", postgres["POSTGRES_DB"])
-    assert re.match(r"redis://redis:6379/\d+$", config.redis_url or "")
+    # Redis's password comes with its URL from the environment, and is the server's own.
+    assert "redis_url" not in yaml.safe_load((DEPLOY / "savegate.yaml").read_text())
+    redis_url = re.match(r"redis://:([^@]+)@redis:6379/\d+$", config.redis_url or "")
+    assert redis_url, config.redis_url
+    server = _compose_defaults({"command": " ".join(compose["services"]["redis"]["command"])})
+    assert f"--requirepass {redis_url.group(1)}" in server["command"]
+    assert redis_url.group(1) in config.upstream_secrets()
 
 
 def test_compose_sample_provider_validates_once_uncommented(compose: dict[str, Any]) -> None:
@@ -476,6 +488,13 @@ def test_chart_refuses_replicas_that_would_not_share_the_stores() -> None:
         render(sqlite)
     with pytest.raises(helm_python.HelmRenderError, match="redis_url"):
         render({"config": {"redis_url": None}})
+    # The URLs from the Secret do as well.
+    from_secret = {"SAVEGATE_REDIS_URL": "redis://:pw@redis:6379/0"}
+    from_secret["SAVEGATE_DATABASE_URL"] = "postgresql+asyncpg://u:pw@db/savegate"
+    kinds = render(
+        {"config": {"redis_url": None, "database_url": None}, "secret": {"env": from_secret}}
+    )
+    assert "redis_url" not in one_config(kinds)
     single = render({**sqlite, "autoscaling": {"enabled": False}, "replicaCount": 1})
     assert "database_url" not in one_config(single)
 

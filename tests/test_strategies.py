@@ -9,7 +9,7 @@ import httpx
 
 from savegate.routing.health import DeploymentHealth, parse_reset
 from savegate.routing.router import Deployment, ModelGroup
-from savegate.routing.strategies import least_inflight, lowest_latency, weighted
+from savegate.routing.strategies import cheapest, least_inflight, lowest_latency, weighted
 
 
 def deployment(name: str, weight: float = 1.0) -> Deployment:
@@ -37,6 +37,21 @@ def test_lowest_latency_measures_everyone_then_prefers_the_fast():
     slow, fast, new = deployment("slow"), deployment("fast"), deployment("new")
     slow.health.latency, fast.health.latency = 0.9, 0.1
     assert [d.name for d in lowest_latency([slow, fast, new])] == ["new", "fast", "slow"]
+
+
+def test_cheapest_then_fastest_then_heaviest_and_unpriced_last():
+    prices = {"dear": 3.0, "cheap": 1.0, "cheap-slow": 1.0, "cheap-light": 1.0, "free?": None}
+    dear, cheap, slow = deployment("dear"), deployment("cheap", 2), deployment("cheap-slow", 2)
+    light, unpriced = deployment("cheap-light", 1), deployment("free?")
+    cheap.health.latency, slow.health.latency, light.health.latency = 0.1, 0.5, 0.1
+    ordered = cheapest([unpriced, dear, slow, light, cheap], lambda d: prices[d.name])
+    assert [d.name for d in ordered] == ["cheap", "cheap-light", "cheap-slow", "dear", "free?"]
+
+
+def test_cheapest_measures_an_unmeasured_deployment_of_the_same_price_first():
+    known, new = deployment("known"), deployment("new")
+    known.health.latency = 0.2
+    assert [d.name for d in cheapest([known, new], lambda d: 1.0)] == ["new", "known"]
 
 
 def test_cooldown_then_one_probe():

@@ -3,7 +3,6 @@ connections the upstream closes, compression, read timeouts and the connection l
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import Service, start_fake_upstream, start_gateway, stop
+from tests.conftest import Service, self_signed, start_fake_upstream, start_gateway, stop
 from tests.fakes.upstream import assemble, fixture_events
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -35,15 +34,7 @@ def gateway_for(workdir: Path, upstream: Service, env: dict[str, str] | None = N
 def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Path]]:
     """The fake upstream over HTTPS, with a self-signed certificate for 127.0.0.1."""
     workdir = tmp_path_factory.mktemp("tls-upstream")
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    new_key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    files = ["-keyout", str(key), "-out", str(cert)]
-    subprocess.run(
-        ["openssl", "req", "-x509", *new_key, *subject, *files],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(workdir)
     service = start_fake_upstream(workdir, "--certfile", str(cert), "--keyfile", str(key), tls=True)
     yield service, cert
     stop(service.process)

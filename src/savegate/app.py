@@ -7,6 +7,7 @@ import gc
 import logging
 import time
 
+from savegate.cache import CacheBackend, MemoryCache
 from savegate.composition import build_providers
 from savegate.config import Config
 from savegate.core.redact import Redactor
@@ -24,6 +25,7 @@ from savegate.metering.sink import UsageSink
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
+from savegate.service.cache import ResponseCache
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
@@ -36,6 +38,10 @@ from savegate.store.usage import month_totals
 
 log = logging.getLogger(__name__)
 
+# How long one process's claim on an upstream call holds others (in other processes)
+# waiting for its answer, at most: a process that dies holding it delays them no longer.
+CACHE_LOCK_SECONDS = 30.0
+
 
 class Gateway:
     def __init__(self, config: Config) -> None:
@@ -46,19 +52,19 @@ class Gateway:
         self.engine = create_engine(config.resolved_database_url())
         self.keys = KeyStore(self.engine)
         self.auth = Authenticator(self.keys, config.keys_refresh_seconds)
-        self.providers = build_providers(config, self.redactor)
-        self.router = self.providers.router
         self.usage_sink = UsageSink(
             self.engine,
             touch_keys=self.keys.touch,
             interval=config.usage.flush_seconds,
             capacity=config.usage.buffer_rows,
         )
+        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
+        self.providers = build_providers(config, self.redactor, self.meter.quote)
+        self.router = self.providers.router
         self.usage = UsageTotals(self.engine, self.usage_sink)
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
-        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
@@ -75,7 +81,8 @@ class Gateway:
             ),
         )
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
-        pipeline = Pipeline(admission, self.executor, self.meter)
+        self.cache = self._cache()
+        pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
         self.embeddings = EmbeddingService(pipeline)
@@ -112,6 +119,23 @@ class Gateway:
 
         return RedisStore(self.config.redis_url, prefix=f"{self.config.redis_prefix}budget:")
 
+    def _cache(self) -> ResponseCache:
+        """The response cache, on only for the models and keys that ask for it."""
+        config = self.config
+        settings = config.cache
+        backend: CacheBackend = MemoryCache(settings.ttl_seconds, settings.max_bytes)
+        if settings.backend == "redis" and config.redis_url is not None:
+            from savegate.cache.redis import RedisCache
+
+            backend = RedisCache(
+                config.redis_url,
+                prefix=f"{config.redis_prefix}cache:",
+                ttl=settings.ttl_seconds,
+                lock_seconds=CACHE_LOCK_SECONDS,
+            )
+        wait = config.routing.total_timeout_seconds
+        return ResponseCache(settings, backend, self.router.canonical, self.meter, wait)
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
@@ -130,6 +154,7 @@ class Gateway:
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
         await self.budgets.aclose()
+        await self.cache.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from savegate.config import Config, ProviderConfig, RoutingConfig
@@ -17,7 +18,7 @@ from savegate.providers.gemini import GeminiProvider
 from savegate.providers.http import Headers, HttpUpstream
 from savegate.providers.openai_compat import OpenAICompatProvider, OpenAIResponsesProvider
 from savegate.routing.health import DeploymentHealth
-from savegate.routing.router import Deployment, ModelGroup, ModelRouter
+from savegate.routing.router import Deployment, ModelGroup, ModelRouter, Quote
 
 Adapter = Callable[[str, HttpUpstream, str | None, Callable[[Headers], None]], ChatProvider]
 
@@ -56,23 +57,32 @@ class _DeploymentFactory:
             self._adapter = OpenAIResponsesProvider
         self.adapters: list[ChatProvider] = []
 
-    def build(self, model: str | None, weight: float = 1.0) -> list[Deployment]:
+    def build(
+        self, model: str | None, weight: float = 1.0, prompt_cache: str | None = None
+    ) -> list[Deployment]:
+        """`prompt_cache`: the model group's setting, over the provider's own."""
         deployments = []
+        make = self._adapter
+        if (
+            self._config.type == "anthropic"
+            and (prompt_cache or self._config.prompt_cache) == "auto"
+        ):
+            make = partial(AnthropicProvider, prompt_cache=True)
         for index, key in enumerate(self._keys):
             health = DeploymentHealth(
                 self._routing.failure_threshold, self._routing.cooldown_seconds
             )
-            adapter = self._adapter(self.name, self._http, key, health.observe)
+            adapter = make(self.name, self._http, key, health.observe)
             self.adapters.append(adapter)
             label = self.name if len(self._keys) == 1 else f"{self.name}#{index + 1}"
             deployments.append(Deployment(label, adapter, health, model, weight, self._billing))
         return deployments
 
 
-def build_providers(config: Config, redactor: Redactor) -> Providers:
+def build_providers(config: Config, redactor: Redactor, quote: Quote | None = None) -> Providers:
     """With no provider configured the embedded model answers every model name; once real
     providers exist it answers only to its own name. `redactor` masks the upstream keys in
-    what the providers return."""
+    what the providers return; `quote` prices requests for `strategy: cheapest`."""
     built = Providers(ModelRouter([]))
     factories: dict[str, _DeploymentFactory] = {}
     for name, provider_config in config.providers.items():
@@ -91,7 +101,7 @@ def build_providers(config: Config, redactor: Redactor) -> Providers:
             built_deployment
             for deployment in group_config.deployments
             for built_deployment in factories[deployment.provider].build(
-                deployment.model, deployment.weight
+                deployment.model, deployment.weight, group_config.prompt_cache
             )
         ]
         groups[public] = ModelGroup(
@@ -123,7 +133,7 @@ def build_providers(config: Config, redactor: Redactor) -> Providers:
             groups[own.pattern] = own
         else:
             catch_all = own
-    built.router = ModelRouter(list(groups.values()), catch_all, dict(config.aliases))
+    built.router = ModelRouter(list(groups.values()), catch_all, dict(config.aliases), quote)
     for factory in factories.values():
         built.adapters.extend(factory.adapters)
     return built

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,9 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from savegate.core.cpus import usable_cpus
 from savegate.core.prices import ModelPrice
+from savegate.httpclient.proxy import Proxy, environment_secrets, parse_proxy, proxy_for
 
 DEFAULT_CONFIG_FILE = "savegate.yaml"
+# Set, these override the file's store URLs, so that their passwords need not be in it.
+ENV_OVERRIDES = {"SAVEGATE_DATABASE_URL": "database_url", "SAVEGATE_REDIS_URL": "redis_url"}
 # Extra upstream headers whose values are credentials, kept as secret as the keys.
 _CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
 
@@ -34,6 +41,13 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _yaml_off(value: object) -> object:
+    return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
+PromptCache = Annotated[Literal["off", "auto"], BeforeValidator(_yaml_off)]
 
 
 class ModelRoute(_Strict):
@@ -61,6 +75,26 @@ class ProviderConfig(_Strict):
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
     max_connections: int = 1000
+    # A forward proxy URL, or `none` to go direct; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+    proxy: str | None = None
+    ca_bundle: str | None = None  # PEM file of the authorities trusted for upstream TLS
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None and value != "none":
+            parse_proxy(value)
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such CA bundle file: {value}")
+        return value
+
+    # `auto`: prompt-caching breakpoints on long system prompts and tool lists (Anthropic).
+    prompt_cache: PromptCache = "off"
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -80,12 +114,26 @@ class ProviderConfig(_Strict):
             raise ValueError("responses: native needs a provider of type openai")
         return self
 
+    @model_validator(mode="after")
+    def _prompt_cache_needs_anthropic(self) -> ProviderConfig:
+        if self.prompt_cache == "auto" and self.type != "anthropic":
+            raise ValueError("prompt_cache: auto needs a provider of type anthropic")
+        return self
+
     def api_keys(self) -> list[str]:
         """Upstream keys read from the environment; a missing variable is an error."""
         missing = [name for name in self.api_key_env if not os.environ.get(name)]
         if missing:
             raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
         return [os.environ[name] for name in self.api_key_env]
+
+    def proxy_server(self) -> Proxy | None:
+        """The forward proxy to the upstream, if any (the environment's unless `proxy`
+        says); a malformed HTTPS_PROXY or HTTP_PROXY is an error."""
+        try:
+            return proxy_for(self.base_url, self.proxy)
+        except ValueError as exc:
+            raise ConfigError(f"the proxy for {self.base_url}: {exc}") from exc
 
     def secrets(self) -> list[str]:
         """What must never leave the process: the keys and credential header values
@@ -94,6 +142,8 @@ class ProviderConfig(_Strict):
         for name, value in self.headers.items():
             if _CREDENTIAL_HEADER.search(name):
                 found += [value, value.partition(" ")[2]]
+        if self.proxy is not None and self.proxy != "none":
+            found += parse_proxy(self.proxy).secrets()
         return found
 
 
@@ -117,13 +167,14 @@ class ServerConfig(_Strict):
 
     @property
     def processes(self) -> int:
-        """How many gateway processes serve: `workers`, or one per core for `auto`."""
-        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+        """How many gateway processes serve: `workers`, or for `auto` one per CPU this
+        process may use (its affinity, within a container's CPU limit)."""
+        return usable_cpus() if self.workers == "auto" else self.workers
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-StrategyName = Literal["weighted", "least_inflight", "lowest_latency"]
+StrategyName = Literal["weighted", "least_inflight", "lowest_latency", "cheapest"]
 
 
 class DeploymentConfig(_Strict):
@@ -138,6 +189,7 @@ class ModelGroupConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     strategy: StrategyName | None = None
     fallbacks: list[str] = Field(default_factory=list)
+    prompt_cache: PromptCache | None = None  # for its Anthropic deployments; else the provider's
 
 
 class RoutingConfig(_Strict):
@@ -161,6 +213,18 @@ class UsageConfig(_Strict):
     buffer_rows: int = 1_000_000
 
 
+class CacheConfig(_Strict):
+    """The exact response cache: off unless `models` names some (or a key asks for it)."""
+
+    models: list[str] = Field(default_factory=list)  # public names after aliases; `*` = all
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-memory LRU's bound
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=0)  # one answer, either backend
+    backend: Literal["memory", "redis"] = "memory"
+    cache_all: bool = False  # else only repeatable requests: `temperature: 0` or a `seed`
+    per_key: bool = False  # each key its own cache, rather than one shared by all keys
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -176,6 +240,13 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    cache: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _redis_cache_needs_redis(self) -> Config:
+        if self.cache.backend == "redis" and not self.redis_url:
+            raise ValueError("cache.backend: redis needs redis_url")
+        return self
 
     @model_validator(mode="after")
     def _deployments_name_providers(self) -> Config:
@@ -188,7 +259,12 @@ class Config(_Strict):
         return self
 
     def upstream_secrets(self) -> list[str]:
-        return [secret for provider in self.providers.values() for secret in provider.secrets()]
+        """Everything no log line or relayed body may show: upstream keys, proxy
+        credentials, and the passwords in the store URLs."""
+        found = [secret for provider in self.providers.values() for secret in provider.secrets()]
+        urls = (self.database_url, self.redis_url)
+        stores = [unquote(password) for url in urls if url and (password := urlsplit(url).password)]
+        return found + environment_secrets() + stores
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -196,12 +272,24 @@ class Config(_Strict):
         return f"sqlite+aiosqlite:///{Path(self.data_dir).resolve() / 'savegate.db'}"
 
 
-def load_config(path: str | None) -> Config:
-    """Load `path`, or `./savegate.yaml` when it exists, or the defaults."""
-    if path is None:
-        if not Path(DEFAULT_CONFIG_FILE).exists():
-            return Config()
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Load `path`, or `./savegate.yaml` when it exists, or the defaults; then the
+    ENV_OVERRIDES variables that `environ` sets."""
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
+    raw = _read(path) if path is not None else {}
+    raw.update({field: environ[name] for name, field in ENV_OVERRIDES.items() if environ.get(name)})
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
+    for provider in config.providers.values():
+        provider.api_keys()
+        provider.proxy_server()
+    return config
+
+
+def _read(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
         raw = yaml.safe_load(text) or {}
@@ -211,10 +299,4 @@ def load_config(path: str | None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
-    for provider in config.providers.values():
-        provider.api_keys()
-    return config
+    return raw

@@ -1,7 +1,9 @@
 """The Anthropic half of the fake upstream: replays recorded Messages streams byte for byte.
 
 Models: `<fixture>` (a file of tests/fixtures/anthropic-streams/), `status-<code>` (an
-Anthropic error body), `overloaded-mid` (a stream that fails with an `error` event).
+Anthropic error body), `overloaded-mid` (a stream that fails with an `error` event). A
+request with `cache_control` marks is answered as Anthropic's prompt cache would (see
+`prompt_cache`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes import prompt_cache
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-streams"
@@ -68,13 +71,14 @@ def assemble(events: list[bytes]) -> dict[str, Any]:
 
 async def handle(request: dict[str, Any], send: Any) -> None:
     model: str = request["model"]
-    if model.startswith("status-"):
-        status = int(model.removeprefix("status-"))
+    refused = prompt_cache.fault(request)
+    if model.startswith("status-") or refused:
+        status = 400 if refused else int(model.removeprefix("status-"))
         body = {
             "type": "error",
             "error": {
                 "type": ERROR_TYPES.get(status, "api_error"),
-                "message": f"fake anthropic says {status}",
+                "message": refused or f"fake anthropic says {status}",
             },
         }
         await send(
@@ -88,6 +92,9 @@ async def handle(request: dict[str, Any], send: Any) -> None:
         return
     name = "basic_response" if model == "overloaded-mid" else model
     events = fixture_events(name)
+    cache = prompt_cache.usage(request)
+    if cache is not None:
+        events = prompt_cache.with_usage(events, cache)
     if not request.get("stream"):
         await send(
             {

@@ -93,3 +93,17 @@ def call_first_tool(events: list[bytes], request: dict[str, Any]) -> list[bytes]
         event.replace(b'"name":"GetWeatherArgs"', orjson.dumps({"name": name})[1:-1])
         for event in events
     ]
+
+
+def with_cached_tokens(events: list[bytes], model: str) -> list[bytes]:
+    """`<fixture>@cached-<n>`: the recording, its usage reporting n prompt tokens read from
+    OpenAI's prompt cache."""
+    cached = int(model.rpartition("@cached-")[2])
+    result = []
+    for event in events:
+        if event.startswith(b"data: {") and b'"usage":{' in event:
+            chunk = orjson.loads(event[len(b"data: ") :])
+            chunk["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
+            event = b"data: " + orjson.dumps(chunk) + b"\n\n"
+        result.append(event)
+    return result

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import Service
+from tests.conftest import Service, start_gateway, stop
 from tests.web.browser import screenshot
 
 
@@ -129,3 +132,79 @@ def test_a_user_key_is_refused_clearly(page: Page, web_gateway: Service):
     page.click("#key-form button")
     expect(page.locator("#error")).to_contain_text("403")
     expect(page.locator("#error")).to_contain_text("admin key")
+
+
+@pytest.fixture(scope="module")
+def savings_gateway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service):
+    """A gateway where every lever saves: a discount, Anthropic prompt caching (the fake
+    Anthropic answers cache marks) and a cheaper route."""
+    os.environ.setdefault("FAKE_ANTHROPIC_KEY", "sk-ant-fake")
+    config = {
+        "local": {"enabled": False},
+        "prices": {"text-basic": {"input": 5.0, "output": 10.0}},
+        "providers": {
+            "claude": {
+                "type": "anthropic",
+                "base_url": fake_upstream.base_url,
+                "api_key_env": "FAKE_ANTHROPIC_KEY",
+                "discount": 0.1,
+                "prompt_cache": "auto",
+                "models": ["basic_response"],
+            },
+            "listed": {"base_url": fake_upstream.base_url, "models": []},
+            "resold": {"base_url": fake_upstream.base_url, "discount": 0.4, "models": []},
+        },
+        "models": {
+            "cheap-route": {
+                "strategy": "cheapest",
+                "deployments": [
+                    {"provider": "listed", "model": "text-basic"},
+                    {"provider": "resold", "model": "text-basic"},
+                ],
+            }
+        },
+    }
+    service = start_gateway(tmp_path_factory.mktemp("web-savings"), config, name="savings")
+    yield service
+    stop(service.process)
+
+
+def test_savings_panel_shows_every_source(page: Page, savings_gateway: Service):
+    system = f"[{uuid.uuid4()}] " + "Answer from the handbook only. " * 200
+    cached = [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]
+    for _ in range(2):  # the first call writes the cache, the second reads it
+        response = httpx.post(
+            savings_gateway.base_url + "/chat/completions",
+            json={"model": "basic_response", "messages": cached},
+            headers={"Authorization": f"Bearer {savings_gateway.key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    assert chat(savings_gateway, savings_gateway.key, "cheap-route").status_code == 200
+    sources = admin_get(savings_gateway, "/admin/spend")["savings_by_source"]
+    assert sources["discount"] > 0 and sources["prompt_cache"] > 0 and sources["route"] > 0
+
+    connect(page, savings_gateway)
+    rows = page.locator("#savings-sources tbody tr")
+    expect(rows).to_have_count(5)
+    shown = {}
+    for index in range(5):
+        cells = rows.nth(index).locator("td")
+        shown[cells.nth(0).inner_text()] = cells.nth(1).inner_text()
+    labels = {
+        "discount": "Provider discount",
+        "prompt_cache": "Prompt caching",
+        "route": "Cheaper route",
+        "response_cache": "Response cache",
+        "semantic_cache": "Semantic cache",
+    }
+    usd = "async value => (await import('/static/common.js')).usd(value)"
+    for source, label in labels.items():
+        assert shown[label] == page.evaluate(usd, sources[source])
+    # The chart stacks the same savings by day, a series per source in the table's order.
+    order = ["discount", "response_cache", "semantic_cache", "prompt_cache", "route"]
+    totals = [sum(series) for series in chart(page, "chart-savings")["data"]]
+    assert totals == pytest.approx([sources[source] for source in order])
+    expect(page.locator("#by-model")).to_contain_text("Cheaper route")
+    page.locator("#savings-panel").scroll_into_view_if_needed()
+    screenshot(page, "dashboard-savings")

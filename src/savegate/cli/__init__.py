@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from savegate import __version__
-from savegate.cli import chat, keys, serve, usage
 from savegate.config import Config, ConfigError, load_config
+
+COMMANDS = ("serve", "keys", "usage", "chat")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -23,19 +25,21 @@ def config_from(args: argparse.Namespace) -> Config:
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or only `only`'s: each command's module is imported only
+    when it may run, so a gateway process never holds what `keys` or `chat` need."""
     parser = argparse.ArgumentParser(prog="savegate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"savegate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve.register(commands, _common)
-    keys.register(commands, _common)
-    usage.register(commands, _common)
-    chat.register(commands, _common)
+    for name in COMMANDS if only is None else (only,):
+        importlib.import_module(f"savegate.cli.{name}").register(commands, _common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
     try:
         config = config_from(args)
     except ConfigError as exc:

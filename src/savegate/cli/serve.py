@@ -70,7 +70,9 @@ def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str
             lines.append("No providers configured and the embedded model is disabled.")
     for name, provider in config.providers.items():
         models = ", ".join(route.name for route in provider.models)
-        lines.append(f"Provider {name} ({provider.base_url}): {models}")
+        proxy = provider.proxy_server()
+        via = f" through the proxy {proxy.label}" if proxy is not None else ""
+        lines.append(f"Provider {name} ({provider.base_url}{via}): {models}")
     if config.providers and config.local.enabled:
         lines.append(f"Embedded model: {config.local.name}")
     if created:
@@ -134,6 +136,7 @@ def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
         port=config.server.port,
         http=PairedWritesProtocol,
         loop="uvloop",
+        ws="none",  # no WebSocket endpoint: its modules are never loaded
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here reads the client's address

@@ -1,4 +1,5 @@
-"""`savegate usage [report|requests|spend]`: usage and spend as tables in the terminal."""
+"""`savegate usage [report|requests|spend|savings]`: usage, spend and savings by source as
+tables in the terminal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ from savegate.metering.queries import GROUPS, UsageFilters, UsageQueries
 from savegate.store.db import create_engine, create_schema
 
 T = TypeVar("T")
+# The sources of savings, as columns.
+SOURCE_TITLES = {
+    "discount": "DISCOUNT",
+    "response_cache": "RESPONSE CACHE",
+    "semantic_cache": "SEMANTIC CACHE",
+    "prompt_cache": "PROMPT CACHE",
+    "route": "CHEAPER ROUTE",
+}
 
 
 def _since(value: str) -> datetime:
@@ -31,7 +40,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser = commands.add_parser("usage", help="usage and spend reports")
     common(parser)
     parser.add_argument(
-        "view", nargs="?", choices=["report", "requests", "spend"], default="report"
+        "view", nargs="?", choices=["report", "requests", "spend", "savings"], default="report"
     )
     parser.add_argument("--group-by", choices=GROUPS, default="model")
     parser.add_argument("--since", type=_since, help="ISO date or a span: 7d, 24h")
@@ -59,6 +68,10 @@ def _money(value: float) -> str:
     return f"${value:,.4f}"
 
 
+def _sources(row: dict[str, Any]) -> list[str]:
+    return [_money(row["savings_by_source"][source]) for source in SOURCE_TITLES]
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     filters = UsageFilters(
         start=args.since,
@@ -70,15 +83,34 @@ def run(args: argparse.Namespace, config: Config) -> int:
     console = Console(width=200)
     if args.view == "spend":
         summary = _with_queries(config, lambda q: q.summary(filters))
-        table = Table("REQUESTS", "TOKENS", "COST (PAID)", "AT LIST PRICE", "SAVINGS", "ERRORS")
+        table = Table(
+            "REQUESTS",
+            "TOKENS",
+            "COST (PAID)",
+            "AT LIST PRICE",
+            "SAVINGS",
+            *SOURCE_TITLES.values(),
+            "ERRORS",
+        )
         table.add_row(
             f"{summary['requests']:,}",
             f"{summary['total_tokens']:,}",
             _money(summary["cost_usd"]),
             _money(summary["list_cost_usd"]),
             _money(summary["savings_usd"]),
+            *_sources(summary),
             f"{summary['errors']:,}",
         )
+    elif args.view == "savings":
+        rows = _with_queries(config, lambda q: q.grouped(args.group_by, filters, args.limit, 0))
+        table = Table(args.group_by.upper(), "SAVINGS", *SOURCE_TITLES.values(), "CACHE HITS")
+        for row in rows:
+            table.add_row(
+                str(row[args.group_by]),
+                _money(row["savings_usd"]),
+                *_sources(row),
+                f"{row['cache_hits']:,}",
+            )
     elif args.view == "requests":
         rows = _with_queries(config, lambda q: q.requests(filters, args.limit, 0))
         table = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,24 +12,35 @@ import orjson
 from savegate.core.keys import ApiKey
 
 
+def _no_header(name: str) -> str | None:
+    return None
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    # A request header by its lower-case name, read only by what needs one (the cache).
+    header: Callable[[str], str | None] = _no_header
 
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A validated chat completion request in the OpenAI dialect (our neutral form)."""
+    """A validated chat completion request in the OpenAI dialect (our neutral form).
+
+    `translated`: the gateway made it from another dialect (`/v1/messages`), so it may
+    carry that dialect's prompt-caching breakpoints (`cache_control`), which only the
+    Anthropic provider passes on; a client's own chat request goes out as it was sent."""
 
     body: dict[str, Any]
     raw: bytes
     context: RequestContext
+    translated: bool = False
 
     def with_body(self, body: dict[str, Any]) -> ChatRequest:
         """The same request with another body (serialised once, here)."""
-        return ChatRequest(body, orjson.dumps(body), self.context)
+        return ChatRequest(body, orjson.dumps(body), self.context, self.translated)
 
     def with_field(self, name: str, value: Any) -> ChatRequest:
         """The same request with one top-level field set. A new field is spliced into
@@ -38,7 +50,8 @@ class ChatRequest:
         if name in self.body or not start or self.raw[start:].lstrip().startswith(b"}"):
             return self.with_body(body)
         field = orjson.dumps({name: value})[1:-1]
-        return ChatRequest(body, self.raw[:start] + field + b"," + self.raw[start:], self.context)
+        raw = self.raw[:start] + field + b"," + self.raw[start:]
+        return ChatRequest(body, raw, self.context, self.translated)
 
     @property
     def model(self) -> str:

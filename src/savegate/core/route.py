@@ -19,8 +19,11 @@ class Billing:
 @dataclass(frozen=True, slots=True)
 class Target:
     """One deployment as billing sees it: the provider's name, the model name it is sent
-    (the upstream's own), and its prices."""
+    (the upstream's own), and its prices. Routed by price (`strategy: cheapest`), it
+    also names its group's deployments, `peers`: the saving of the cheaper route is
+    measured against the dearest of them."""
 
     provider: str
     model: str
     billing: Billing = field(default_factory=Billing)
+    peers: tuple[Target, ...] = ()

@@ -1,6 +1,12 @@
 """A small HTTP/1.1 client for upstream calls (see `pool`)."""
 
-from savegate.httpclient.connection import ConnectFailed, ConnectionBroken, HttpError, ReadTimeout
+from savegate.httpclient.connection import (
+    ConnectFailed,
+    ConnectionBroken,
+    HttpError,
+    ProxyError,
+    ReadTimeout,
+)
 from savegate.httpclient.pool import ConnectionPool, ConnectTimeout, Response
 
 __all__ = [
@@ -9,6 +15,7 @@ __all__ = [
     "ConnectionBroken",
     "ConnectionPool",
     "HttpError",
+    "ProxyError",
     "ReadTimeout",
     "Response",
 ]

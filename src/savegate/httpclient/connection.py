@@ -28,6 +28,17 @@ class ConnectFailed(HttpError):
     pass
 
 
+class ProxyError(ConnectFailed):
+    """The proxy (`proxy`: its scheme, host and port, never its credentials) could not be
+    reached or refused the request, with `status` if it answered. The message names
+    neither the proxy nor the upstream, so clients may see it."""
+
+    def __init__(self, message: str, proxy: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
+
+
 class ReadTimeout(HttpError, TimeoutError):
     pass
 

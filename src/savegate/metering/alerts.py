@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from savegate.core.keys import ApiKey
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,11 @@ log = logging.getLogger(__name__)
 class AlertSender:
     def __init__(self, webhook_url: str | None) -> None:
         self._url = webhook_url
-        self._client = httpx.AsyncClient(timeout=10) if webhook_url else None
+        self._client: httpx.AsyncClient | None = None
+        if webhook_url:
+            import httpx  # only with a webhook: a gateway without one never loads it
+
+            self._client = httpx.AsyncClient(timeout=10)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, key: ApiKey, kind: str, threshold: float, used: float, limit: float) -> None:
@@ -47,6 +52,8 @@ class AlertSender:
             task.add_done_callback(self._tasks.discard)
 
     async def _post(self, payload: dict[str, Any]) -> None:
+        import httpx
+
         assert self._client is not None and self._url is not None
         for attempt in range(3):
             try:

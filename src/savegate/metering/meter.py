@@ -20,6 +20,7 @@ from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
 from savegate.metering.prices import PriceBook, Pricing
 from savegate.metering.record import UsageRecord
+from savegate.metering.savings import Savings, price_call
 from savegate.metering.sink import UsageSink
 from savegate.wire.chunks import Chunks
 
@@ -43,15 +44,73 @@ class Meter:
             self._pricing[cache_key] = pricing
         return pricing
 
+    def resolve(self, target: Target, public: str) -> Pricing:
+        """The target's prices: by the upstream's model name, else by the public one (an
+        Azure deployment name has no list price, the model it serves has)."""
+        pricing = self.pricing(target)
+        return pricing if pricing.known else self.pricing(target, public)
+
+    def quote(self, target: Target, public: str, tokens: TokenCounts) -> float | None:
+        """What `tokens` cost on `target` at the price paid; None when it has no price."""
+        pricing = self.resolve(target, public)
+        return pricing.paid_cost(tokens) if pricing.known else None
+
+    def baseline(
+        self, served: Pricing, target: Target, public: str, tokens: TokenCounts
+    ) -> Pricing:
+        """The pricing a call is measured against: the dearest of the target's peers for
+        these tokens (a cheaper route was taken), else the served one's. A call at an
+        unknown price saved nothing anyone can tell."""
+        if not target.peers or not served.known:
+            return served
+        dearest, most = served, served.paid_cost(tokens)
+        for peer in target.peers:
+            pricing = self.resolve(peer, public)
+            cost = pricing.paid_cost(tokens)
+            if pricing.known and cost > most:
+                dearest, most = pricing, cost
+        return dearest
+
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
     def record(self, record: UsageRecord) -> None:
         self._sink.add(record)
 
+    def hit(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        answer: dict[str, Any],
+        tokens: TokenCounts,
+        provider: str | None,
+        list_cost: float,
+    ) -> None:
+        """A request answered from the response cache: nothing paid, its list cost saved."""
+        context = request.context
+        elapsed = (time.perf_counter() - context.started) * 1000
+        self.record(
+            UsageRecord(
+                request_id=context.request_id,
+                key_id=context.key.id,
+                endpoint=endpoint,
+                requested_model=request.model,
+                stream=request.stream,
+                model=answer.get("model"),
+                provider=provider,
+                tokens=tokens,
+                list_cost_usd=list_cost,
+                savings=Savings(response_cache=list_cost),
+                latency_ms=elapsed,
+                ttft_ms=elapsed if request.stream else None,
+                cache_hit=True,
+            )
+        )
+
 
 class RequestMeter:
-    """The attempts of one request; `tokens` and `cost` add up what they used."""
+    """The attempts of one request; `tokens` and `cost` add up what they used, `answered`
+    is the record of the attempt that answered (and `usage` what its upstream reported)."""
 
     def __init__(
         self, meter: Meter, request: ChatRequest, endpoint: str, strip_usage: bool
@@ -62,6 +121,8 @@ class RequestMeter:
         self.strip_usage = strip_usage
         self.tokens = 0
         self.cost = 0.0
+        self.answered: UsageRecord | None = None
+        self.usage: dict[str, Any] | None = None
 
     def attempt(self, target: Target) -> AttemptMeter:
         return AttemptMeter(self, target)
@@ -147,10 +208,11 @@ class AttemptMeter:
         if self._done:
             return
         self._done = True
+        usage = None
         if use is not None:
             self._bill_units(use)
         else:
-            self._bill_tokens(answer, cancelled)
+            usage = self._bill_tokens(answer, cancelled)
         record = self.record
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.client_disconnected = cancelled
@@ -162,19 +224,22 @@ class AttemptMeter:
             record.error_type = "client_disconnected"
         self._parent.tokens += record.tokens.total
         self._parent.cost += record.cost_usd
+        if error is None and not cancelled:
+            self._parent.answered, self._parent.usage = record, usage
         self._parent.meter.record(record)
 
     def _bill_units(self, use: MediaUse) -> None:
+        """An image, audio or moderation call: priced by its units (and any tokens)."""
         record = self.record
         record.tokens = use.tokens
         record.unit, record.units = use.unit, use.units
         record.estimated = use.estimated
-        pricing = self._parent.meter.pricing(self._target)
-        if not pricing.known:  # an Azure deployment name: priced as the public model
-            pricing = self._parent.meter.pricing(self._target, self._parent.request.model)
+        pricing = self._parent.meter.resolve(self._target, self._parent.request.model)
         record.cost_usd, record.list_cost_usd = pricing.media_costs(use)
+        record.savings = Savings(discount=record.list_cost_usd - record.cost_usd)
 
-    def _bill_tokens(self, answer: Json | None, cancelled: bool) -> None:
+    def _bill_tokens(self, answer: Json | None, cancelled: bool) -> dict[str, Any] | None:
+        """Prices the call by its tokens; returns the usage the upstream reported."""
         usage, model = self._usage, self._model
         if answer is not None and isinstance(answer.data, dict):
             usage, model = answer.data.get("usage"), answer.data.get("model")
@@ -187,9 +252,14 @@ class AttemptMeter:
             record.estimated = True
         record.tokens = tokens
         record.model = model or record.model
-        pricing = self._parent.meter.pricing(self._target)
+        meter = self._parent.meter
+        pricing = meter.pricing(self._target)
         if pricing.list_price is None and model:
             # No price for the routed name: price by the model that really answered
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = self._parent.meter.pricing(self._target, model)
-        record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
+            pricing = meter.pricing(self._target, model)
+        baseline = meter.baseline(pricing, self._target, self._parent.request.model, tokens)
+        priced = price_call(pricing, baseline, tokens)
+        record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
+        record.savings = priced.savings
+        return usage

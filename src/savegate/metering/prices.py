@@ -16,7 +16,7 @@ from savegate.core.usage import TokenCounts
 
 
 def _p(input: float, cached: float | None, output: float, write: float | None = None) -> ModelPrice:
-    return ModelPrice(input=input, cached_input=cached, output=output, cache_write=write)
+    return ModelPrice(input=input, cached_input=cached, output=output, cache_write_5m=write)
 
 
 # Public list prices, USD per 1M tokens (standard tier, prompts up to 200K tokens).
@@ -107,7 +107,8 @@ def find_price(table: dict[str, ModelPrice], model: str) -> ModelPrice | None:
 
 @dataclass(frozen=True, slots=True)
 class Pricing:
-    """How one deployment is priced: at list, and at what the operator really pays."""
+    """How one deployment is priced: at list, and at what the operator really pays. With
+    only one of them known, it stands for both."""
 
     list_price: ModelPrice | None
     paid_price: ModelPrice | None
@@ -116,30 +117,40 @@ class Pricing:
     def known(self) -> bool:
         return self.list_price is not None or self.paid_price is not None
 
-    def costs(self, tokens: TokenCounts) -> tuple[float, float]:
-        """(cost paid, cost at list price)."""
-        listed = self.list_price.cost(tokens) if self.list_price else 0.0
-        paid = self.paid_price.cost(tokens) if self.paid_price else listed
-        return paid, listed
+    @property
+    def listed(self) -> ModelPrice | None:
+        return self.list_price or self.paid_price
+
+    @property
+    def paid(self) -> ModelPrice | None:
+        return self.paid_price or self.list_price
+
+    def paid_cost(self, tokens: TokenCounts) -> float:
+        price = self.paid
+        return price.cost(tokens) if price is not None else 0.0
+
+    def list_cost(self, tokens: TokenCounts) -> float:
+        price = self.listed
+        return price.cost(tokens) if price is not None else 0.0
 
     def media_costs(self, use: MediaUse) -> tuple[float, float]:
         """(cost paid, cost at list price) of an image, audio or moderation call."""
-        listed = self.list_price.media_cost(use) if self.list_price else 0.0
-        paid = self.paid_price.media_cost(use) if self.paid_price else listed
-        return paid, listed
+        paid, listed = self.paid, self.listed
+        return (
+            paid.media_cost(use) if paid is not None else 0.0,
+            listed.media_cost(use) if listed is not None else 0.0,
+        )
 
     def media_worst_case(self, use: MediaUse) -> float:
         """What a call for at most `use` may cost (unknown quality or size: the dearest)."""
-        price = self.paid_price or self.list_price
+        price = self.paid
         return price.media_cost(use) if price is not None else 0.0
 
     def worst_case(self, prompt_tokens: int, max_output: int) -> float:
-        price = self.paid_price or self.list_price
+        price = self.paid
         if price is None:
             return 0.0
-        return (
-            prompt_tokens * max(price.input, price.cache_write or 0.0) + max_output * price.output
-        ) / 1_000_000
+        return (prompt_tokens * price.dearest_input + max_output * price.output) / 1_000_000
 
 
 class PriceBook:

@@ -27,6 +27,14 @@ class UsageTotals:
 
 
 GROUPS = ("key", "model", "provider", "day", "endpoint")
+# Savings by source, as the admin API names them, and their columns.
+SAVING_COLUMNS = {
+    "discount": usage.c.saving_discount_usd,
+    "response_cache": usage.c.saving_cache_usd,
+    "semantic_cache": usage.c.saving_semantic_usd,
+    "prompt_cache": usage.c.saving_prompt_cache_usd,
+    "route": usage.c.saving_route_usd,
+}
 
 
 def _filters(query: Select[Any], filters: UsageFilters) -> Select[Any]:
@@ -67,6 +75,7 @@ def _totals() -> list[Any]:
         func.count().label("requests"),
         func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
         func.coalesce(func.sum(usage.c.cached_tokens), 0).label("cached_tokens"),
+        func.coalesce(func.sum(usage.c.cache_write_tokens), 0).label("cache_write_tokens"),
         func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(usage.c.reasoning_tokens), 0).label("reasoning_tokens"),
         func.coalesce(func.sum(usage.c.cost_usd), 0.0).label("cost_usd"),
@@ -74,6 +83,11 @@ def _totals() -> list[Any]:
         func.sum(case((usage.c.status >= 400, 1), else_=0)).label("errors"),
         func.avg(usage.c.latency_ms).label("avg_latency_ms"),
         func.avg(usage.c.ttft_ms).label("avg_ttft_ms"),
+        func.sum(case((usage.c.cache_hit, 1), else_=0)).label("cache_hits"),
+        *(
+            func.coalesce(func.sum(column), 0.0).label(f"saving_{source}")
+            for source, column in SAVING_COLUMNS.items()
+        ),
     ]
 
 
@@ -83,12 +97,18 @@ def _totals_row(row: Any) -> dict[str, Any]:
         "requests": int(row.requests or 0),
         "prompt_tokens": int(row.prompt_tokens or 0),
         "cached_tokens": int(row.cached_tokens or 0),
+        "cache_write_tokens": int(row.cache_write_tokens or 0),
         "completion_tokens": int(row.completion_tokens or 0),
         "reasoning_tokens": int(row.reasoning_tokens or 0),
         "total_tokens": int(row.prompt_tokens or 0) + int(row.completion_tokens or 0),
         "cost_usd": round(cost, 8),
         "list_cost_usd": round(listed, 8),
         "savings_usd": round(listed - cost, 8),
+        "savings_by_source": {
+            source: round(float(getattr(row, f"saving_{source}") or 0), 8)
+            for source in SAVING_COLUMNS
+        },
+        "cache_hits": int(row.cache_hits or 0),
         "errors": int(row.errors or 0),
         "avg_latency_ms": round(float(row.avg_latency_ms), 3) if row.avg_latency_ms else None,
         "avg_ttft_ms": round(float(row.avg_ttft_ms), 3) if row.avg_ttft_ms else None,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import String
 
 from savegate.core.usage import TokenCounts
+from savegate.metering.savings import Savings
 from savegate.store.tables import usage
 
 # The `usage` table's text columns and their sizes. What a client asked for (the model
@@ -33,7 +34,8 @@ class UsageRecord:
     provider: str | None = None
     tokens: TokenCounts = field(default_factory=TokenCounts)
     cost_usd: float = 0.0
-    list_cost_usd: float = 0.0
+    list_cost_usd: float = 0.0  # the baseline: cost_usd plus every saving
+    savings: Savings = field(default_factory=Savings)
     latency_ms: float | None = None
     ttft_ms: float | None = None
     status: int = 200
@@ -58,7 +60,7 @@ class UsageRecord:
     def values(self) -> tuple[Any, ...]:
         """The `usage` row, in `COLUMNS` order. Spelled out rather than
         dataclasses.astuple(), which deep-copies: this runs for every request."""
-        tokens = self.tokens
+        tokens, savings = self.tokens, self.savings
         return (
             self.request_id,
             self.key_id,
@@ -81,6 +83,12 @@ class UsageRecord:
             self.cache_hit,
             self.client_disconnected,
             self.estimated,
+            tokens.cache_write,
+            savings.discount,
+            savings.response_cache,
+            savings.semantic_cache,
+            savings.prompt_cache,
+            savings.route,
             self.unit,
             self.units,
         )
@@ -108,6 +116,12 @@ COLUMNS = (
     "cache_hit",
     "client_disconnected",
     "estimated",
+    "cache_write_tokens",
+    "saving_discount_usd",
+    "saving_cache_usd",
+    "saving_semantic_usd",
+    "saving_prompt_cache_usd",
+    "saving_route_usd",
     "unit",
     "units",
 )

@@ -1,16 +1,21 @@
 """HTTP transport shared by every remote provider: one pool of keep-alive connections
-per provider (shared by all its keys), failures translated into `ProviderError` at the
-boundary, and the upstream keys masked in whatever comes back."""
+per provider (shared by all its keys), through the provider's proxy if it has one,
+failures translated into `ProviderError` at the boundary, and the upstream keys masked
+in whatever comes back."""
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
 from savegate.core.redact import Redactor
-from savegate.httpclient import ConnectionPool, HttpError, Response
+from savegate.httpclient import ConnectionPool, HttpError, ProxyError, Response
 from savegate.providers import upstream_errors as errors
+
+log = logging.getLogger(__name__)
 
 Headers = Mapping[str, str]
 
@@ -23,11 +28,14 @@ class HttpUpstream:
         self._redactor = redactor
         self.base_url = config.base_url.rstrip("/")
         self.extra_headers = dict(config.headers)
+        context = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = ConnectionPool(
             self.base_url,
             limit=config.max_connections,
             connect_timeout=config.connect_timeout_seconds,
             read_timeout=config.timeout_seconds,
+            proxy=config.proxy_server(),
+            context=context,
         )
 
     async def open(
@@ -43,6 +51,8 @@ class HttpUpstream:
         try:
             response = await self._pool.post(path, {**headers, **self.extra_headers}, body)
         except HttpError as exc:
+            if isinstance(exc, ProxyError):
+                log.warning("provider %s: proxy %s: %s", self.name, exc.proxy, exc)
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         if observe is not None:
             observe(response.headers)

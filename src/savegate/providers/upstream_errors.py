@@ -12,6 +12,7 @@ import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.core.redact import Redactor
+from savegate.httpclient import ProxyError
 
 # Statuses that are the client's fault and mean the same thing coming from us.
 _PASS_THROUGH = {400, 403, 404, 409, 413, 422, 429}
@@ -121,6 +122,14 @@ def from_payload(provider: str, raw: bytes, redactor: Redactor) -> ProviderError
 
 
 def from_transport(provider: str, exc: BaseException, *, mid_stream: bool) -> ProviderError:
+    if isinstance(exc, ProxyError) and not mid_stream:
+        refused = exc.status in (401, 407)
+        return ProviderError(
+            f"Could not reach the upstream provider '{provider}': {exc}.",
+            status=502,
+            code="upstream_proxy_auth_error" if refused else "upstream_proxy_error",
+            retryable=True,
+        )
     if isinstance(exc, TimeoutError):
         message = f"The upstream provider '{provider}' timed out"
         status, code = 504, "upstream_timeout"

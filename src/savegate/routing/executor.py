@@ -21,6 +21,7 @@ from savegate.core.errors import GatewayError, InvalidRequest, ProviderError, in
 from savegate.core.media import MediaAnswer, MediaUse
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
+from savegate.core.usage import TokenCounts
 from savegate.providers.base import ByteStream, ChatProvider, ChatStream
 from savegate.routing.bytes import RoutedBytes
 from savegate.routing.continuation import ContinuingStream
@@ -59,9 +60,11 @@ class Executor:
         self._router = router
         self._policy = policy
 
-    def plan(self, model: str, supports: Capability | None = None) -> list[Attempt]:
+    def plan(
+        self, model: str, supports: Capability | None = None, demand: TokenCounts | None = None
+    ) -> list[Attempt]:
         """The deployments to try for `model`, best first, at most `max_attempts`."""
-        attempts = self._router.plan(model)
+        attempts = self._router.plan(model, demand)
         if supports is not None:
             attempts = [a for a in attempts if supports.check(a.deployment.provider)]
             if not attempts:

@@ -11,13 +11,19 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from savegate.core.errors import ModelNotFound
 from savegate.core.route import Billing, Target
+from savegate.core.usage import TokenCounts
 from savegate.providers.base import ChatProvider
 from savegate.routing.health import DeploymentHealth
-from savegate.routing.strategies import STRATEGIES
+from savegate.routing.strategies import CHEAPEST, STRATEGIES, Cost, cheapest
+
+# What `tokens` cost on a target at the price paid (None: no price known), the public
+# model name pricing a deployment name that has none of its own.
+Quote = Callable[[Target, str, TokenCounts], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +47,9 @@ class Deployment:
     weight: float = 1.0
     billing: Billing = field(default_factory=Billing)
 
-    def route(self, requested: str) -> Route:
-        return Route(
-            self.provider, Target(self.provider.name, self.model or requested, self.billing)
-        )
+    def route(self, requested: str, peers: tuple[Target, ...] = ()) -> Route:
+        target = Target(self.provider.name, self.model or requested, self.billing, peers)
+        return Route(self.provider, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +70,12 @@ class ModelGroup:
     def is_wildcard(self) -> bool:
         return "*" in self.pattern or "?" in self.pattern
 
-    def ordered(self, now: float) -> list[Deployment]:
+    def ordered(self, now: float, cost: Cost | None = None) -> list[Deployment]:
         healthy = [d for d in self.deployments if d.health.available(now)]
-        ordered = STRATEGIES[self.strategy](healthy)
+        if self.strategy == CHEAPEST:
+            ordered = cheapest(healthy, cost or (lambda deployment: None))
+        else:
+            ordered = STRATEGIES[self.strategy](healthy)
         # Keys the upstream says are spent go last rather than first.
         return [d for d in ordered if not d.health.near_limit(now)] + [
             d for d in ordered if d.health.near_limit(now)
@@ -86,7 +94,9 @@ class ModelRouter:
         groups: list[ModelGroup],
         catch_all: ModelGroup | None = None,
         aliases: dict[str, str] | None = None,
+        quote: Quote | None = None,
     ) -> None:
+        self._quote = quote
         self._exact = {group.pattern: group for group in groups if not group.is_wildcard}
         self._wildcards = [
             (re.compile(fnmatch.translate(group.pattern)), group)
@@ -99,6 +109,10 @@ class ModelRouter:
         if catch_all is not None and catch_all.pattern not in self._exact:
             self._listed.append(catch_all)
 
+    def canonical(self, model: str) -> str:
+        """The public name `model` stands for (itself, unless it is an alias)."""
+        return self._aliases.get(model, model)
+
     def find(self, model: str) -> ModelGroup | None:
         model = self._aliases.get(model, model)
         group = self._exact.get(model)
@@ -109,25 +123,39 @@ class ModelRouter:
                 return candidate
         return self._catch_all
 
-    def plan(self, model: str) -> list[Attempt]:
-        """Every deployment worth trying for `model`, best first, fallbacks after."""
+    def plan(self, model: str, demand: TokenCounts | None = None) -> list[Attempt]:
+        """Every deployment worth trying for `model`, best first, fallbacks after.
+        `demand`, the request's estimated tokens, prices it for `strategy: cheapest`."""
         group = self.find(model)
         if group is None:
             raise ModelNotFound(model)
         now = time.monotonic()
         name = self._aliases.get(model, model)
-        attempts = [Attempt(d, d.route(name)) for d in group.ordered(now)]
+        attempts = self._attempts(group, name, now, demand)
         seen = {id(group)}
         for fallback in group.fallbacks:
             other = self.find(fallback)
             if other is None or id(other) in seen:
                 continue
             seen.add(id(other))
-            attempts += [Attempt(d, d.route(fallback)) for d in other.ordered(now)]
+            attempts += self._attempts(other, fallback, now, demand)
         if not attempts:
             # Everything is cooling down: try the group anyway rather than refuse.
             attempts = [Attempt(d, d.route(name)) for d in group.deployments]
         return attempts
+
+    def _attempts(
+        self, group: ModelGroup, name: str, now: float, demand: TokenCounts | None
+    ) -> list[Attempt]:
+        if group.strategy != CHEAPEST:
+            return [Attempt(d, d.route(name)) for d in group.ordered(now)]
+        targets = {id(d): d.route(name).target for d in group.deployments}
+        peers = tuple(targets.values())
+        quote, tokens = self._quote, demand or TokenCounts()
+        cost: Cost | None = None
+        if quote is not None:
+            cost = lambda deployment: quote(targets[id(deployment)], name, tokens)  # noqa: E731
+        return [Attempt(d, d.route(name, peers)) for d in group.ordered(now, cost)]
 
     def listed(self) -> list[ModelGroup]:
         """Groups with a concrete name, for `GET /v1/models`."""

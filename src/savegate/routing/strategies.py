@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from savegate.routing.router import Deployment
 
 Strategy = Callable[[Sequence["Deployment"]], list["Deployment"]]
+Cost = Callable[["Deployment"], "float | None"]  # a request's price on a deployment
+CHEAPEST = "cheapest"
 
 
 def weighted(deployments: Sequence[Deployment]) -> list[Deployment]:
@@ -32,6 +34,25 @@ def lowest_latency(deployments: Sequence[Deployment]) -> list[Deployment]:
     )
 
 
+def cheapest(deployments: Sequence[Deployment], cost: Cost) -> list[Deployment]:
+    """Lowest price for the request first, unpriced deployments last; equal prices by
+    recent time to first byte (unmeasured first, as in `lowest_latency`), then weight."""
+
+    def key(deployment: Deployment) -> tuple[bool, float, float, float, float]:
+        price = cost(deployment)
+        latency = deployment.health.latency
+        return (
+            price is None,
+            round(price, 12) if price is not None else 0.0,  # float noise is no difference
+            latency if latency is not None else -1.0,
+            -deployment.weight,
+            random.random(),
+        )
+
+    return sorted(deployments, key=key)
+
+
+# The strategies that need nothing of the request; `cheapest` needs its price.
 STRATEGIES: dict[str, Strategy] = {
     "weighted": weighted,
     "least_inflight": least_inflight,

@@ -37,7 +37,7 @@ def check_model_access(request: ChatRequest) -> None:
         )
 
 
-def _max_output(body: dict[str, Any]) -> int | None:
+def max_output(body: dict[str, Any]) -> int | None:
     value = (
         body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     )
@@ -131,6 +131,16 @@ class Admission:
             raise
         return Ticket(request, permit, reservation, self._budgets)
 
+    async def admit_hit(self, request: ChatRequest) -> dict[str, str]:
+        """A request answered from the response cache counts against its key's rpm only:
+        it uses no upstream tokens, costs nothing and is over at once. Its headers."""
+        key = request.context.key
+        if key.rpm is None:
+            return {}
+        permit = await self._rate_limiter.acquire(key.id, RateLimits(key.rpm, None, None), 0)
+        await permit.settle(0)
+        return permit.headers()
+
     async def _reserve(
         self, request: ChatRequest, plan: list[Attempt], endpoint: str
     ) -> tuple[ChatRequest, Reservation | None]:
@@ -138,7 +148,7 @@ class Admission:
         if not limited(key):
             return request, None
         prompt = prompt_bound(request.raw)
-        output = _max_output(request.body)
+        output = max_output(request.body)
         if output is None and endpoint != "embeddings":
             output = DEFAULT_OUTPUT_CAP
             request = request.with_field(_OUTPUT_FIELD.get(endpoint, "max_tokens"), output)
@@ -161,9 +171,7 @@ class Admission:
         Azure deployment name has no list price, the model it serves has). A key with a
         hard budget is never served at an unknown price."""
         target = attempt.route.target
-        pricing = self._meter.pricing(target)
-        if not pricing.known:
-            pricing = self._meter.pricing(target, request.model)
+        pricing = self._meter.resolve(target, request.model)
         key = request.context.key
         if not pricing.known and key.monthly_budget_usd is not None and key.budget_mode == "hard":
             raise PermissionDenied(

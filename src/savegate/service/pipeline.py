@@ -1,9 +1,11 @@
-"""The path of every model call: access → client rate limits → budget → executor → settle.
+"""The path of every model call: access → response cache → client rate limits → budget →
+executor → settle.
 
 Chat, legacy completions, embeddings, Messages and Responses all come through here, and
-images, audio and moderations too (admitted and billed by their units); they differ only
-in how a deployment is called. Answers are neutral (OpenAI-shaped payloads
-and chunk streams) and carry the headers the client is owed.
+images, audio and moderations too (admitted and billed by their units, never cached);
+they differ only in how a deployment is called. Answers are neutral (OpenAI-shaped payloads
+and chunk streams) and carry the headers the client is owed. A cache hit makes no
+upstream attempt and counts only against its key's rpm (see `Admission.admit_hit`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,30 @@ from savegate.core.errors import GatewayError
 from savegate.core.media import MediaAnswer, MediaUse
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
+from savegate.core.tokens import estimate_tokens
+from savegate.core.usage import TokenCounts
+from savegate.metering.meter import Meter, RequestMeter
 from savegate.providers.base import ByteStream, ChatStream
 from savegate.routing.bytes import RoutedBytes
 from savegate.routing.executor import Call, Capability, Executor, Open, OpenBytes
 from savegate.routing.router import Route
-from savegate.service.admission import Admission, check_model_access
+from savegate.service.admission import Admission, check_model_access, max_output
+from savegate.service.cache import Look, ResponseCache
 from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
+# The answer length a request that sets no limit is priced at, to pick its cheapest route.
+ESTIMATED_OUTPUT_TOKENS = 256
+
+
+def demand(request: ChatRequest, endpoint: str) -> TokenCounts:
+    """The request's estimated tokens, by which `strategy: cheapest` prices deployments."""
+    output = max_output(request.body)
+    if output is None:
+        output = 0 if endpoint == "embeddings" else ESTIMATED_OUTPUT_TOKENS
+    return TokenCounts(
+        prompt=estimate_tokens(request.raw), completion=output * int(request.body.get("n") or 1)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +51,39 @@ class Reply(Generic[T]):
 
 
 class Pipeline:
-    def __init__(self, admission: Admission, executor: Executor, meter: Meter) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        executor: Executor,
+        meter: Meter,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self._admission = admission
         self._executor = executor
         self._meter = meter
+        self._cache = cache
 
     async def call(
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
     ) -> Reply[Json]:
         check_model_access(request)
-        plan = self._executor.plan(request.model, supports)
+        look = await self._cache.look(request, endpoint) if self._cache else None
+        if look is None:
+            reply, _ = await self._call(request, endpoint, invoke, supports)
+            return reply
+        if look.entry is not None:
+            return await self._hit(look, request, lambda: look.serve(request, endpoint))
+        try:
+            reply, used = await self._call(request, endpoint, invoke, supports)
+            await look.keep(reply.value.data, used)
+        finally:
+            await look.release()
+        return Reply(reply.value, {**reply.headers, **look.headers})
+
+    async def _call(
+        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None
+    ) -> tuple[Reply[Json], RequestMeter]:
+        plan = self._executor.plan(request.model, supports, demand(request, endpoint))
         ticket = await self._admission.admit(request, plan, endpoint)
         used = self._meter.start(ticket.request, endpoint, strip_usage=False)
         try:
@@ -52,7 +92,13 @@ class Pipeline:
             raise ticket.refused(exc) from None
         finally:
             await ticket.settle(used)
-        return Reply(answer, ticket.headers)
+        return Reply(answer, ticket.headers), used
+
+    async def _hit(self, look: Look, request: ChatRequest, answer: Callable[[], T]) -> Reply[T]:
+        """A cache hit: no upstream attempt (not even a plan: the entry's key names the
+        public model that answered), no budget; it counts against the key's rpm."""
+        headers = await self._admission.admit_hit(request)
+        return Reply(answer(), {**headers, **look.headers})
 
     async def media(
         self,
@@ -122,7 +168,28 @@ class Pipeline:
         `reports_usage` unasked (Responses events) is neither asked for it nor stripped
         of it."""
         check_model_access(request)
-        plan = self._executor.plan(request.model, supports)
+        look = await self._cache.look(request, endpoint) if self._cache else None
+        if look is None:
+            reply, _ = await self._open(request, endpoint, open_stream, supports, reports_usage)
+            return reply
+        if look.entry is not None:
+            return await self._hit(look, request, lambda: look.replay(request, endpoint))
+        try:
+            reply, used = await self._open(request, endpoint, open_stream, supports, reports_usage)
+        except BaseException:
+            await look.release()
+            raise
+        return Reply(look.record(reply.value, used), {**reply.headers, **look.headers})
+
+    async def _open(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: Open,
+        supports: Capability | None,
+        reports_usage: bool,
+    ) -> tuple[Reply[ChatStream], RequestMeter]:
+        plan = self._executor.plan(request.model, supports, demand(request, endpoint))
         wants_usage = request.include_usage or reports_usage
         if not wants_usage:  # always asked upstream: it is what the stream is billed by
             options = {**(request.body.get("stream_options") or {}), "include_usage": True}
@@ -137,7 +204,7 @@ class Pipeline:
         except BaseException:
             await ticket.settle(used)
             raise
-        return Reply(SettledStream(stream, lambda: ticket.settle(used)), ticket.headers)
+        return Reply(SettledStream(stream, lambda: ticket.settle(used)), ticket.headers), used
 
 
 class SettledStream:

@@ -45,6 +45,7 @@ api_keys = Table(
     Column("rpm", Integer, nullable=True),
     Column("tpm", Integer, nullable=True),
     Column("max_concurrent", Integer, nullable=True),
+    Column("cache", Boolean, nullable=True),  # the response cache: null = as configured
 )
 
 # Counters other processes bump so that running gateways notice a change cheaply
@@ -95,6 +96,14 @@ usage = Table(
     Column("cache_hit", Boolean, nullable=False, default=False),
     Column("client_disconnected", Boolean, nullable=False, default=False),
     Column("estimated", Boolean, nullable=False, default=False),
+    # Cache writes (part of prompt_tokens), and what the request saved by source:
+    # cost_usd + the savings = list_cost_usd.
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("saving_discount_usd", Float, nullable=False, default=0.0),
+    Column("saving_cache_usd", Float, nullable=False, default=0.0),  # response cache hits
+    Column("saving_semantic_usd", Float, nullable=False, default=0.0),
+    Column("saving_prompt_cache_usd", Float, nullable=False, default=0.0),
+    Column("saving_route_usd", Float, nullable=False, default=0.0),
     # Images, audio and speech: the unit they are billed by (image, second, character).
     Column("unit", String(16), nullable=True),
     Column("units", Float, nullable=True),

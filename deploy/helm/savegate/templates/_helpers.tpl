@@ -34,11 +34,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "savegate.checkShared" -}}
 {{- $several := or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) -}}
 {{- if $several -}}
-{{- if not (hasPrefix "postgresql" (.Values.config.database_url | default "")) -}}
-{{- fail "config.database_url must be a PostgreSQL URL (postgresql+asyncpg://…): replicas share one database" -}}
+{{- /* The URLs may come from the Secret instead (SAVEGATE_DATABASE_URL, SAVEGATE_REDIS_URL). */ -}}
+{{- $env := .Values.secret.env | default dict -}}
+{{- $database := .Values.config.database_url | default (get $env "SAVEGATE_DATABASE_URL") | default "" -}}
+{{- if not (hasPrefix "postgresql" $database) -}}
+{{- fail "config.database_url (or secret.env.SAVEGATE_DATABASE_URL) must be a PostgreSQL URL (postgresql+asyncpg://…): replicas share one database" -}}
 {{- end -}}
-{{- if not .Values.config.redis_url -}}
-{{- fail "config.redis_url must be set: replicas share the client rate limits through Redis" -}}
+{{- if not (or .Values.config.redis_url (get $env "SAVEGATE_REDIS_URL")) -}}
+{{- fail "config.redis_url (or secret.env.SAVEGATE_REDIS_URL) must be set: replicas share the client rate limits through Redis" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -18,6 +18,14 @@ FINISH_TO_STOP = {
 }
 
 
+def _keep_mark(part: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """`part` with the prompt-caching breakpoint of the block it came from, which the
+    Anthropic provider puts back (and others drop)."""
+    if "cache_control" in block:
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
 def _image_part(source: dict[str, Any]) -> dict[str, Any]:
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
@@ -34,17 +42,16 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
     for block in content:
         kind = block["type"]
         if kind == "tool_result":
-            tool_messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": block.get("tool_use_id", ""),
-                    "content": text_of(block.get("content")) or "",
-                }
-            )
+            message = {
+                "role": "tool",
+                "tool_call_id": block.get("tool_use_id", ""),
+                "content": text_of(block.get("content")) or "",
+            }
+            tool_messages.append(_keep_mark(message, block))
         elif kind == "text":
-            parts.append({"type": "text", "text": block["text"]})
+            parts.append(_keep_mark({"type": "text", "text": block["text"]}, block))
         else:  # an image: `validate` lets no other type through
-            parts.append(_image_part(block["source"]))
+            parts.append(_keep_mark(_image_part(block["source"]), block))
     if parts:
         tool_messages.append({"role": "user", "content": parts})
     return tool_messages
@@ -68,7 +75,8 @@ def _assistant_message(content: Any) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text_of(content) or None}
     if calls:
         message["tool_calls"] = calls
-    return message
+    marks = [block for block in content or [] if "cache_control" in block]
+    return _keep_mark(message, marks[-1]) if marks else message
 
 
 def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
@@ -85,7 +93,10 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic request checked by `validate` as an OpenAI chat request."""
     messages: list[dict[str, Any]] = []
     system = body.get("system")
-    if system:
+    if isinstance(system, list) and any("cache_control" in block for block in system):
+        parts = [_keep_mark({"type": "text", "text": b["text"]}, b) for b in system]
+        messages.append({"role": "system", "content": parts})
+    elif system:
         messages.append({"role": "system", "content": text_of(system)})
     for message in body["messages"]:
         if message["role"] == "user":
@@ -104,14 +115,17 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
         request["stop"] = body["stop_sequences"]
     if body.get("tools"):
         request["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool["name"],
-                    "description": tool.get("description", ""),
-                    "parameters": tool.get("input_schema") or {"type": "object"},
+            _keep_mark(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool["name"],
+                        "description": tool.get("description", ""),
+                        "parameters": tool.get("input_schema") or {"type": "object"},
+                    },
                 },
-            }
+                tool,
+            )
             for tool in body["tools"]
         ]
     if isinstance(body.get("tool_choice"), dict) and body.get("tools"):
@@ -129,15 +143,21 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:
+def usage_of(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """OpenAI's usage in Anthropic's shape, where input excludes cache reads and writes."""
     usage = usage or {}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    return {
-        "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
-        "cache_creation_input_tokens": 0,
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0
+    written = details.get("cache_creation_tokens") or 0
+    result: dict[str, Any] = {
+        "input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached - written),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": usage.get("completion_tokens") or 0,
     }
+    if isinstance(details.get("cache_creation"), dict):
+        result["cache_creation"] = details["cache_creation"]
+    return result
 
 
 def message_id(completion_id: str) -> str:

@@ -28,7 +28,7 @@ from savegate.wire.validate import parse_json_object, validate_chat_request
 def _neutral(request: HttpRequest, body: dict[str, Any]) -> ChatRequest:
     openai_body = to_openai(body)
     validate_chat_request(openai_body)
-    return ChatRequest(openai_body, orjson.dumps(openai_body), request.context)
+    return ChatRequest(openai_body, orjson.dumps(openai_body), request.context, translated=True)
 
 
 async def create_message(request: HttpRequest, key: ApiKey, chat: ChatService) -> Response:

@@ -72,6 +72,18 @@ def _boolean(value: Any, param: str) -> None:
         raise _fault(param, "Input should be a valid boolean")
 
 
+def _cache_control(holder: dict[str, Any], param: str) -> None:
+    """A prompt-caching breakpoint: `{"type": "ephemeral"}`, with an optional `ttl`."""
+    if "cache_control" not in holder:
+        return
+    where = f"{param}.cache_control"
+    mark = _object(holder["cache_control"], where)
+    if mark.get("type") != "ephemeral":
+        raise _fault(f"{where}.type", "Input should be 'ephemeral'")
+    if mark.get("ttl") not in (None, "5m", "1h"):
+        raise _fault(f"{where}.ttl", "Input should be '5m' or '1h'")
+
+
 def _block(block: Any, param: str, allowed: tuple[str, ...]) -> str:
     """A content block's type, once it is one of `allowed`."""
     block = _object(block, param)
@@ -79,6 +91,7 @@ def _block(block: Any, param: str, allowed: tuple[str, ...]) -> str:
     _string(kind, f"{param}.type")
     if kind not in allowed:
         raise _fault(f"{param}.type", f"Content blocks of type '{kind}' are not supported")
+    _cache_control(block, param)
     return str(kind)
 
 
@@ -161,6 +174,7 @@ def _tools(value: Any) -> None:
         _string(tool.get("description"), f"{where}.description")
         if tool.get("input_schema") is not None:
             _object(tool["input_schema"], f"{where}.input_schema")
+        _cache_control(tool, where)
 
 
 def _tool_choice(value: Any) -> None:

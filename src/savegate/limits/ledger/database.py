@@ -7,12 +7,12 @@ database (BEGIN IMMEDIATE, see `store.serial`), on PostgreSQL the month's row
 
 from __future__ import annotations
 
+import importlib
 import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,8 +31,9 @@ class DatabaseStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._serial = Serial(engine)
-        postgres = engine.url.get_backend_name() == "postgresql"
-        self._insert: Any = postgresql.insert if postgres else sqlite.insert
+        # The engine's own dialect: a SQLite gateway never loads PostgreSQL's.
+        dialect = "postgresql" if engine.url.get_backend_name() == "postgresql" else "sqlite"
+        self._insert: Any = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
 
     @staticmethod
     def _month(connection: Connection, key_id: str, period: str) -> Row[Any] | None:

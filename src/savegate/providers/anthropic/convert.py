@@ -39,6 +39,20 @@ def _image(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
+def _marked(block: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """`block` with the prompt-caching breakpoint of the OpenAI part it came from."""
+    if "cache_control" in part:
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _mark_last(blocks: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A breakpoint set on a whole message goes on its last block, where Anthropic takes it."""
+    if blocks and "cache_control" in message:
+        blocks[-1]["cache_control"] = message["cache_control"]
+    return blocks
+
+
 def _user_blocks(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
@@ -46,17 +60,26 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
     for part in content or []:
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
+            blocks.append(_marked({"type": "text", "text": part.get("text", "")}, part))
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url", "") if isinstance(image, dict) else str(image or "")
-            blocks.append(_image(url))
+            blocks.append(_marked(_image(url), part))
         else:
             raise InvalidRequest(
                 f"Content parts of type '{kind}' are not supported by Anthropic models.",
                 param="messages",
             )
     return blocks
+
+
+def _part_marker(content: Any) -> dict[str, Any]:
+    """The breakpoint of any part of `content` (parts joined into one block carry it)."""
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and "cache_control" in part:
+                return {"cache_control": part["cache_control"]}
+    return {}
 
 
 def _arguments(raw: str) -> Any:
@@ -72,7 +95,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     text = _text(message.get("content"))
     if text:
-        blocks.append({"type": "text", "text": text})
+        blocks.append(_marked({"type": "text", "text": text}, _part_marker(message.get("content"))))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append(
@@ -93,7 +116,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
                 "input": _arguments(legacy.get("arguments", "")),
             }
         )
-    return blocks
+    return _mark_last(blocks, message)
 
 
 def _legacy_id(name: str) -> str:
@@ -115,15 +138,37 @@ def _merge(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]])
         turns.append({"role": role, "content": blocks})
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
+def _system_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if isinstance(content, list):
+        blocks = [
+            _marked({"type": "text", "text": part.get("text", "")}, part)
+            for part in content
+            if part.get("type") == "text"
+        ]
+    else:
+        blocks = [{"type": "text", "text": _text(content)}]
+    return _mark_last(blocks, message)
+
+
+def _system(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """The system prompt: one string, or blocks when some carry a caching breakpoint."""
+    if any("cache_control" in block for block in blocks):
+        return blocks
+    return "\n".join(block["text"] for block in blocks)
+
+
+def _messages(
+    messages: list[dict[str, Any]],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.extend(_system_blocks(message))
         elif role == "user":
-            _merge(turns, "user", _user_blocks(message.get("content")))
+            _merge(turns, "user", _mark_last(_user_blocks(message.get("content")), message))
         elif role == "assistant":
             blocks = _assistant_blocks(message)
             if blocks:
@@ -135,8 +180,9 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
                 "tool_use_id": tool_use_id,
                 "content": _text(message.get("content")),
             }
-            _merge(turns, "user", [result])
-    return "\n".join(system), turns
+            marked = _marked(result, _part_marker(message.get("content")))
+            _merge(turns, "user", _mark_last([marked], message))
+    return _system(system), turns
 
 
 def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -160,15 +206,18 @@ def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
-    functions = [tool.get("function") or {} for tool in body.get("tools") or []]
-    functions += body.get("functions") or []
+    tools = [(tool.get("function") or {}, tool) for tool in body.get("tools") or []]
+    tools += [(function, {}) for function in body.get("functions") or []]
     return [
-        {
-            "name": function["name"],
-            "description": function.get("description", ""),
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        for function in functions
+        _marked(
+            {
+                "name": function["name"],
+                "description": function.get("description", ""),
+                "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+            },
+            tool,
+        )
+        for function, tool in tools
     ]
 
 
@@ -208,7 +257,7 @@ def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
         )
         choice = {"type": "tool", "name": STRUCTURED_TOOL}
     elif response_format.get("type") == "json_object":
-        request["system"] = (system + "\n" if system else "") + "Respond with one JSON object only."
+        request["system"] = _with_instruction(system, "Respond with one JSON object only.")
     if tools:
         request["tools"] = tools
     if choice is not None and (tools or choice["type"] == "none"):
@@ -221,12 +270,30 @@ def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
     return request
 
 
+def _with_instruction(
+    system: str | list[dict[str, Any]], instruction: str
+) -> str | list[dict[str, Any]]:
+    if isinstance(system, list):
+        return [*system, {"type": "text", "text": instruction}]
+    return (system + "\n" if system else "") + instruction
+
+
 def usage_of(usage: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's usage in OpenAI's shape: the prompt counts every input token, cache
+    reads are `cached_tokens`, and writes `cache_creation_tokens` (split by lifetime in
+    `cache_creation` when Anthropic splits them)."""
     cache_read = usage.get("cache_read_input_tokens") or 0
     cache_write = usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
     result = openai_chat.usage(prompt, usage.get("output_tokens") or 0, cache_read)
-    result["prompt_tokens_details"]["cache_creation_tokens"] = cache_write
+    details = result["prompt_tokens_details"]
+    details["cache_creation_tokens"] = cache_write
+    creation = usage.get("cache_creation")
+    if isinstance(creation, dict):
+        details["cache_creation"] = {
+            name: creation.get(name) or 0
+            for name in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+        }
     return result
 
 

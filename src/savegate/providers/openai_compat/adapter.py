@@ -19,6 +19,7 @@ from savegate.providers.http import HttpUpstream, Response
 from savegate.providers.remote import RemoteAdapter, UpstreamBytes, UpstreamReader
 from savegate.wire import sse
 from savegate.wire.chunks import Chunks
+from savegate.wire.content import without_cache_control
 from savegate.wire.multipart import Form
 from savegate.wire.sse import Event, SSEDecoder
 
@@ -37,6 +38,9 @@ class OpenAICompatProvider(RemoteAdapter):
         body: bytes | list[bytes | memoryview]
         if form is not None:
             content_type, body = form.encode(model)
+        elif request.translated and b'"cache_control"' in request.raw:
+            content_type = "application/json"
+            body = orjson.dumps({**without_cache_control(request.body), "model": model})
         elif model == request.model:
             content_type, body = "application/json", request.raw
         else:

@@ -1,4 +1,4 @@
-// The dashboard's three charts, drawn with the vendored Chart.js (window.Chart).
+// The dashboard's charts, drawn with the vendored Chart.js (window.Chart).
 import { usd } from "./common.js";
 
 const { Chart } = window;
@@ -13,6 +13,15 @@ const BLUE = "#2f6fed";
 const LIGHT_BLUE = "#9dbaf6";
 const GREEN = "#127a45";
 const GREY = "#98a2b3";
+// The sources of savings as the admin API names them, their labels and colours.
+export const SOURCES = [
+  ["discount", "Provider discount"],
+  ["response_cache", "Response cache"],
+  ["semantic_cache", "Semantic cache"],
+  ["prompt_cache", "Prompt caching"],
+  ["route", "Cheaper route"],
+];
+const SOURCE_COLOURS = ["#127a45", "#2f6fed", "#7a5af8", "#f79009", "#0e9384"];
 
 const charts = {
   day: new Chart(document.getElementById("chart-day"), {
@@ -66,6 +75,22 @@ const charts = {
       scales: { x: { stacked: true, beginAtZero: true }, y: { stacked: true } },
     },
   }),
+  savings: new Chart(document.getElementById("chart-savings"), {
+    type: "bar",
+    data: {
+      labels: [],
+      datasets: SOURCES.map(([, label], index) => ({
+        label, data: [], backgroundColor: SOURCE_COLOURS[index],
+      })),
+    },
+    options: {
+      scales: {
+        x: { stacked: true },
+        y: { stacked: true, beginAtZero: true, ticks: { callback: (value) => usd(value) } },
+      },
+      plugins: { tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${usd(item.raw)}` } } },
+    },
+  }),
   key: new Chart(document.getElementById("chart-key"), {
     type: "bar",
     data: { labels: [], datasets: [{ label: "Requests", data: [], backgroundColor: GREEN }] },
@@ -100,4 +125,9 @@ export function drawCharts({ byDay, byModel, byKey, keyName }) {
     byModel.map((row) => row.completion_tokens),
   );
   show(charts.key, byKey.map((row) => keyName(row.key)), byKey.map((row) => row.requests));
+  show(
+    charts.savings,
+    byDay.map((row) => row.day),
+    ...SOURCES.map(([source]) => byDay.map((row) => row.savings_by_source[source])),
+  );
 }

@@ -1,6 +1,6 @@
 // The operator dashboard: spend, savings and usage by day, model and key, budget alerts,
 // keys, and the request log, all read from the admin API with the admin key typed here.
-import { drawCharts } from "./charts.js";
+import { SOURCES, drawCharts } from "./charts.js";
 import { apiJson, count, describeError, el, keyField, ms, usd } from "./common.js";
 import { KeysPanel } from "./keys.js";
 
@@ -54,6 +54,23 @@ function renderSummary(spend) {
   );
 }
 
+/** What each lever saved in the period, and its share of all savings. */
+function renderSavings(spend) {
+  const total = SOURCES.reduce((sum, [source]) => sum + spend.savings_by_source[source], 0);
+  table("savings-sources", [
+    ["Source", ([, label]) => label],
+    ["Saved", ([source]) => usd(spend.savings_by_source[source]), true],
+    ["Share", ([source]) => `${total ? ((spend.savings_by_source[source] / total) * 100).toFixed(1) : "0.0"}%`, true],
+  ], SOURCES);
+}
+
+/** A row's savings by source, the ones that saved anything. */
+function savedBy(row) {
+  const parts = SOURCES.filter(([source]) => row.savings_by_source[source])
+    .map(([source, label]) => `${label} ${usd(row.savings_by_source[source])}`);
+  return parts.join(" · ") || "–";
+}
+
 /** Keys at or past 80% of their monthly budget or token quota this month (UTC). */
 function renderAlerts(keys, monthByKey) {
   const alerts = [];
@@ -92,6 +109,7 @@ const TOTALS = [
   ["Spend", (r) => usd(r.cost_usd), true],
   ["List price", (r) => usd(r.list_cost_usd), true],
   ["Savings", (r) => usd(r.savings_usd), true],
+  ["Saved by", savedBy],
   ["Errors", (r) => count(r.errors), true],
   ["Avg latency", (r) => ms(r.avg_latency_ms), true],
   ["Avg first token", (r) => ms(r.avg_ttft_ms), true],
@@ -140,6 +158,7 @@ async function load() {
   const keyName = (id) => names.get(id) || id;
   const monthByKey = new Map(month.data.map((row) => [row.key, row]));
   renderSummary(spend);
+  renderSavings(spend);
   renderAlerts(keys.data, monthByKey);
   drawCharts({ byDay: byDay.data, byModel: byModel.data, byKey: byKey.data, keyName });
   table("by-model", [["Model", (r) => r.model], ...TOTALS], byModel.data);
