@@ -314,6 +314,7 @@ def test_transcription_stream_is_relayed_as_it_comes(media: Media):
     assert rest[-1].text == "The beach was a popular spot on a hot summer day."
     (row,) = media.rows(key_id)
     assert row["stream"] is True and row["units"] == pytest.approx(4.0)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (14, 45)  # from the done event
     assert row["cost_usd"] == pytest.approx(4 / 60 * 0.006)
 
 

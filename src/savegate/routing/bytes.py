@@ -1,10 +1,12 @@
 """A routed byte stream: an upstream body relayed as it arrives, after the executor's
 peek at its first read. Its attempt is billed by the units fixed at admission (the
-characters spoken, the audio heard) whenever it ends: the upstream has done the work."""
+characters spoken, the audio heard) whenever it ends: the upstream has done the work.
+An event stream's reported token usage is noted on the way and recorded beside them."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from savegate.core.errors import GatewayError, interruption
@@ -12,6 +14,7 @@ from savegate.core.media import MediaUse
 from savegate.providers.base import ByteStream
 from savegate.routing.health import DeploymentHealth
 from savegate.routing.hooks import AttemptHook
+from savegate.wire.media_use import EventUsage
 
 
 class RoutedBytes:
@@ -31,6 +34,7 @@ class RoutedBytes:
         self._hook = hook
         self._health = health
         self._use = use
+        self._events = EventUsage() if self.content_type.startswith("text/event-stream") else None
         self._reads: AsyncGenerator[bytes, None] | None = None
         self._over = False
 
@@ -40,11 +44,16 @@ class RoutedBytes:
         return self._reads
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
+        events = self._events
         try:
             if self._first:
+                if events is not None:
+                    events.feed(self._first)
                 yield self._first
             self._first = b""
             async for read in self._rest:
+                if events is not None:
+                    events.feed(read)
                 yield read
         except GatewayError as exc:
             self._end(error=exc)
@@ -63,7 +72,10 @@ class RoutedBytes:
         if not self._over:
             self._over = True
             self._health.released()
-            self._hook.ended(use=self._use, error=error, cancelled=cancelled)
+            use = self._use
+            if self._events is not None and self._events.tokens is not None:
+                use = dataclasses.replace(use, tokens=self._events.tokens)
+            self._hook.ended(use=use, error=error, cancelled=cancelled)
 
     async def aclose(self) -> None:
         if self._reads is not None:

@@ -20,6 +20,7 @@ import orjson
 from savegate.core.media import MediaUse
 from savegate.core.usage import TokenCounts
 from savegate.wire.multipart import FilePart
+from savegate.wire.sse import SSEDecoder
 
 ESTIMATE_BYTES_PER_SECOND = 16_000  # 128 kbit/s, a common MP3 rate
 BOUND_BYTES_PER_SECOND = 1_000  # 8 kbit/s
@@ -109,6 +110,22 @@ def transcription_use(raw: bytes, response_format: str, file: FilePart) -> Media
         return MediaUse(seconds=float(usage["seconds"]), tokens=tokens)
     estimate = audio_estimate(file)
     return MediaUse(seconds=estimate.seconds, tokens=tokens, estimated=estimate.estimated)
+
+
+class EventUsage:
+    """The token usage a passed-through event stream reports in its last event
+    (`transcript.text.done`, `speech.audio.done`), noted as the stream goes by."""
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self.tokens: TokenCounts | None = None
+
+    def feed(self, read: bytes) -> None:
+        for event in self._decoder.decode(read):
+            if b'"usage"' in event.data:
+                usage = _json(event.data).get("usage")
+                if isinstance(usage, dict):
+                    self.tokens = TokenCounts.from_openai(usage)
 
 
 def _json(raw: bytes) -> dict[str, Any]:
