@@ -142,3 +142,10 @@ def test_bad_forms():
         _read(content_type, [body[:-10]])
     with pytest.raises(InvalidRequest, match="multipart/form-data"):
         _read("application/json", [b"{}"])
+    many = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n' * 1001
+    with pytest.raises(InvalidRequest, match="at most 1000 parts"):
+        _read("multipart/form-data; boundary=b", [many + b"--b--\r\n"])
+    headers = b"".join(b"X-%d: y\r\n" % i for i in range(20))
+    crowded = b'--b\r\nContent-Disposition: form-data; name="x"\r\n' + headers + b"\r\n\r\n"
+    with pytest.raises(InvalidRequest):
+        _read("multipart/form-data; boundary=b", [crowded + b"--b--\r\n"])

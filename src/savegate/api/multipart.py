@@ -12,7 +12,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from savegate.api.http import ClientGone, HttpRequest, too_large
 from savegate.core.errors import InvalidRequest
-from savegate.wire.multipart import MAX_TEXT_BYTES, FilePart, Form
+from savegate.wire.multipart import MAX_PARTS, MAX_TEXT_BYTES, FilePart, Form
 
 
 class _Collector:
@@ -30,6 +30,8 @@ class _Collector:
         self._text_bytes = 0
 
     def on_part_begin(self) -> None:
+        if len(self.form.fields) + len(self.form.files) >= MAX_PARTS:
+            raise InvalidRequest(f"A form may have at most {MAX_PARTS} parts.")
         self._headers = {}
         self._text = None
         self._file = None

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 
 MAX_TEXT_BYTES = 1024 * 1024  # all text fields of one form together
+MAX_PARTS = 1000  # far beyond any form OpenAI takes; bounds what a form costs to hold
 
 
 @dataclass(slots=True)
