@@ -57,6 +57,7 @@ class ProviderConfig(_Strict):
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
     discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off list price, for "paid" cost
+    batch_discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off the paid cost of batch lines
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # explicit paid prices
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
@@ -117,6 +118,7 @@ class ServerConfig(_Strict):
     def processes(self) -> int:
         """How many gateway processes serve: `workers`, or one per core for `auto`."""
         return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -158,6 +160,23 @@ class UsageConfig(_Strict):
     buffer_rows: int = 1_000_000
 
 
+class FilesConfig(_Strict):
+    """Uploaded files (`/v1/files`): their bytes on disk, their metadata in the database."""
+
+    directory: str | None = None  # shared by replicas; default: `<data_dir>/files`
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+
+
+class BatchesConfig(_Strict):
+    """The Batch API's lines run in the background, below live traffic."""
+
+    concurrency: int = Field(default=4, ge=1)  # lines in flight per process
+    yield_above_inflight: int = Field(default=32, ge=0)  # live requests that pause batches
+    lease_seconds: float = Field(default=30.0, gt=0)  # a dead runner's batch is taken over
+    poll_seconds: float = Field(default=1.0, gt=0)
+    window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -173,6 +192,8 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    files: FilesConfig = FilesConfig()
+    batches: BatchesConfig = BatchesConfig()
 
     @model_validator(mode="after")
     def _deployments_name_providers(self) -> Config:
@@ -186,6 +207,9 @@ class Config(_Strict):
 
     def upstream_secrets(self) -> list[str]:
         return [secret for provider in self.providers.values() for secret in provider.secrets()]
+
+    def files_directory(self) -> Path:
+        return Path(self.files.directory or Path(self.data_dir) / "files").resolve()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

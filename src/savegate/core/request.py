@@ -12,10 +12,21 @@ from savegate.core.keys import ApiKey
 
 
 @dataclass(slots=True)
+class BatchLine:
+    """A request made for one line of a batch: its usage rows are held here (`records`),
+    to be written with the line's result in one transaction, so that a line is metered
+    exactly once whatever stops the process."""
+
+    batch_id: str
+    records: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    batch: BatchLine | None = None
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from savegate.core.errors import GatewayError
 from savegate.core.payload import Json
-from savegate.core.request import ChatRequest
+from savegate.core.request import ChatRequest, RequestContext
 from savegate.core.route import Target
 from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
@@ -45,7 +45,11 @@ class Meter:
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
-    def record(self, record: UsageRecord) -> None:
+    def record(self, record: UsageRecord, context: RequestContext) -> None:
+        if context.batch is not None:  # written with the batch line's result
+            record.fit()
+            context.batch.records.append(record)
+            return
         self._sink.add(record)
 
 
@@ -94,6 +98,7 @@ class AttemptMeter:
             stream=request.stream,
             model=target.model,
             provider=target.provider,
+            batch_id=context.batch.batch_id if context.batch is not None else None,
         )
 
     def first_byte(self) -> None:
@@ -163,6 +168,8 @@ class AttemptMeter:
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
             pricing = self._parent.meter.pricing(self._target, model)
         record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
+        if record.batch_id is not None:
+            record.cost_usd *= 1 - self._target.billing.batch_discount
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.client_disconnected = cancelled
         if error is not None:
@@ -173,4 +180,4 @@ class AttemptMeter:
             record.error_type = "client_disconnected"
         self._parent.tokens += tokens.total
         self._parent.cost += record.cost_usd
-        self._parent.meter.record(record)
+        self._parent.meter.record(record, self._parent.request.context)

@@ -41,6 +41,7 @@ class UsageRecord:
     cache_hit: bool = False
     client_disconnected: bool = False
     estimated: bool = False
+    batch_id: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fit(self) -> None:
@@ -79,6 +80,7 @@ class UsageRecord:
             self.cache_hit,
             self.client_disconnected,
             self.estimated,
+            self.batch_id,
         )
 
 
@@ -104,4 +106,5 @@ COLUMNS = (
     "cache_hit",
     "client_disconnected",
     "estimated",
+    "batch_id",
 )
