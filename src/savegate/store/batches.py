@@ -27,40 +27,33 @@ CANCELLABLE = ("validating", "in_progress")
 Row = Mapping[str, Any]
 Extra = Callable[[AsyncConnection], Awaitable[None]]
 _PAGE = 1000
+_TIMES = (
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
 
 
 def public(row: Row) -> dict[str, Any]:
-    """OpenAI's batch object."""
-
-    def when(name: str) -> int | None:
-        value = row[name]
-        return int(value) if value is not None else None
-
+    """OpenAI's batch object; the optional fields only once they have a value."""
     tokens = {name: row[name] for name in BATCH_TOKENS}
+    optional = {name: row[name] for name in ("errors", "output_file_id", "error_file_id")}
+    times = {name: int(row[name]) for name in _TIMES if row[name] is not None}
     return {
         "id": row["id"],
         "object": "batch",
         "endpoint": row["endpoint"],
-        "errors": row["errors"],
         "input_file_id": row["input_file_id"],
         "completion_window": row["completion_window"],
         "status": row["status"],
-        "output_file_id": row["output_file_id"],
-        "error_file_id": row["error_file_id"],
         "created_at": int(row["created_at"]),
-        **{
-            name: when(name)
-            for name in (
-                "in_progress_at",
-                "expires_at",
-                "finalizing_at",
-                "completed_at",
-                "failed_at",
-                "expired_at",
-                "cancelling_at",
-                "cancelled_at",
-            )
-        },
+        **{name: value for name, value in optional.items() if value is not None},
+        **times,
         "request_counts": {
             "total": row["total"],
             "completed": row["completed"],

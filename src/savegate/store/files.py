@@ -25,18 +25,19 @@ class StoredFile:
     expires_at: float | None = None
 
     def public(self) -> dict[str, Any]:
-        """OpenAI's file object."""
-        return {
+        """OpenAI's file object (`expires_at` only when the file expires)."""
+        shown: dict[str, Any] = {
             "id": self.id,
             "object": "file",
             "bytes": self.bytes,
             "created_at": int(self.created_at),
-            "expires_at": int(self.expires_at) if self.expires_at is not None else None,
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
-            "status_details": None,
         }
+        if self.expires_at is not None:
+            shown["expires_at"] = int(self.expires_at)
+        return shown
 
 
 def _file(row: Any) -> StoredFile:
