@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -209,5 +210,29 @@ def test_a_batch_expires_when_its_window_passes(tmp_path: Path, fake_upstream: S
             failed = results(client, batch.error_file_id)
             assert {line["error"]["code"] for line in failed} == {"batch_expired"}
             assert [line["custom_id"] for line in output + failed] == ids
+        finally:
+            stop(service.process)
+
+
+def test_batches_wait_while_live_traffic_is_high(tmp_path: Path, fake_upstream: Service) -> None:
+    """With `yield_above_inflight: 1`, one live stream in flight holds every batch line."""
+    with database("sqlite", tmp_path) as url:
+        service = start_gateway(tmp_path, _config(fake_upstream, url, yield_above_inflight=1))
+        try:
+            client = _client(service, service.key)
+            body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+            headers = {"Authorization": f"Bearer {service.key}"}
+            with httpx.stream(
+                "POST", service.base_url + "/chat/completions", json=body, headers=headers
+            ) as live:
+                chunks = live.iter_lines()  # kept: a dropped iterator closes the stream
+                next(chunks)  # the live request is in flight
+                batch_id = _start(client, [chat_line(f"{uuid.uuid4().hex}-{i}") for i in range(3)])
+                time.sleep(2)
+                held = client.batches.retrieve(batch_id)
+                assert held.request_counts.completed == 0, held
+                assert next(chunks) is not None  # and the live stream is still going
+            batch = wait(client, batch_id)  # the stream is closed: the batch goes on
+            assert batch.status == "completed" and batch.request_counts.completed == 3
         finally:
             stop(service.process)
