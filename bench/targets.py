@@ -107,9 +107,12 @@ def start_savegate(
     name: str = "savegate",
     source: Path | None = None,
     workers: int = 1,
+    cache: bool = False,
 ) -> Target:
     """SaveGate as installed, or (`source`) the tree of another revision on the same
-    virtualenv, for a base-against-new comparison in one run; with `workers` processes."""
+    virtualenv, for a base-against-new comparison in one run; with `workers` processes.
+    With `cache`, also `json-hit` and `stream-hit` routes: the same requests under model
+    names the response cache serves (`bench-json-hit`, `bench-stream-hit`)."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -117,14 +120,25 @@ def start_savegate(
     }
     for mode in ("idle", "burst"):  # above the default pool of 1,000 upstream connections
         providers[mode]["max_connections"] = 4096
+    settings: dict[str, object] = {"local": {"enabled": False}, "providers": providers}
+    if cache:
+        for mode in ("json", "stream"):
+            providers[mode]["models"].append(f"{MODELS[mode]}-hit")
+        settings["cache"] = {"models": ["bench-*-hit"], "cache_all": True}
     config = work / f"{name}.yaml"
-    config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
+    config.write_text(json.dumps(settings))
     env = {"PYTHONPATH": str(source / "src")} if source else {}
     proc, key = _savegate(procs, work / name, savegate, port, config, env, workers)
     label = "SaveGate" if source is None else f"SaveGate base ({source.name})"
     if workers > 1:
         label += f", {workers} workers"
-    return Target(name, label, proc, _gateway_routes(port, {"Authorization": f"Bearer {key}"}))
+    headers = {"Authorization": f"Bearer {key}"}
+    routes = _gateway_routes(port, headers)
+    if cache:
+        for mode in ("json", "stream"):
+            body = request_body(f"{MODELS[mode]}-hit", stream=mode != "json")
+            routes[f"{mode}-hit"] = Route(port, "/v1/chat/completions", headers, body)
+    return Target(name, label, proc, routes)
 
 
 def _savegate(

@@ -45,38 +45,42 @@ def _new_key(service: Service, **limits) -> str:
 async def _burst(
     urls: list[str], secret: str, count: int, model: str = "text-basic", pids: tuple[int, ...] = ()
 ) -> list[httpx.Response]:
-    """`count` requests at once, spread over `urls`. Given the workers' `pids`, the client's
-    connections are first opened until every worker holds some (one worker can accept a
-    whole burst), and each response gets `extensions["pid"]`: the worker that answered it."""
+    """`count` requests at once, spread over `urls`, each on a connection of its own. Given
+    the workers' `pids`, the connections are first opened until every worker holds some
+    (one worker can accept a whole burst), and each response gets `extensions["pid"]`:
+    the worker that answered it."""
     for _ in range(20):
-        client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200))
-        if not pids or await _spread(client, urls[0], count, pids):
+        clients = [
+            httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1))
+            for _ in range(count)
+        ]
+        if not pids or await _spread(clients, urls[0], pids):
             break
-        await client.aclose()
+        await asyncio.gather(*(client.aclose() for client in clients))
     try:
 
         async def one(index: int) -> httpx.Response:
-            return await client.post(
+            return await clients[index].post(
                 urls[index % len(urls)] + "/chat/completions",
                 json={"model": model, "messages": MESSAGES},
                 headers={"Authorization": f"Bearer {secret}"},
             )
 
         responses = await asyncio.gather(*(one(i) for i in range(count)))
-        if pids:  # while the client still holds its connections open
+        if pids:  # while the clients still hold their connections open
             owners = _connection_owners(pids)
             for response in responses:
                 _, port = response.extensions["network_stream"].get_extra_info("client_addr")
                 response.extensions["pid"] = owners[port]
         return responses
     finally:
-        await client.aclose()
+        await asyncio.gather(*(client.aclose() for client in clients))
 
 
-async def _spread(client: httpx.AsyncClient, url: str, count: int, pids: tuple[int, ...]) -> bool:
-    """Open `count` pooled connections; true if every worker holds one of them."""
+async def _spread(clients: list[httpx.AsyncClient], url: str, pids: tuple[int, ...]) -> bool:
+    """Open each client's one connection; true if every worker holds one of them."""
     health = url.removesuffix("/v1") + "/health"
-    replies = await asyncio.gather(*(client.get(health) for _ in range(count)))
+    replies = await asyncio.gather(*(client.get(health) for client in clients))
     owners = _connection_owners(pids)
     ports = {r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in replies}
     return {owners.get(port) for port in ports} == set(pids)

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from savegate.cache import CacheBackend, MemoryCache
 from savegate.composition import build_providers
 from savegate.config import Config
 from savegate.core.redact import Redactor
@@ -30,6 +31,7 @@ from savegate.service.batch_calls import BatchCalls
 from savegate.service.batch_job import JobTools, LineSlots
 from savegate.service.batch_runner import BatchRunner
 from savegate.service.batches import BatchService
+from savegate.service.cache import ResponseCache
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
@@ -44,6 +46,10 @@ from savegate.store.responses import ResponseStore
 from savegate.store.usage import month_totals
 
 log = logging.getLogger(__name__)
+
+# How long one process's claim on an upstream call holds others (in other processes)
+# waiting for its answer, at most: a process that dies holding it delays them no longer.
+CACHE_LOCK_SECONDS = 30.0
 
 
 class Gateway:
@@ -84,7 +90,8 @@ class Gateway:
             ),
         )
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
-        pipeline = Pipeline(admission, self.executor, self.meter)
+        self.cache = self._cache()
+        pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
         self.embeddings = EmbeddingService(pipeline)
@@ -143,6 +150,23 @@ class Gateway:
 
         return RedisStore(self.config.redis_url, prefix=f"{self.config.redis_prefix}budget:")
 
+    def _cache(self) -> ResponseCache:
+        """The response cache, on only for the models and keys that ask for it."""
+        config = self.config
+        settings = config.cache
+        backend: CacheBackend = MemoryCache(settings.ttl_seconds, settings.max_bytes)
+        if settings.backend == "redis" and config.redis_url is not None:
+            from savegate.cache.redis import RedisCache
+
+            backend = RedisCache(
+                config.redis_url,
+                prefix=f"{config.redis_prefix}cache:",
+                ttl=settings.ttl_seconds,
+                lock_seconds=CACHE_LOCK_SECONDS,
+            )
+        wait = config.routing.total_timeout_seconds
+        return ResponseCache(settings, backend, self.router.canonical, self.meter, wait)
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
@@ -163,6 +187,7 @@ class Gateway:
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
         await self.budgets.aclose()
+        await self.cache.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.engine.dispose()

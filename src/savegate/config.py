@@ -177,6 +177,18 @@ class BatchesConfig(_Strict):
     window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
 
 
+class CacheConfig(_Strict):
+    """The exact response cache: off unless `models` names some (or a key asks for it)."""
+
+    models: list[str] = Field(default_factory=list)  # public names after aliases; `*` = all
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-memory LRU's bound
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=0)  # one answer, either backend
+    backend: Literal["memory", "redis"] = "memory"
+    cache_all: bool = False  # else only repeatable requests: `temperature: 0` or a `seed`
+    per_key: bool = False  # each key its own cache, rather than one shared by all keys
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -194,6 +206,13 @@ class Config(_Strict):
     usage: UsageConfig = UsageConfig()
     files: FilesConfig = FilesConfig()
     batches: BatchesConfig = BatchesConfig()
+    cache: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _redis_cache_needs_redis(self) -> Config:
+        if self.cache.backend == "redis" and not self.redis_url:
+            raise ValueError("cache.backend: redis needs redis_url")
+        return self
 
     @model_validator(mode="after")
     def _deployments_name_providers(self) -> Config:

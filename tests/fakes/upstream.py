@@ -11,7 +11,8 @@ behaviour:
 - `drop-after-<n>`: stream n chunks of `text-basic`, then cut the connection;
 - `error-after-<n>`: stream n chunks, then an in-stream error object;
 - `slow`: one chunk every 50 ms for a minute, for disconnect tests;
-- `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]`;
+- `ticks-<n>`: like `slow` but n chunks, then the finish and `[DONE]` (not streaming:
+  `text-basic`'s answer after as long);
 - `slow-json`: answer a non-streaming request only after 30 s;
 - `tool-call-first`: `tool-call-single`, calling the request's first tool by its name.
 `GET /_log` returns what it received and saw (requests, disconnects).
@@ -204,6 +205,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if model.endswith("@gzip"):
         extra.append((b"content-encoding", b"gzip"))
     if not request.get("stream"):
+        if model.startswith("ticks-"):  # as long as its stream would take
+            await asyncio.sleep(0.05 * int(model.removeprefix("ticks-")))
         await send_json(send, 200, assemble(events), extra)
         return
     if not (request.get("stream_options") or {}).get("include_usage"):
@@ -296,7 +299,9 @@ async def stream(
             events = [
                 event
                 for event in events
-                if b'"finish_reason":"' in event or event.startswith(b"data: [DONE]")
+                if b'"finish_reason":"' in event
+                or event.startswith(b"data: [DONE]")
+                or is_usage_event(event)
             ]
         for write in faults.reframe(model, events):
             await send({"type": "http.response.body", "body": write, "more_body": True})

@@ -25,6 +25,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "metering": {"api", "service", "routing", "providers", "limits"},
     "limits": {"api", "service", "routing", "providers", "metering"},
     "keys": {"api", "service", "routing", "providers", "metering", "limits"},
+    "cache": {"api", "service", "routing", "providers", "metering", "limits", "keys"},
     "store": {"api", "service", "routing", "providers", "metering", "limits"},
     "service": {"api"},
 }

@@ -68,7 +68,7 @@ class HttpRequest:
         self.body = b""
 
     def authenticated(self, key: ApiKey) -> RequestContext:
-        self._context = RequestContext(self.request_id, key, self.started)
+        self._context = RequestContext(self.request_id, key, self.started, self.header)
         return self._context
 
     @property
@@ -85,6 +85,9 @@ class HttpRequest:
                 k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]
             }
         return self._headers
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
 
     async def read_body(self, limit: int) -> None:
         declared = self.headers.get("content-length")

@@ -44,6 +44,9 @@ def _settings_arguments(parser: argparse.ArgumentParser, *, creating: bool) -> N
     parser.add_argument("--rpm", type=int, help="requests a minute")
     parser.add_argument("--tpm", type=int, help="tokens a minute")
     parser.add_argument("--concurrency", type=int, help="requests in flight at once")
+    parser.add_argument(
+        "--cache", choices=["on", "off"], help="the response cache for this key's requests"
+    )
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -92,6 +95,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "rpm": args.rpm,
         "tpm": args.tpm,
         "max_concurrent": args.concurrency,
+        "cache": {"on": True, "off": False}.get(args.cache or ""),
     }
     return {name: value for name, value in given.items() if value is not None}
 

@@ -30,6 +30,7 @@ class ApiKey:
     rpm: int | None = None  # client rate limits: requests and tokens a minute, in flight
     tpm: int | None = None
     max_concurrent: int | None = None
+    cache: bool | None = None  # the response cache for this key: on, off, or as configured
 
     @property
     def revoked(self) -> bool:
@@ -67,6 +68,7 @@ class ApiKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "max_concurrent": self.max_concurrent,
+            "cache": self.cache,
         }
 
 

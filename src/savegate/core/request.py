@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from savegate.core.keys import ApiKey
+
+
+def _no_header(name: str) -> str | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -26,6 +31,8 @@ class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    # A request header by its lower-case name, read only by what needs one (the cache).
+    header: Callable[[str], str | None] = _no_header
     batch: BatchLine | None = None
 
 

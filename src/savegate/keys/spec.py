@@ -25,6 +25,7 @@ class KeySettings(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     max_concurrent: int | None = Field(default=None, ge=1)
+    cache: bool | None = None  # the response cache: on, off, or (null) as the config says
 
     @field_validator("name", "budget_mode", mode="before")
     @classmethod

@@ -45,6 +45,7 @@ def _as_key(row: Any) -> ApiKey:
         rpm=row.rpm,
         tpm=row.tpm,
         max_concurrent=row.max_concurrent,
+        cache=row.cache,
     )
 
 

@@ -52,9 +52,41 @@ class Meter:
             return
         self._sink.add(record)
 
+    def hit(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        answer: dict[str, Any],
+        tokens: TokenCounts,
+        provider: str | None,
+        list_cost: float,
+    ) -> None:
+        """A request answered from the response cache: nothing paid, its list cost saved."""
+        context = request.context
+        elapsed = (time.perf_counter() - context.started) * 1000
+        self.record(
+            UsageRecord(
+                request_id=context.request_id,
+                key_id=context.key.id,
+                endpoint=endpoint,
+                requested_model=request.model,
+                stream=request.stream,
+                model=answer.get("model"),
+                provider=provider,
+                tokens=tokens,
+                list_cost_usd=list_cost,
+                latency_ms=elapsed,
+                ttft_ms=elapsed if request.stream else None,
+                cache_hit=True,
+                batch_id=context.batch.batch_id if context.batch is not None else None,
+            ),
+            context,
+        )
+
 
 class RequestMeter:
-    """The attempts of one request; `tokens` and `cost` add up what they used."""
+    """The attempts of one request; `tokens` and `cost` add up what they used, `answered`
+    is the record of the attempt that answered (and `usage` what its upstream reported)."""
 
     def __init__(
         self, meter: Meter, request: ChatRequest, endpoint: str, strip_usage: bool
@@ -65,6 +97,8 @@ class RequestMeter:
         self.strip_usage = strip_usage
         self.tokens = 0
         self.cost = 0.0
+        self.answered: UsageRecord | None = None
+        self.usage: dict[str, Any] | None = None
 
     def attempt(self, target: Target) -> AttemptMeter:
         return AttemptMeter(self, target)
@@ -180,4 +214,6 @@ class AttemptMeter:
             record.error_type = "client_disconnected"
         self._parent.tokens += tokens.total
         self._parent.cost += record.cost_usd
+        if error is None and not cancelled:
+            self._parent.answered, self._parent.usage = record, usage
         self._parent.meter.record(record, self._parent.request.context)

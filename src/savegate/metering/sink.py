@@ -74,11 +74,11 @@ class UsageSink:
         return len(self._buffer)
 
     def pending_totals(self, key_id: str, since: datetime) -> tuple[int, float]:
-        """Tokens and cost of a key's rows not yet written."""
+        """Tokens and cost of a key's rows not yet written (cache hits count for nothing)."""
         rows = [
             r
             for r in (*self._writing, *self._buffer)
-            if r.key_id == key_id and r.created_at >= since
+            if r.key_id == key_id and r.created_at >= since and not r.cache_hit
         ]
         return sum(r.tokens.total for r in rows), sum(r.cost_usd for r in rows)
 

@@ -99,6 +99,10 @@ class ModelRouter:
         if catch_all is not None and catch_all.pattern not in self._exact:
             self._listed.append(catch_all)
 
+    def canonical(self, model: str) -> str:
+        """The public name `model` stands for (itself, unless it is an alias)."""
+        return self._aliases.get(model, model)
+
     def find(self, model: str) -> ModelGroup | None:
         model = self._aliases.get(model, model)
         group = self._exact.get(model)

@@ -120,6 +120,16 @@ class Admission:
             raise
         return Ticket(request, permit, reservation, self._budgets)
 
+    async def admit_hit(self, request: ChatRequest) -> dict[str, str]:
+        """A request answered from the response cache counts against its key's rpm only:
+        it uses no upstream tokens, costs nothing and is over at once. Its headers."""
+        key = request.context.key
+        if key.rpm is None:
+            return {}
+        permit = await self._rate_limiter.acquire(key.id, RateLimits(key.rpm, None, None), 0)
+        await permit.settle(0)
+        return permit.headers()
+
     async def _reserve(
         self, request: ChatRequest, plan: list[Attempt], endpoint: str
     ) -> tuple[ChatRequest, Reservation | None]:

@@ -1,8 +1,10 @@
-"""The path of every model call: access → client rate limits → budget → executor → settle.
+"""The path of every model call: access → response cache → client rate limits → budget →
+executor → settle.
 
 Chat, legacy completions, embeddings, Messages and Responses all come through here; they
 differ only in how a deployment is called. Answers are neutral (OpenAI-shaped payloads
-and chunk streams) and carry the headers the client is owed.
+and chunk streams) and carry the headers the client is owed. A cache hit makes no
+upstream attempt and counts only against its key's rpm (see `Admission.admit_hit`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Generic, TypeVar
 from savegate.core.errors import GatewayError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.metering.meter import Meter
+from savegate.metering.meter import Meter, RequestMeter
 from savegate.providers.base import ChatStream
 from savegate.routing.executor import Call, Capability, Executor, Open
 from savegate.service.admission import Admission, check_model_access
+from savegate.service.cache import Look, ResponseCache
 from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
@@ -30,15 +33,38 @@ class Reply(Generic[T]):
 
 
 class Pipeline:
-    def __init__(self, admission: Admission, executor: Executor, meter: Meter) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        executor: Executor,
+        meter: Meter,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self._admission = admission
         self._executor = executor
         self._meter = meter
+        self._cache = cache
 
     async def call(
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
     ) -> Reply[Json]:
         check_model_access(request)
+        look = await self._cache.look(request, endpoint) if self._cache else None
+        if look is None:
+            reply, _ = await self._call(request, endpoint, invoke, supports)
+            return reply
+        if look.entry is not None:
+            return await self._hit(look, request, lambda: look.serve(request, endpoint))
+        try:
+            reply, used = await self._call(request, endpoint, invoke, supports)
+            await look.keep(reply.value.data, used)
+        finally:
+            await look.release()
+        return Reply(reply.value, {**reply.headers, **look.headers})
+
+    async def _call(
+        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None
+    ) -> tuple[Reply[Json], RequestMeter]:
         plan = self._executor.plan(request.model, supports)
         ticket = await self._admission.admit(request, plan, endpoint)
         used = self._meter.start(ticket.request, endpoint, strip_usage=False)
@@ -48,7 +74,13 @@ class Pipeline:
             raise ticket.refused(exc) from None
         finally:
             await ticket.settle(used)
-        return Reply(answer, ticket.headers)
+        return Reply(answer, ticket.headers), used
+
+    async def _hit(self, look: Look, request: ChatRequest, answer: Callable[[], T]) -> Reply[T]:
+        """A cache hit: no upstream attempt (not even a plan: the entry's key names the
+        public model that answered), no budget; it counts against the key's rpm."""
+        headers = await self._admission.admit_hit(request)
+        return Reply(answer(), {**headers, **look.headers})
 
     def served_with(self, model: str, supports: Capability) -> bool:
         """Whether every deployment a request for `model` may reach has the ability."""
@@ -72,6 +104,27 @@ class Pipeline:
         `reports_usage` unasked (Responses events) is neither asked for it nor stripped
         of it."""
         check_model_access(request)
+        look = await self._cache.look(request, endpoint) if self._cache else None
+        if look is None:
+            reply, _ = await self._open(request, endpoint, open_stream, supports, reports_usage)
+            return reply
+        if look.entry is not None:
+            return await self._hit(look, request, lambda: look.replay(request, endpoint))
+        try:
+            reply, used = await self._open(request, endpoint, open_stream, supports, reports_usage)
+        except BaseException:
+            await look.release()
+            raise
+        return Reply(look.record(reply.value, used), {**reply.headers, **look.headers})
+
+    async def _open(
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        open_stream: Open,
+        supports: Capability | None,
+        reports_usage: bool,
+    ) -> tuple[Reply[ChatStream], RequestMeter]:
         plan = self._executor.plan(request.model, supports)
         wants_usage = request.include_usage or reports_usage
         if not wants_usage:  # always asked upstream: it is what the stream is billed by
@@ -87,7 +140,7 @@ class Pipeline:
         except BaseException:
             await ticket.settle(used)
             raise
-        return Reply(SettledStream(stream, lambda: ticket.settle(used)), ticket.headers)
+        return Reply(SettledStream(stream, lambda: ticket.settle(used)), ticket.headers), used
 
 
 class SettledStream:

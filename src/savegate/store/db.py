@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -28,35 +29,17 @@ def create_engine(url: str) -> AsyncEngine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
 
-    @event.listens_for(engine.sync_engine, "connect")
-    def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-        # WAL lets the CLI write while a running gateway reads.
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
+    event.listen(engine.sync_engine, "connect", lambda dbapi, _record: sqlite_pragmas(dbapi))
     return engine
 
 
-def serialized(engine: AsyncEngine) -> AsyncEngine:
-    """An engine whose transactions exclude every other writer from their start: on SQLite
-    a second engine that begins with BEGIN IMMEDIATE (a plain BEGIN would let two
-    processes read the same balance, then both write); PostgreSQL locks rows instead."""
-    if engine.url.get_backend_name() != "sqlite":
-        return engine
-    serial = create_engine(engine.url.render_as_string(hide_password=False))
-
-    @event.listens_for(serial.sync_engine, "connect")
-    def _no_implicit_begin(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(serial.sync_engine, "begin")
-    def _begin_immediate(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return serial
+def sqlite_pragmas(dbapi_connection: Any) -> None:
+    # WAL lets the CLI write while a running gateway reads.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -45,6 +45,7 @@ api_keys = Table(
     Column("rpm", Integer, nullable=True),
     Column("tpm", Integer, nullable=True),
     Column("max_concurrent", Integer, nullable=True),
+    Column("cache", Boolean, nullable=True),  # the response cache: null = as configured
 )
 
 # Counters other processes bump so that running gateways notice a change cheaply

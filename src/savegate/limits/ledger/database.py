@@ -1,7 +1,7 @@
 """The ledger's store in the gateway's own database, for several processes without Redis.
 
 Each step is one transaction that holds the key's month exclusively: on SQLite the whole
-database (BEGIN IMMEDIATE, see `store.db.serialized`), on PostgreSQL the month's row
+database (BEGIN IMMEDIATE, see `store.serial`), on PostgreSQL the month's row
 (SELECT … FOR UPDATE). Leases are timed by each process's clock.
 """
 
@@ -11,14 +11,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.limits.ledger.base import Balance, Limits, Reservation, over
 from savegate.limits.ledger.store import TOMBSTONE, Claim, Loaded, Reply
-from savegate.store.db import serialized
+from savegate.store.serial import Serial
 from savegate.store.tables import budget_holds, budget_months, budget_settled
 
 
@@ -30,18 +30,16 @@ class DatabaseStore:
     errors: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = serialized(engine)
-        self._owned = self._engine is not engine
+        self._serial = Serial(engine)
         postgres = engine.url.get_backend_name() == "postgresql"
         self._insert: Any = postgresql.insert if postgres else sqlite.insert
 
-    async def _month(
-        self, connection: AsyncConnection, key_id: str, period: str
-    ) -> Row[Any] | None:
+    @staticmethod
+    def _month(connection: Connection, key_id: str, period: str) -> Row[Any] | None:
         query = select(budget_months).where(
             budget_months.c.key_id == key_id, budget_months.c.period == period
         )
-        return (await connection.execute(query.with_for_update())).first()
+        return connection.execute(query.with_for_update()).first()
 
     @staticmethod
     def _state(row: Row[Any] | None, gen: str, *, settling: bool = False) -> Reply | None:
@@ -55,9 +53,7 @@ class DatabaseStore:
             return Reply("stale", gen=row.gen)
         return None
 
-    async def _hold(
-        self, connection: AsyncConnection, holds: list[Reservation], lease: float
-    ) -> None:
+    def _hold(self, connection: Connection, holds: list[Reservation], lease: float) -> None:
         if holds:
             rows = [
                 {
@@ -71,56 +67,71 @@ class DatabaseStore:
                 for h in holds
             ]
             statement = self._insert(budget_holds).on_conflict_do_nothing()
-            await connection.execute(statement, rows)
+            connection.execute(statement, rows)
 
-    async def _release(self, connection: AsyncConnection, hold: Reservation) -> None:
+    def _release(self, connection: Connection, hold: Reservation) -> None:
         """Keep a settled hold a while, at zero (see TOMBSTONE)."""
         zero = {"tokens": 0, "cost": 0.0, "expires_at": time.time() + TOMBSTONE}
         row = {"id": hold.id, "key_id": hold.key_id, "period": _month_of(hold.period), **zero}
         statement = self._insert(budget_holds).values(row)
-        await connection.execute(statement.on_conflict_do_update(index_elements=["id"], set_=zero))
+        connection.execute(statement.on_conflict_do_update(index_elements=["id"], set_=zero))
 
     async def reserve(self, hold: Reservation, gen: str, limits: Limits, lease: float) -> Reply:
+        return await self._serial.run(lambda c: self._reserve(c, hold, gen, limits, lease))
+
+    def _reserve(
+        self, connection: Connection, hold: Reservation, gen: str, limits: Limits, lease: float
+    ) -> Reply:
         period = _month_of(hold.period)
         mine = (budget_holds.c.key_id == hold.key_id) & (budget_holds.c.period == period)
-        async with self._engine.begin() as connection:
-            row = await self._month(connection, hold.key_id, period)
-            state = self._state(row, gen)
-            if state is not None or row is None:
-                return state or Reply("absent")
-            expired = delete(budget_holds).where(mine, budget_holds.c.expires_at < time.time())
-            await connection.execute(expired)
-            totals = select(
-                func.coalesce(func.sum(budget_holds.c.tokens), 0),
-                func.coalesce(func.sum(budget_holds.c.cost), 0.0),
-            ).where(mine)
-            held_tokens, held_cost = (await connection.execute(totals)).one()
-            balance = Balance(row.tokens, row.spend, int(held_tokens), float(held_cost))
-            which = over(limits, balance, hold.tokens, hold.cost)
-            if which is None:
-                await self._hold(connection, [hold], lease)
+        row = self._month(connection, hold.key_id, period)
+        state = self._state(row, gen)
+        if state is not None or row is None:
+            return state or Reply("absent")
+        expired = delete(budget_holds).where(mine, budget_holds.c.expires_at < time.time())
+        connection.execute(expired)
+        totals = select(
+            func.coalesce(func.sum(budget_holds.c.tokens), 0),
+            func.coalesce(func.sum(budget_holds.c.cost), 0.0),
+        ).where(mine)
+        held_tokens, held_cost = connection.execute(totals).one()
+        balance = Balance(row.tokens, row.spend, int(held_tokens), float(held_cost))
+        which = over(limits, balance, hold.tokens, hold.cost)
+        if which is None:
+            self._hold(connection, [hold], lease)
         return Reply("over" if which else "ok", over=which, balance=balance)
 
     async def settle(
         self, hold: Reservation, gen: str, tokens: int, cost: float, request_id: str
     ) -> Reply:
+        return await self._serial.run(
+            lambda c: self._settle(c, hold, gen, tokens, cost, request_id)
+        )
+
+    def _settle(
+        self,
+        connection: Connection,
+        hold: Reservation,
+        gen: str,
+        tokens: int,
+        cost: float,
+        request_id: str,
+    ) -> Reply:
         period = _month_of(hold.period)
-        async with self._engine.begin() as connection:
-            row = await self._month(connection, hold.key_id, period)
-            state = self._state(row, gen, settling=True)
-            if state is not None or row is None:
-                return state or Reply("absent")
-            loading = row.loading_until is not None
-            await self._release(connection, hold)
-            await connection.execute(
-                update(budget_months)
-                .where(budget_months.c.key_id == hold.key_id, budget_months.c.period == period)
-                .values(tokens=row.tokens + tokens, spend=row.spend + cost)
-            )
-            if loading:
-                settled = {"key_id": hold.key_id, "period": period, "request_id": request_id}
-                statement = self._insert(budget_settled).on_conflict_do_nothing()
-                await connection.execute(statement, settled)
+        row = self._month(connection, hold.key_id, period)
+        state = self._state(row, gen, settling=True)
+        if state is not None or row is None:
+            return state or Reply("absent")
+        loading = row.loading_until is not None
+        self._release(connection, hold)
+        connection.execute(
+            update(budget_months)
+            .where(budget_months.c.key_id == hold.key_id, budget_months.c.period == period)
+            .values(tokens=row.tokens + tokens, spend=row.spend + cost)
+        )
+        if loading:
+            settled = {"key_id": hold.key_id, "period": period, "request_id": request_id}
+            connection.execute(self._insert(budget_settled).on_conflict_do_nothing(), settled)
         before = Balance(row.tokens, row.spend)
         after = Balance(row.tokens + tokens, row.spend + cost)
         return Reply("ok", balance=before, after=after, partial=loading)
@@ -137,45 +148,48 @@ class DatabaseStore:
     ) -> Claim:
         month = _month_of(period)
         loading = {"loading_until": time.time() + claim_for, "loader": loader}
-        async with self._engine.begin() as connection:
-            created = await connection.execute(
+
+        def work(connection: Connection) -> Claim:
+            created = connection.execute(
                 self._insert(budget_months)
                 .values(key_id=key_id, period=month, gen=gen, tokens=0, spend=0.0, **loading)
                 .on_conflict_do_nothing()
             )
             claimed = created.rowcount == 1
-            row = await self._month(connection, key_id, month)
+            row = self._month(connection, key_id, month)
             assert row is not None
             if not claimed and row.loading_until is not None and row.loading_until < time.time():
                 claimed = True  # its loader died; what was settled since is left out again
-                await connection.execute(
+                connection.execute(
                     update(budget_months)
                     .where(budget_months.c.key_id == key_id, budget_months.c.period == month)
                     .values(**loading)
                 )
-            await self._hold(connection, holds, lease)
-        return Claim(claimed, row.gen)
+            self._hold(connection, holds, lease)
+            return Claim(claimed, row.gen)
+
+        return await self._serial.run(work)
 
     async def settled_while_loading(self, key_id: str, period: datetime) -> frozenset[str]:
         query = select(budget_settled.c.request_id).where(
             budget_settled.c.key_id == key_id, budget_settled.c.period == _month_of(period)
         )
-        async with self._engine.connect() as connection:
-            return frozenset((await connection.execute(query)).scalars())
+        return await self._serial.run(lambda c: frozenset(c.execute(query).scalars()))
 
     async def loaded(
         self, key_id: str, period: datetime, loader: str, seen: int, tokens: int, spend: float
     ) -> Loaded:
         month = _month_of(period)
         settled = (budget_settled.c.key_id == key_id) & (budget_settled.c.period == month)
-        async with self._engine.begin() as connection:
-            row = await self._month(connection, key_id, month)
+
+        def work(connection: Connection) -> Loaded:
+            row = self._month(connection, key_id, month)
             if row is None or row.loader != loader:
                 return "lost"
             count = select(func.count()).select_from(budget_settled).where(settled)
-            if (await connection.execute(count)).scalar_one() != seen:
+            if connection.execute(count).scalar_one() != seen:
                 return "again"
-            await connection.execute(
+            connection.execute(
                 update(budget_months)
                 .where(budget_months.c.key_id == key_id, budget_months.c.period == month)
                 .values(
@@ -185,27 +199,33 @@ class DatabaseStore:
                     loader=None,
                 )
             )
-            await connection.execute(delete(budget_settled).where(settled))
-        return "done"
+            connection.execute(delete(budget_settled).where(settled))
+            return "done"
+
+        return await self._serial.run(work)
 
     async def adopt(
         self, key_id: str, period: datetime, holds: list[Reservation], lease: float
     ) -> Reply:
-        async with self._engine.begin() as connection:
-            row = await self._month(connection, key_id, _month_of(period))
+        def work(connection: Connection) -> Reply:
+            row = self._month(connection, key_id, _month_of(period))
             if row is None:
                 return Reply("absent")
-            await self._hold(connection, holds, lease)
-        return Reply("ok", gen=row.gen)
+            self._hold(connection, holds, lease)
+            return Reply("ok", gen=row.gen)
+
+        return await self._serial.run(work)
 
     async def forget(self, key_id: str, period: datetime) -> None:
         month = _month_of(period)
-        async with self._engine.begin() as connection:
+
+        def work(connection: Connection) -> None:
             for table in (budget_months, budget_holds, budget_settled):
-                await connection.execute(
+                connection.execute(
                     delete(table).where(table.c.key_id == key_id, table.c.period == month)
                 )
 
+        await self._serial.run(work)
+
     async def aclose(self) -> None:
-        if self._owned:
-            await self._engine.dispose()
+        await self._serial.aclose()

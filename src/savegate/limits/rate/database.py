@@ -2,7 +2,7 @@
 transaction per acquire and one per settle.
 
 An acquire holds its key exclusively from the moment it reads the clock: on SQLite the whole
-database (BEGIN IMMEDIATE, see `store.db.serialized`), on PostgreSQL a transaction-scoped
+database (BEGIN IMMEDIATE, see `store.serial`), on PostgreSQL a transaction-scoped
 advisory lock on the key. It then applies the same rule as the other backends
 (`rules.py`) to the key's rows of the last window. Times are epoch seconds from each
 process's clock, which on one machine is the same clock. Each acquire also deletes a few
@@ -20,14 +20,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.limits.rate import rules
 from savegate.limits.rate.model import WINDOW, Decision, Grant, RateLimits
 from savegate.limits.rate.shared import OPEN, Outage, Settler
-from savegate.store.db import serialized
+from savegate.store.serial import Serial
 from savegate.store.tables import rate_permits
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ class DatabaseBackend:
         """`window` is what rpm and tpm count over: a minute, shorter only in tests. `lease`
         bounds how long a slot outlives a process that died holding it; keep it above the
         longest request."""
-        self._engine = serialized(engine)
-        self._owned = self._engine is not engine
+        self._serial = Serial(engine)
         self._postgres = engine.url.get_backend_name() == "postgresql"
         self._window = window
         self._lease = lease
@@ -72,22 +71,21 @@ class DatabaseBackend:
         if self._outage.ongoing:
             return OPEN
         try:
-            async with self._engine.begin() as connection:
-                return await self._acquire(connection, key_id, limits, tokens)
+            return await self._serial.run(lambda c: self._acquire(c, key_id, limits, tokens))
         except _ERRORS as exc:
             self._outage.failed(exc)
             return OPEN
 
-    async def _acquire(
-        self, connection: AsyncConnection, key_id: str, limits: RateLimits, tokens: int
+    def _acquire(
+        self, connection: Connection, key_id: str, limits: RateLimits, tokens: int
     ) -> Decision:
         if self._postgres:
             lock = func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(key_id))
-            await connection.execute(select(lock))
+            connection.execute(select(lock))
         now = time.time()  # with the key held, so that its rows are admitted in time order
         cutoff = now - self._window
-        await self._prune(connection, now, cutoff)
-        log = await self._log(connection, key_id, now, cutoff)
+        self._prune(connection, now, cutoff)
+        log = self._log(connection, key_id, now, cutoff)
         refused = rules.refusal(log, limits, tokens, now, self._window)
         if refused is not None:
             tripped, wait = refused
@@ -109,12 +107,12 @@ class DatabaseBackend:
         if limits.max_concurrent is not None:
             row["lease_until"] = now + self._lease
             log.in_flight += 1
-        await connection.execute(rate_permits.insert().values(row))
+        connection.execute(rate_permits.insert().values(row))
         grant = rules.grant(key_id, row["id"], limits, tokens)
         return Decision(rules.usage(log, now, self._window), grant=grant)
 
     @staticmethod
-    async def _prune(connection: AsyncConnection, now: float, cutoff: float) -> None:
+    def _prune(connection: Connection, now: float, cutoff: float) -> None:
         """Delete the oldest rows that no longer count; rows another transaction has locked
         (PostgreSQL) are left for later rather than waited for."""
         stale = (
@@ -124,17 +122,17 @@ class DatabaseBackend:
             .limit(_PRUNE_PER_CALL)
             .with_for_update(skip_locked=True)
         )
-        await connection.execute(delete(rate_permits).where(_t.id.in_(stale)))
+        connection.execute(delete(rate_permits).where(_t.id.in_(stale)))
 
     @staticmethod
-    async def _log(connection: AsyncConnection, key_id: str, now: float, cutoff: float) -> _Log:
+    def _log(connection: Connection, key_id: str, now: float, cutoff: float) -> _Log:
         query = (
             select(_t.admitted_at, _t.request, _t.tokens, _t.lease_until)
             .where(_t.key_id == key_id, or_(_t.admitted_at > cutoff, _t.lease_until > now))
             .order_by(_t.admitted_at)
         )
         log = _Log()
-        for at, request, tokens, lease_until in await connection.execute(query):
+        for at, request, tokens, lease_until in connection.execute(query):
             if lease_until is not None and lease_until > now:
                 log.in_flight += 1
             if at <= cutoff:
@@ -161,12 +159,10 @@ class DatabaseBackend:
             values["lease_until"] = None
         statement = update(rate_permits).where(_t.id == grant.permit_id).values(values)
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+            await self._serial.run(lambda c: c.execute(statement))
         except _ERRORS as exc:
             self._outage.failed(exc)
 
     async def aclose(self) -> None:
         await self._settler.aclose()
-        if self._owned:
-            await self._engine.dispose()
+        await self._serial.aclose()

@@ -1,0 +1,262 @@
+"""The exact response cache: which requests it serves, under what key, and single flight.
+
+A request is looked up when the cache is on for its key (the key's own setting) or its
+model (`cache.models`, public names after aliases), it asks for a repeatable answer
+(`temperature: 0` or a `seed`, embeddings always; every request with `cache_all`), and
+its headers allow it: `x-savegate-cache: no-store` or `Cache-Control: no-store` neither
+reads nor writes, `refresh` or `no-cache` does not read but writes. The key is a hash of
+the endpoint and the canonical request: the public model after aliases and every other
+field but `user`, `stream` and `stream_options`, as JSON with sorted keys.
+
+Identical misses at once make one upstream call: the first leads, the others wait for its
+answer and are served it from the cache, or make their own call if it failed. Within a
+process through a future; across processes with Redis through a short lock key. A store
+that cannot be reached bypasses the cache; it never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from savegate.cache import CacheBackend, CacheUnavailable, Entry
+from savegate.config import CacheConfig
+from savegate.core.errors import InvalidRequest
+from savegate.core.keys import ApiKey
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest, RequestContext
+from savegate.metering.meter import Meter, RequestMeter
+from savegate.providers.base import ChatStream
+from savegate.service.cache_replay import CODECS, Assembler, Codec, Recording
+
+log = logging.getLogger(__name__)
+
+HEADER = "x-savegate-cache"
+_IGNORED = ("user", "stream", "stream_options")
+_POLL = 0.025  # seconds between looks while another process makes the call
+_MEMO = 1024  # model names whose cache setting is remembered
+
+
+def directive(context: RequestContext) -> str | None:
+    """`no-store`, `refresh` or None, from the request's headers."""
+    asked = context.header(HEADER)
+    if asked is not None:
+        asked = asked.strip().lower()
+        if asked not in ("no-store", "refresh"):
+            raise InvalidRequest(
+                f"Invalid {HEADER} header '{asked}': expected no-store or refresh.",
+                code="invalid_cache_directive",
+            )
+        return asked
+    control = context.header("cache-control")
+    if control is None:
+        return None
+    tokens = {token.strip().lower() for token in control.split(",")}
+    if "no-store" in tokens:
+        return "no-store"
+    return "refresh" if "no-cache" in tokens else None
+
+
+class Look:
+    """One request's dealings with the cache: a hit (`entry`), a miss whose answer is to
+    be kept (`keep`, then `release` however the call ended), or a bypass."""
+
+    def __init__(
+        self,
+        cache: ResponseCache | None,
+        codec: Codec,
+        digest: str = "",
+        entry: Entry | None = None,
+        *,
+        leads: bool = False,
+        claimed: bool = False,
+    ) -> None:
+        self._cache = cache
+        self.codec = codec
+        self._digest = digest
+        self.entry = entry
+        self._leads = leads
+        self._claimed = claimed
+
+    @property
+    def headers(self) -> dict[str, str]:
+        state = "hit" if self.entry is not None else "miss" if self._cache else "bypass"
+        return {HEADER: state}
+
+    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
+        """Store the answer, if it is whole and the upstream said what it used."""
+        record = used.answered
+        if self._cache is None or answer is None or record is None or record.estimated:
+            return
+        await self._cache.put(self._digest, answer, record.provider, record.list_cost_usd)
+
+    def record(self, stream: ChatStream, used: RequestMeter) -> ChatStream:
+        """The stream, its answer kept when it ends whole."""
+        if self._cache is None or self.codec.assembler is None:
+            return stream
+
+        async def done(assembler: Assembler | None) -> None:
+            try:
+                if assembler is not None:
+                    await self.keep(assembler.answer(used.usage), used)
+            finally:
+                await self.release()
+
+        return Recording(stream, self.codec.assembler(), done)
+
+    def serve(self, request: ChatRequest, endpoint: str) -> Json:
+        """A hit's whole answer (its usage row recorded)."""
+        assert self._cache is not None and self.entry is not None
+        self._cache.hit(request, endpoint, self.entry)
+        return Json.of(self.codec.whole(self.entry.answer, request.context.request_id))
+
+    def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
+        """A hit as a stream (its usage row recorded)."""
+        assert self._cache is not None and self.entry is not None
+        self._cache.hit(request, endpoint, self.entry)
+        answer, request_id = self.entry.answer, request.context.request_id
+        return self.codec.stream(answer, request.include_usage, request_id)
+
+    async def release(self) -> None:
+        """Let those waiting for this call look again."""
+        if self._cache is not None and self._leads:
+            self._leads = False
+            await self._cache.land(self._digest, self._claimed)
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        config: CacheConfig,
+        backend: CacheBackend,
+        canonical: Callable[[str], str],
+        meter: Meter,
+        wait: float,
+    ) -> None:
+        """`canonical`: a model name after aliases; `wait`: how long a miss may wait for
+        the same call made by another request."""
+        self._config = config
+        self._backend = backend
+        self._canonical = canonical
+        self._meter = meter
+        self._wait = wait
+        self._everything = "*" in config.models
+        self._models: dict[str, bool] = {}
+        self._flights: dict[str, asyncio.Future[None]] = {}
+
+    def _enabled(self, key: ApiKey, model: str) -> bool:
+        if key.cache is not None:
+            return key.cache
+        if self._everything or not self._config.models:
+            return self._everything
+        enabled = self._models.get(model)
+        if enabled is None:
+            enabled = any(fnmatch.fnmatchcase(model, p) for p in self._config.models)
+            if len(self._models) < _MEMO:
+                self._models[model] = enabled
+        return enabled
+
+    def _repeatable(self, body: dict[str, Any], endpoint: str) -> bool:
+        return (
+            self._config.cache_all
+            or endpoint == "embeddings"
+            or body.get("temperature") == 0
+            or body.get("seed") is not None
+        )
+
+    def _digest(self, request: ChatRequest, model: str, endpoint: str) -> str:
+        body = {name: value for name, value in request.body.items() if name not in _IGNORED}
+        body["model"] = model
+        scope: list[Any] = [endpoint, body]
+        if self._config.per_key:
+            scope.append(request.context.key.id)
+        canonical = orjson.dumps(scope, option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(canonical, digest_size=20).hexdigest()
+
+    async def look(self, request: ChatRequest, endpoint: str) -> Look | None:
+        """None when the cache is not on for this request's key, model or endpoint."""
+        codec = CODECS.get(endpoint)
+        if codec is None:
+            return None
+        model = self._canonical(request.model)
+        if not self._enabled(request.context.key, model):
+            return None
+        asked = directive(request.context)
+        if asked == "no-store" or not self._repeatable(request.body, endpoint):
+            return Look(None, codec)
+        digest = self._digest(request, model, endpoint)
+        try:
+            if asked == "refresh":
+                return Look(self, codec, digest)
+            return await self._find(codec, digest)
+        except CacheUnavailable:
+            return Look(None, codec)
+
+    async def _find(self, codec: Codec, digest: str) -> Look:
+        entry = await self._backend.get(digest)
+        if entry is not None:
+            return Look(self, codec, digest, entry)
+        flight = self._flights.get(digest)
+        if flight is not None:  # the same call is being made here: wait for its answer
+            try:
+                async with asyncio.timeout(self._wait):
+                    await asyncio.shield(flight)
+            except TimeoutError:
+                pass
+            return Look(self, codec, digest, await self._backend.get(digest))
+        self._flights[digest] = asyncio.get_running_loop().create_future()
+        try:
+            claimed = await self._claim(digest)
+        except BaseException:
+            await self.land(digest, claimed=False)
+            raise
+        if isinstance(claimed, Entry):
+            await self.land(digest, claimed=False)
+            return Look(self, codec, digest, claimed)
+        return Look(self, codec, digest, leads=True, claimed=claimed)
+
+    async def _claim(self, digest: str) -> bool | Entry:
+        """Claim the call across processes (True), or the answer another process made
+        meanwhile; False when the wait for it ran out."""
+        deadline = time.monotonic() + self._wait
+        while not await self._backend.claim(digest):
+            await asyncio.sleep(_POLL)
+            entry = await self._backend.get(digest)
+            if entry is not None:
+                return entry
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
+    async def land(self, digest: str, claimed: bool) -> None:
+        flight = self._flights.pop(digest, None)
+        if flight is not None and not flight.done():
+            flight.set_result(None)
+        if claimed:
+            await self._backend.release(digest)
+
+    async def put(
+        self, digest: str, answer: dict[str, Any], provider: str | None, list_cost: float
+    ) -> None:
+        entry, raw = Entry.make(answer, provider, list_cost)
+        if len(raw) > self._config.max_entry_bytes:
+            return
+        with contextlib.suppress(CacheUnavailable):  # kept next time, then
+            await self._backend.put(digest, entry, raw)
+
+    def hit(self, request: ChatRequest, endpoint: str, entry: Entry) -> None:
+        """Record a hit's usage row: nothing paid, its list cost saved."""
+        self._meter.hit(
+            request, endpoint, entry.answer, entry.tokens, entry.provider, entry.list_cost_usd
+        )
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()

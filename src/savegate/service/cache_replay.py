@@ -1,0 +1,117 @@
+"""How each endpoint's answers go into the response cache and come out of it.
+
+An entry holds the endpoint's whole answer, whichever way it was first produced: a
+streamed answer is folded into the whole object as it passes (`Recording`), and a
+streaming request for a cached answer gets it back as the chunks of a stream
+(`Replay`), which the dialect's framer turns into its wire like any other stream. Each
+replay has a fresh `id` and `created`; `model` stays the model that really answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from savegate.core.payload import Json
+from savegate.providers.base import ChatStream
+from savegate.wire.chunks import Chunks
+from savegate.wire.replay import ChatAssembler, TextAssembler, chat_chunks, text_chunks
+
+
+class Assembler(Protocol):
+    def feed(self, chunk: dict[str, Any]) -> None: ...
+
+    def answer(self, usage: dict[str, Any] | None) -> dict[str, Any] | None: ...
+
+
+Chunker = Callable[..., list[Json]]
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """An endpoint's answers: the id prefix of a fresh answer (None: answers without
+    one), how its stream is folded and unfolded (None: an endpoint that does not stream)."""
+
+    prefix: str | None
+    assembler: Callable[[], Assembler] | None = None
+    chunks: Chunker | None = None
+
+    def fresh(self, request_id: str) -> tuple[str, int]:
+        """A replay's id (made of the request's own, unique as it is) and `created`."""
+        assert self.prefix is not None
+        return self.prefix + request_id.removeprefix("req_"), int(time.time())
+
+    def whole(self, answer: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The answer to a non-streaming request."""
+        if self.prefix is None:
+            return answer
+        id, created = self.fresh(request_id)
+        return {**answer, "id": id, "created": created}
+
+    def stream(self, answer: dict[str, Any], include_usage: bool, request_id: str) -> ChatStream:
+        assert self.chunks is not None
+        id, created = self.fresh(request_id)
+        return Replay(self.chunks(answer, include_usage, id=id, created=created))
+
+
+CODECS = {
+    "chat": Codec("chatcmpl-", ChatAssembler, chat_chunks),
+    "completions": Codec("cmpl-", TextAssembler, text_chunks),
+    "embeddings": Codec(None),
+}
+
+
+class Replay:
+    """A cached answer as a stream: all its chunks in one batch."""
+
+    def __init__(self, chunks: list[Json]) -> None:
+        self._chunks = chunks
+
+    async def _batches(self) -> AsyncGenerator[Chunks, None]:
+        yield Chunks(self._chunks)
+
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Recording:
+    """A stream on its way to the client, folded into the whole answer as it passes.
+    Once closed, `done` gets the answer (None: the stream did not end whole)."""
+
+    def __init__(
+        self,
+        stream: ChatStream,
+        assembler: Assembler,
+        done: Callable[[Assembler | None], Awaitable[None]],
+    ) -> None:
+        self._stream = stream
+        self._assembler = assembler
+        self._done = done
+        self._whole = False
+        self._batches: AsyncGenerator[Chunks, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        if self._batches is None:
+            self._batches = self._relay()
+        return self._batches
+
+    async def _relay(self) -> AsyncGenerator[Chunks, None]:
+        feed = self._assembler.feed
+        async for batch in self._stream:
+            for chunk in batch:
+                feed(chunk.data)
+            yield batch
+        self._whole = True
+
+    async def aclose(self) -> None:
+        try:
+            if self._batches is not None:
+                await self._batches.aclose()
+            await self._stream.aclose()
+        finally:
+            await self._done(self._assembler if self._whole else None)

@@ -1,0 +1,71 @@
+"""Transactions that exclude every other writer from their start, each run as one unit.
+
+The ledger and the database rate limits take one such transaction per step. On SQLite it
+is BEGIN IMMEDIATE (a plain BEGIN would let two processes read the same balance, then
+both write) and the whole transaction runs in one hop to a thread of its own, on the
+stdlib driver: through the async driver every statement, fetch and commit would be a
+hand-off between threads, some thirty of them for a reservation and its settlement.
+PostgreSQL locks rows instead and runs the same work on its async connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from savegate.store.db import sqlite_pragmas
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+
+class Serial:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sync: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if engine.url.get_backend_name() == "sqlite":
+            self._sync = _immediate(engine)
+            # One thread: SQLite admits one writer at a time anyway.
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="savegate-serial")
+
+    async def run(self, work: Work[T]) -> T:
+        """`work` on a connection inside one exclusive transaction, committed if it
+        returns, rolled back if it raises."""
+        if self._sync is None:
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._in_thread, work)
+
+    def _in_thread(self, work: Work[T]) -> T:
+        assert self._sync is not None
+        with self._sync.begin() as connection:
+            return work(connection)
+
+    async def aclose(self) -> None:
+        if self._thread is not None and self._sync is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread, self._sync.dispose)
+            self._thread.shutdown(wait=False)
+
+
+def _immediate(engine: AsyncEngine) -> Engine:
+    url = engine.url.set(drivername="sqlite")
+    sync = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(sync, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        sqlite_pragmas(dbapi_connection)
+        dbapi_connection.isolation_level = None  # we say when transactions begin
+
+    @event.listens_for(sync, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return sync
