@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from savegate.cache import CacheBackend, MemoryCache
 from savegate.composition import build_providers
@@ -21,17 +22,26 @@ from savegate.metering.alerts import AlertSender
 from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
+from savegate.metering.rows import UsageInsert
 from savegate.metering.sink import UsageSink
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
+from savegate.service.batch_calls import BatchCalls
+from savegate.service.batch_job import JobTools, LineSlots
+from savegate.service.batch_runner import BatchRunner
+from savegate.service.batches import BatchService
 from savegate.service.cache import ResponseCache
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
+from savegate.service.files import FilesService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
+from savegate.store.batches import BatchStore
+from savegate.store.blobs import BlobStore
 from savegate.store.db import create_engine, create_schema
+from savegate.store.files import FileStore
 from savegate.store.responses import ResponseStore
 from savegate.store.usage import month_totals
 
@@ -88,8 +98,31 @@ class Gateway:
         self.response_store = ResponseStore(self.engine)
         self.responses = ResponsesService(pipeline, self.chat, self.response_store)
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
+        self.live_requests: Callable[[], int] = lambda: 0  # the HTTP surface tells
+        self._files_and_batches()
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
+
+    def _files_and_batches(self) -> None:
+        config = self.config
+        blobs = BlobStore(config.files_directory())
+        self.files = FilesService(FileStore(self.engine), blobs, config.files.max_bytes)
+        batches = config.batches
+        tools = JobTools(
+            BatchStore(self.engine),
+            blobs,
+            BatchCalls(self.chat, self.completions, self.embeddings, self.responses),
+            self.keys,
+            UsageInsert(self.engine.dialect),
+            LineSlots(
+                batches.concurrency, batches.yield_above_inflight, lambda: self.live_requests()
+            ),
+            BatchRunner.new_id(),
+        )
+        self.batch_runner = BatchRunner(tools, batches)
+        self.batches = BatchService(
+            tools.store, self.files, batches.window_seconds, self.batch_runner.wake
+        )
 
     def _ledger(self) -> Ledger:
         """Budgets are exact across processes: in Redis when there is one, else in the
@@ -142,11 +175,13 @@ class Gateway:
             start = getattr(provider, "start", None)
             if start is not None:
                 await start()
+        self.batch_runner.start()
         # What start-up built lives as long as the process: the cyclic garbage collector
         # need not scan it again on every full collection, which would pause requests.
         gc.freeze()
 
     async def stop(self) -> None:
+        await self.batch_runner.stop()
         await self.auth.stop()
         await self.usage_sink.close()
         await self.alerts.aclose()

@@ -51,7 +51,9 @@ class _DeploymentFactory:
         self._http = http
         self._routing = routing
         self._keys: list[str | None] = list(config.api_keys()) or [None]
-        self._billing = Billing(config.discount, dict(config.prices))
+        self._billing = Billing(
+            config.discount, dict(config.prices), batch_discount=config.batch_discount
+        )
         self._adapter: Adapter = PROVIDER_TYPES[config.type]
         if config.responses == "native":
             self._adapter = OpenAIResponsesProvider

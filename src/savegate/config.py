@@ -71,6 +71,7 @@ class ProviderConfig(_Strict):
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
     discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off list price, for "paid" cost
+    batch_discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off the paid cost of batch lines
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # explicit paid prices
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
@@ -211,6 +212,23 @@ class UsageConfig(_Strict):
     buffer_rows: int = 1_000_000
 
 
+class FilesConfig(_Strict):
+    """Uploaded files (`/v1/files`): their bytes on disk, their metadata in the database."""
+
+    directory: str | None = None  # shared by replicas; default: `<data_dir>/files`
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+
+
+class BatchesConfig(_Strict):
+    """The Batch API's lines run in the background, below live traffic."""
+
+    concurrency: int = Field(default=4, ge=1)  # lines in flight per process
+    yield_above_inflight: int = Field(default=32, ge=0)  # live requests that pause batches
+    lease_seconds: float = Field(default=30.0, gt=0)  # a dead runner's batch is taken over
+    poll_seconds: float = Field(default=1.0, gt=0)
+    window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
+
+
 class CacheConfig(_Strict):
     """The exact response cache: off unless `models` names some (or a key asks for it)."""
 
@@ -238,6 +256,8 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    files: FilesConfig = FilesConfig()
+    batches: BatchesConfig = BatchesConfig()
     cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
@@ -263,6 +283,9 @@ class Config(_Strict):
         urls = (self.database_url, self.redis_url)
         stores = [unquote(password) for url in urls if url and (password := urlsplit(url).password)]
         return found + environment_secrets() + stores
+
+    def files_directory(self) -> Path:
+        return Path(self.files.directory or Path(self.data_dir) / "files").resolve()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -44,6 +44,7 @@ class ApiApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._inflight: set[asyncio.Task[Any]] = set()
+        gateway.live_requests = self._inflight.__len__  # batches yield to live traffic
 
     def drain(self, grace: float) -> asyncio.TimerHandle:
         """Shutdown began: report it, and in `grace` seconds cut what is still running."""
@@ -81,7 +82,8 @@ class ApiApp:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
                 if key is not None:
                     request.authenticated(key)
-                guard = DisconnectGuard(scope, receive)
+                if not endpoint.streams_body:  # else the handler reads it, disconnects too
+                    guard = DisconnectGuard(scope, receive)
                 if key is None:
                     response = await endpoint.handler(self.gateway, request)  # type: ignore[call-arg]
                 else:

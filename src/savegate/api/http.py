@@ -9,9 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+)
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -132,7 +139,17 @@ class StreamResponse:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-Response = JsonResponse | StreamResponse
+@dataclass(slots=True)
+class BytesResponse:
+    """A body of bytes sent as they are read (a stored file), with its length known."""
+
+    chunks: AsyncGenerator[bytes, None]
+    length: int
+    content_type: bytes = b"application/octet-stream"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Response = JsonResponse | StreamResponse | BytesResponse
 
 
 def json_response(data: Any, status: int = 200) -> JsonResponse:
@@ -236,6 +253,9 @@ async def send_response(
         guard.finishing = True
         await send({"type": "http.response.body", "body": response.body})
         return
+    if isinstance(response, BytesResponse):
+        await _send_bytes(send, response, base_headers, guard)
+        return
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -254,6 +274,32 @@ async def send_response(
         await response.stream.aclose()
     guard.finishing = True
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_bytes(
+    send: Send,
+    response: BytesResponse,
+    base_headers: list[tuple[bytes, bytes]],
+    guard: DisconnectGuard,
+) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", b"%d" % response.length),
+        *base_headers,
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    async with contextlib.aclosing(response.chunks) as chunks:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    guard.finishing = True
+    await send({"type": "http.response.body", "body": b""})
+
+
+def query_params(request: HttpRequest) -> dict[str, str]:
+    """The query string's parameters (the last value of each)."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    return {name: values[-1] for name, values in parse_qs(raw).items()}
 
 
 async def _send_stream(send: Send, chunks: AsyncGenerator[bytes, None]) -> None:

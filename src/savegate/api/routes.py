@@ -10,6 +10,7 @@ from savegate.api.admin import handlers as admin
 from savegate.api.anthropic.errors import anthropic_error_response
 from savegate.api.anthropic.messages import count_tokens, create_message
 from savegate.api.http import HttpRequest, JsonResponse, Response, error_response, json_response
+from savegate.api.openai import batches, files
 from savegate.api.openai.chat import create_chat_completion
 from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
@@ -35,6 +36,7 @@ class Endpoint:
     handler: Handler | PublicHandler
     access: Access = Access.KEY
     reads_body: bool = False
+    streams_body: bool = False  # the handler reads the body as it arrives (uploads)
     errors: Callable[[GatewayError], JsonResponse] = error_response
 
 
@@ -63,6 +65,12 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/embeddings"): _post(lambda g, r, k: create_embedding(r, k, g.embeddings)),
     ("POST", "/v1/responses"): _post(lambda g, r, k: create_response(r, k, g.responses)),
     ("GET", "/v1/models"): Endpoint(lambda g, r, k: list_models(g.router, k, g.started_at)),
+    ("POST", "/v1/files"): Endpoint(
+        lambda g, r, k: files.create_file(r, k, g.files), streams_body=True
+    ),
+    ("GET", "/v1/files"): Endpoint(lambda g, r, k: files.list_files(r, k, g.files)),
+    ("POST", "/v1/batches"): _post(lambda g, r, k: batches.create_batch(r, k, g.batches)),
+    ("GET", "/v1/batches"): Endpoint(lambda g, r, k: batches.list_batches(r, k, g.batches)),
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
     **{
         ("POST", prefix + path): _anthropic(handler)
@@ -91,6 +99,10 @@ PREFIXED: list[tuple[str, str, Endpoint]] = [
     ),
     ("GET", "/v1/responses/", Endpoint(lambda g, r, k: get_response(r, k, g.responses))),
     ("DELETE", "/v1/responses/", Endpoint(lambda g, r, k: delete_response(r, k, g.responses))),
+    ("GET", "/v1/files/", Endpoint(lambda g, r, k: files.retrieve_file(r, k, g.files))),
+    ("DELETE", "/v1/files/", Endpoint(lambda g, r, k: files.delete_file(r, k, g.files))),
+    ("GET", "/v1/batches/", Endpoint(lambda g, r, k: batches.retrieve_batch(r, k, g.batches))),
+    ("POST", "/v1/batches/", _post(lambda g, r, k: batches.cancel_batch(r, k, g.batches))),
     ("GET", "/admin/keys/", Endpoint(admin.get_key, Access.ADMIN)),
     ("PATCH", "/admin/keys/", Endpoint(admin.update_key, Access.ADMIN, reads_body=True)),
     ("DELETE", "/admin/keys/", Endpoint(admin.revoke_key, Access.ADMIN)),

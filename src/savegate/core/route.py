@@ -9,11 +9,13 @@ from savegate.core.prices import ModelPrice
 
 @dataclass(frozen=True, slots=True)
 class Billing:
-    """What a deployment costs: list price less `discount`, or explicit `paid` prices."""
+    """What a deployment costs: list price less `discount`, or explicit `paid` prices;
+    a batch line's paid cost less `batch_discount` on top."""
 
     discount: float = 0.0
     paid: dict[str, ModelPrice] = field(default_factory=dict)
     free: bool = False
+    batch_discount: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from savegate.core.errors import GatewayError
 from savegate.core.payload import Json
-from savegate.core.request import ChatRequest
+from savegate.core.request import ChatRequest, RequestContext
 from savegate.core.route import Target
 from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
@@ -73,7 +73,11 @@ class Meter:
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
-    def record(self, record: UsageRecord) -> None:
+    def record(self, record: UsageRecord, context: RequestContext) -> None:
+        if context.batch is not None:  # written with the batch line's result
+            record.fit()
+            context.batch.records.append(record)
+            return
         self._sink.add(record)
 
     def hit(
@@ -103,7 +107,9 @@ class Meter:
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,
                 cache_hit=True,
-            )
+                batch_id=context.batch.batch_id if context.batch is not None else None,
+            ),
+            context,
         )
 
 
@@ -155,6 +161,7 @@ class AttemptMeter:
             stream=request.stream,
             model=target.model,
             provider=target.provider,
+            batch_id=context.batch.batch_id if context.batch is not None else None,
         )
 
     def first_byte(self) -> None:
@@ -226,6 +233,8 @@ class AttemptMeter:
             pricing = meter.pricing(self._target, model)
         baseline = meter.baseline(pricing, self._target, self._parent.request.model, tokens)
         priced = price_call(pricing, baseline, tokens)
+        if record.batch_id is not None:
+            priced = priced.batched(self._target.billing.batch_discount)
         record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
         record.savings = priced.savings
         record.latency_ms = (time.perf_counter() - self._started) * 1000
@@ -240,4 +249,4 @@ class AttemptMeter:
         self._parent.cost += record.cost_usd
         if error is None and not cancelled:
             self._parent.answered, self._parent.usage = record, usage
-        self._parent.meter.record(record)
+        self._parent.meter.record(record, self._parent.request.context)

@@ -43,6 +43,7 @@ class UsageRecord:
     cache_hit: bool = False
     client_disconnected: bool = False
     estimated: bool = False
+    batch_id: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fit(self) -> None:
@@ -87,6 +88,7 @@ class UsageRecord:
             savings.semantic_cache,
             savings.prompt_cache,
             savings.route,
+            self.batch_id,
         )
 
 
@@ -118,4 +120,5 @@ COLUMNS = (
     "saving_semantic_usd",
     "saving_prompt_cache_usd",
     "saving_route_usd",
+    "batch_id",
 )
