@@ -6,9 +6,10 @@ import asyncio
 import gc
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from savegate.composition import build_providers
-from savegate.config import Config
+from savegate.composition import Providers, build_providers
+from savegate.config import Config, RoutingConfig
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -21,6 +22,7 @@ from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.sink import UsageSink
+from savegate.ops.health import Readiness
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
@@ -33,7 +35,21 @@ from savegate.store.db import create_engine, create_schema
 from savegate.store.responses import ResponseStore
 from savegate.store.usage import month_totals
 
+if TYPE_CHECKING:
+    from savegate.ops.reload import Reloader
+
 log = logging.getLogger(__name__)
+
+
+def retry_policy(routing: RoutingConfig) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=routing.max_attempts,
+        attempt_timeout=routing.attempt_timeout_seconds,
+        total_timeout=routing.total_timeout_seconds,
+        backoff=routing.backoff_seconds,
+        max_retry_after=routing.max_retry_after_seconds,
+        continue_streams=routing.continue_streams,
+    )
 
 
 class Gateway:
@@ -61,18 +77,7 @@ class Gateway:
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
-        routing = config.routing
-        self.executor = Executor(
-            self.router,
-            RetryPolicy(
-                max_attempts=routing.max_attempts,
-                attempt_timeout=routing.attempt_timeout_seconds,
-                total_timeout=routing.total_timeout_seconds,
-                backoff=routing.backoff_seconds,
-                max_retry_after=routing.max_retry_after_seconds,
-                continue_streams=routing.continue_streams,
-            ),
-        )
+        self.executor = Executor(self.router, retry_policy(config.routing))
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
         pipeline = Pipeline(admission, self.executor, self.meter)
         self.chat = ChatService(pipeline)
@@ -83,6 +88,16 @@ class Gateway:
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
+        self.readiness = Readiness(self)
+        self.reloader: Reloader | None = None  # set by `savegate serve`, which knows the file
+
+    def apply(self, config: Config, providers: Providers) -> None:
+        """A reload (`ops/reload.py`): requests from now on route, retry and are priced by
+        `config` and `providers`; those in flight keep what they planned with."""
+        self.config = config
+        self.providers, self.router = providers, providers.router
+        self.executor.swap(providers.router, retry_policy(config.routing))
+        self.meter.reprice(PriceBook(config.prices))
 
     def _ledger(self) -> Ledger:
         """Budgets are exact across processes: in Redis when there is one, else in the
@@ -130,4 +145,5 @@ class Gateway:
         await self.budgets.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
+        await self.readiness.aclose()
         await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""`savegate` command line: `serve`, `keys`, `usage` and `chat`."""
+"""`savegate` command line: `serve`, `keys`, `usage`, `chat` and `config check`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from savegate import __version__
-from savegate.cli import chat, keys, serve, usage
+from savegate.cli import chat, config_check, keys, serve, usage
 from savegate.config import Config, ConfigError, load_config
 
 
@@ -31,11 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(commands, _common)
     usage.register(commands, _common)
     chat.register(commands, _common)
+    config_check.register(commands, _common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "loads_config", True):
+        return int(args.run(args) or 0)
     try:
         config = config_from(args)
     except ConfigError as exc:

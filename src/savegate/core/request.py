@@ -16,6 +16,8 @@ class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    attempts: int = 0  # upstream calls made for it so far
+    last_attempt: object = None  # the last one's meter, once it ended: for the access log
 
 
 @dataclass(slots=True)

@@ -42,6 +42,10 @@ class Meter:
             self._pricing[cache_key] = pricing
         return pricing
 
+    def reprice(self, prices: PriceBook) -> None:
+        """New list prices and deployments' billing (a reload): for what ends from now on."""
+        self._prices, self._pricing = prices, {}
+
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
@@ -63,6 +67,7 @@ class RequestMeter:
         self.cost = 0.0
 
     def attempt(self, target: Target) -> AttemptMeter:
+        self.request.context.attempts += 1
         return AttemptMeter(self, target)
 
 
@@ -80,7 +85,7 @@ class AttemptMeter:
         request = parent.request
         context = request.context
         self._parent = parent
-        self._target = target
+        self.target = target
         self._started = context.started
         self._streamed: int | None = None  # chunks relayed, once a stream started
         self._usage: dict[str, Any] | None = None
@@ -157,11 +162,11 @@ class AttemptMeter:
             record.estimated = True
         record.tokens = tokens
         record.model = model or record.model
-        pricing = self._parent.meter.pricing(self._target)
+        pricing = self._parent.meter.pricing(self.target)
         if pricing.list_price is None and model:
             # No price for the routed name: price by the model that really answered
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = self._parent.meter.pricing(self._target, model)
+            pricing = self._parent.meter.pricing(self.target, model)
         record.cost_usd, record.list_cost_usd = pricing.costs(tokens)
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.client_disconnected = cancelled
@@ -173,4 +178,5 @@ class AttemptMeter:
             record.error_type = "client_disconnected"
         self._parent.tokens += tokens.total
         self._parent.cost += record.cost_usd
+        self._parent.request.context.last_attempt = self
         self._parent.meter.record(record)

@@ -55,6 +55,11 @@ class Executor:
         self._router = router
         self._policy = policy
 
+    def swap(self, router: ModelRouter, policy: RetryPolicy) -> None:
+        """A reload: plans made from now on come from `router`, tried by `policy`. Plans
+        already made (requests in flight) keep the deployments they hold."""
+        self._router, self._policy = router, policy
+
     def plan(self, model: str, supports: Capability | None = None) -> list[Attempt]:
         """The deployments to try for `model`, best first, at most `max_attempts`."""
         attempts = self._router.plan(model)

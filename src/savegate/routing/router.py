@@ -41,10 +41,10 @@ class Deployment:
     weight: float = 1.0
     billing: Billing = field(default_factory=Billing)
 
-    def route(self, requested: str) -> Route:
-        return Route(
-            self.provider, Target(self.provider.name, self.model or requested, self.billing)
-        )
+    def route(self, requested: str, fallback: bool = False) -> Route:
+        model = self.model or requested
+        target = Target(self.provider.name, model, self.billing, self.name, fallback)
+        return Route(self.provider, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ class ModelRouter:
             if other is None or id(other) in seen:
                 continue
             seen.add(id(other))
-            attempts += [Attempt(d, d.route(fallback)) for d in other.ordered(now)]
+            attempts += [Attempt(d, d.route(fallback, True)) for d in other.ordered(now)]
         if not attempts:
             # Everything is cooling down: try the group anyway rather than refuse.
             attempts = [Attempt(d, d.route(name)) for d in group.deployments]
