@@ -39,7 +39,9 @@ def _message(error: Any) -> str:
         return "required"
     bound = next((name for name in _BOUNDS if name in context), None)
     if kind in _BOUND_ERRORS and bound is not None:
-        return f"must be {_BOUNDS[bound]} {context[bound]}"
+        limit = context[bound]
+        shown = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+        return f"must be {_BOUNDS[bound]} {shown}"
     message = str(error["msg"]).removeprefix("Value error, ")
     message = message.replace("Input should be", "must be")
     value = error.get("input")
