@@ -3,9 +3,9 @@ of their own so that a request never waits on stderr.
 
 Every record goes through a queue: the caller only enqueues it (its message is already
 formatted and redacted by the record factory `core.redact.redact_logs` installs); the
-listener thread formats and writes. The formatted line is redacted once more as a
-whole, so fields given as `extra` are masked too. Records that carry extra fields (the
-access log's) show them as JSON keys, or as `key=value` pairs after the text message.
+writer thread formats and writes. A `Deferred` entry (the access log's) is cheaper
+still: the writer thread makes its record. Fields given as `extra` show as JSON keys, or
+as `key=value` pairs after the text message, their text values redacted as well.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import queue
 import sys
 import time
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -35,8 +35,19 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
-def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+def extra_fields(record: logging.LogRecord, redactor: Redactor) -> dict[str, Any]:
+    """The record's extras, text values redacted (they did not pass the record factory)."""
+    return {
+        k: redactor.text(v) if isinstance(v, str) else v
+        for k, v in record.__dict__.items()
+        if k not in _STANDARD
+    }
+
+
+class Deferred(Protocol):
+    """A log entry whose record the writer thread makes: the caller pays for a put."""
+
+    def record(self) -> logging.LogRecord: ...
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,13 +67,15 @@ class JsonFormatter(logging.Formatter):
             "worker": self._worker,
             "pid": record.process,
         }
-        data.update(extra_fields(record))
+        extras = extra_fields(record, self._redactor)
+        if extras:  # not made by the record factory (the access log's): not redacted yet
+            data["message"] = self._redactor.text(data["message"])
+            data.update(extras)
         if record.exc_text:
             data["exception"] = record.exc_text
         if record.stack_info:
             data["stack"] = record.stack_info
-        line = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        return self._redactor.text(line)
+        return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class TextFormatter(logging.Formatter):
@@ -71,12 +84,12 @@ class TextFormatter(logging.Formatter):
         self._redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extras = extra_fields(record)
+        extras = extra_fields(record, self._redactor)
         if not extras:
-            return line  # its message was redacted when the record was made
+            return super().format(record)  # its message was redacted when it was made
+        record.msg, record.args = self._redactor.text(record.getMessage()), None
         pairs = " ".join(f"{key}={_text_value(value)}" for key, value in extras.items())
-        return self._redactor.text(f"{line} {pairs}")
+        return f"{super().format(record)} {pairs}"
 
 
 def _text_value(value: Any) -> str:
@@ -100,11 +113,20 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
+class _Listener(logging.handlers.QueueListener):
+    def prepare(self, record: Any) -> logging.LogRecord:
+        made: logging.LogRecord = (
+            record if isinstance(record, logging.LogRecord) else record.record()
+        )
+        return made
+
+
 class _Output:
     """The running listener, and how to fall back to writing directly."""
 
     listener: logging.handlers.QueueListener | None = None
     direct: logging.Handler | None = None
+    queue: queue.SimpleQueue[Any] | None = None
 
 
 _output = _Output()
@@ -119,13 +141,24 @@ def configure(level: str, log_format: LogFormat, worker: int, tag: str, redactor
     direct.setFormatter(
         JsonFormatter(worker, redactor) if log_format == "json" else TextFormatter(tag, redactor)
     )
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _output.listener = logging.handlers.QueueListener(records, direct)
-    _output.direct = direct
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    _output.listener = _Listener(records, direct)
+    _output.direct, _output.queue = direct, records
     logging.basicConfig(level=level.upper(), handlers=[_Enqueue(records)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     logging.captureWarnings(True)  # warnings in the same format, not raw on stderr
     _output.listener.start()
+
+
+def defer(entry: Deferred) -> None:
+    """Have the writer thread make and write `entry`'s record; without one (not
+    configured, or stopped), it is logged here and now."""
+    records = _output.queue if _output.listener is not None else None
+    if records is not None:
+        records.put(entry)
+        return
+    record = entry.record()
+    logging.getLogger(record.name).handle(record)
 
 
 def set_level(level: str) -> None:
