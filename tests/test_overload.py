@@ -54,6 +54,14 @@ def test_requests_past_max_inflight_get_503_at_once(tmp_path, fake_upstream: Ser
             raise AssertionError("not refused")
         except openai.InternalServerError as exc:
             assert exc.status_code == 503
+        # The Messages API is refused in its own dialect, as Anthropic's SDK expects.
+        messages = httpx.post(
+            service.base_url + "/messages",
+            json={"model": "text-basic", "max_tokens": 5, "messages": MESSAGES},
+            headers={"x-api-key": service.key},
+        )
+        assert messages.status_code == 503 and messages.headers["retry-after"] == "1"
+        assert messages.json()["error"]["type"] == "overloaded_error"
         # A body the worker never reads: refused before it is sent.
         big = httpx.post(url, content=b"x" * 5_000_000, headers=headers, timeout=10)
         assert big.status_code == 503

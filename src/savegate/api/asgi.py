@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from savegate.api import routes
@@ -17,6 +18,7 @@ from savegate.api.http import (
     ClientGone,
     DisconnectGuard,
     HttpRequest,
+    JsonResponse,
     Receive,
     Scope,
     Send,
@@ -72,15 +74,15 @@ class ApiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
+        endpoint = routes.find(request.method, request.path)
+        errors = endpoint.errors if endpoint is not None else error_response
         if self._overloaded(request):
-            await self._shed(request, send)
+            await self._shed(request, send, errors)
             return
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         guard: DisconnectGuard | None = None
-        endpoint = routes.find(request.method, request.path)
-        errors = endpoint.errors if endpoint is not None else error_response
         status, streamed, failure = 499, False, None  # until it is answered: the client left
         try:
             try:
@@ -150,12 +152,14 @@ class ApiApp:
             and not request.path.startswith(UNSHED)
         )
 
-    async def _shed(self, request: HttpRequest, send: Send) -> None:
+    async def _shed(
+        self, request: HttpRequest, send: Send, errors: Callable[[GatewayError], JsonResponse]
+    ) -> None:
         """Refuse at once, before reading the body: queueing would only add to the load."""
         error = Overloaded()
         guard = DisconnectGuard(request.scope, request.receive)
         try:
-            await send_response(send, error_response(error), self._headers(request), guard)
+            await send_response(send, errors(error), self._headers(request), guard)
         except OSError:
             pass
         finally:

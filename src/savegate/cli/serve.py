@@ -175,7 +175,7 @@ def _serve(
         _log_as(config, redactor, worker, f"worker {worker}")
     try:
         gateway = Gateway(config)
-        siblings = None if sock is None else lambda: os.kill(os.getppid(), signal.SIGHUP)
+        siblings = None if sock is None else _supervisor_signal(os.getppid())
         gateway.reloader = Reloader(gateway, load, [redactor], siblings)
         app = ApiApp(gateway)
         grace = config.server.shutdown_grace_seconds
@@ -196,3 +196,14 @@ def _serve(
         DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])
     finally:
         logs.stop()  # a worker leaves by os._exit: what it logged must be written first
+
+
+def _supervisor_signal(supervisor: int) -> Callable[[], None]:
+    """SIGHUP to the supervisor, which has every worker reload; never to whichever process
+    adopted this one, should the supervisor be gone (init would reload itself)."""
+
+    def tell() -> None:
+        if os.getppid() == supervisor:
+            os.kill(supervisor, signal.SIGHUP)
+
+    return tell
