@@ -7,10 +7,11 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from savegate.cache import CacheBackend, MemoryCache
-from savegate.composition import build_providers
-from savegate.config import Config
+from savegate.composition import Providers, build_providers
+from savegate.config import Config, RoutingConfig
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -24,6 +25,7 @@ from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.rows import UsageInsert
 from savegate.metering.sink import UsageSink
+from savegate.ops.health import Readiness
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
@@ -45,11 +47,25 @@ from savegate.store.files import FileStore
 from savegate.store.responses import ResponseStore
 from savegate.store.usage import month_totals
 
+if TYPE_CHECKING:
+    from savegate.ops.reload import Reloader
+
 log = logging.getLogger(__name__)
 
 # How long one process's claim on an upstream call holds others (in other processes)
 # waiting for its answer, at most: a process that dies holding it delays them no longer.
 CACHE_LOCK_SECONDS = 30.0
+
+
+def retry_policy(routing: RoutingConfig) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=routing.max_attempts,
+        attempt_timeout=routing.attempt_timeout_seconds,
+        total_timeout=routing.total_timeout_seconds,
+        backoff=routing.backoff_seconds,
+        max_retry_after=routing.max_retry_after_seconds,
+        continue_streams=routing.continue_streams,
+    )
 
 
 class Gateway:
@@ -77,18 +93,7 @@ class Gateway:
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
-        routing = config.routing
-        self.executor = Executor(
-            self.router,
-            RetryPolicy(
-                max_attempts=routing.max_attempts,
-                attempt_timeout=routing.attempt_timeout_seconds,
-                total_timeout=routing.total_timeout_seconds,
-                backoff=routing.backoff_seconds,
-                max_retry_after=routing.max_retry_after_seconds,
-                continue_streams=routing.continue_streams,
-            ),
-        )
+        self.executor = Executor(self.router, retry_policy(config.routing))
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
         self.cache = self._cache()
         pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
@@ -102,6 +107,16 @@ class Gateway:
         self._files_and_batches()
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
+        self.readiness = Readiness(self)
+        self.reloader: Reloader | None = None  # set by `savegate serve`, which knows the file
+
+    def apply(self, config: Config, providers: Providers) -> None:
+        """A reload (`ops/reload.py`): requests from now on route, retry and are priced by
+        `config` and `providers`; those in flight keep what they planned with."""
+        self.config = config
+        self.providers, self.router = providers, providers.router
+        self.executor.swap(providers.router, retry_policy(config.routing))
+        self.meter.reprice(PriceBook(config.prices))
 
     def _files_and_batches(self) -> None:
         config = self.config
@@ -165,7 +180,9 @@ class Gateway:
                 lock_seconds=CACHE_LOCK_SECONDS,
             )
         wait = config.routing.total_timeout_seconds
-        return ResponseCache(settings, backend, self.router.canonical, self.meter, wait)
+        # Through the gateway: a reload swaps the router, and its aliases with it.
+        canonical = lambda model: self.router.canonical(model)  # noqa: E731
+        return ResponseCache(settings, backend, canonical, self.meter, wait)
 
     async def start(self) -> None:
         await create_schema(self.engine)
@@ -190,4 +207,5 @@ class Gateway:
         await self.cache.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
+        await self.readiness.aclose()
         await self.engine.dispose()

@@ -72,6 +72,10 @@ class HttpRequest:
         return self._context
 
     @property
+    def context_if_any(self) -> RequestContext | None:
+        return self._context
+
+    @property
     def context(self) -> RequestContext:
         """Who is asking; set once the request is authenticated."""
         if self._context is None:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from savegate.api import ops
 from savegate.api.admin import handlers as admin
 from savegate.api.anthropic.errors import anthropic_error_response
 from savegate.api.anthropic.messages import count_tokens, create_message
@@ -56,6 +57,8 @@ def _anthropic(handler: Handler) -> Endpoint:
 
 EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/health"): Endpoint(_health, Access.PUBLIC),
+    ("GET", "/health/live"): Endpoint(ops.live, Access.PUBLIC),
+    ("GET", "/health/ready"): Endpoint(ops.ready, Access.PUBLIC),
     ("GET", "/openapi.json"): Endpoint(openapi_document, Access.PUBLIC),
     ("GET", "/"): Endpoint(web.page("playground.html"), Access.PUBLIC),
     ("GET", "/playground"): Endpoint(web.page("playground.html"), Access.PUBLIC),
@@ -85,6 +88,7 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/admin/usage"): Endpoint(admin.usage_report, Access.ADMIN),
     ("GET", "/admin/usage/requests"): Endpoint(admin.usage_requests, Access.ADMIN),
     ("GET", "/admin/spend"): Endpoint(admin.spend_summary, Access.ADMIN),
+    ("POST", "/admin/reload"): Endpoint(ops.reload, Access.ADMIN),
 }
 
 PREFIXED: list[tuple[str, str, Endpoint]] = [

@@ -34,6 +34,8 @@ class RequestContext:
     # A request header by its lower-case name, read only by what needs one (the cache).
     header: Callable[[str], str | None] = _no_header
     batch: BatchLine | None = None
+    attempts: int = 0  # upstream calls made for it so far
+    last_attempt: object = None  # the last one's meter, once it ended: for the access log
 
 
 @dataclass(slots=True)

@@ -21,11 +21,14 @@ class Billing:
 @dataclass(frozen=True, slots=True)
 class Target:
     """One deployment as billing sees it: the provider's name, the model name it is sent
-    (the upstream's own), and its prices. Routed by price (`strategy: cheapest`), it
-    also names its group's deployments, `peers`: the saving of the cheaper route is
-    measured against the dearest of them."""
+    (the upstream's own), and its prices; for the metrics, the deployment's name and
+    whether it serves a fallback group. Routed by price (`strategy: cheapest`), it also
+    names its group's deployments, `peers`: the saving of the cheaper route is measured
+    against the dearest of them."""
 
     provider: str
     model: str
     billing: Billing = field(default_factory=Billing)
     peers: tuple[Target, ...] = ()
+    deployment: str = ""
+    fallback: bool = False

@@ -70,6 +70,10 @@ class Meter:
                 dearest, most = pricing, cost
         return dearest
 
+    def reprice(self, prices: PriceBook) -> None:
+        """New list prices and deployments' billing (a reload): for what ends from now on."""
+        self._prices, self._pricing = prices, {}
+
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
@@ -130,6 +134,7 @@ class RequestMeter:
         self.usage: dict[str, Any] | None = None
 
     def attempt(self, target: Target) -> AttemptMeter:
+        self.request.context.attempts += 1
         return AttemptMeter(self, target)
 
 
@@ -147,7 +152,7 @@ class AttemptMeter:
         request = parent.request
         context = request.context
         self._parent = parent
-        self._target = target
+        self.target = target
         self._started = context.started
         self._streamed: int | None = None  # chunks relayed, once a stream started
         self._usage: dict[str, Any] | None = None
@@ -226,15 +231,15 @@ class AttemptMeter:
         record.tokens = tokens
         record.model = model or record.model
         meter = self._parent.meter
-        pricing = meter.pricing(self._target)
+        pricing = meter.pricing(self.target)
         if pricing.list_price is None and model:
             # No price for the routed name: price by the model that really answered
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = meter.pricing(self._target, model)
-        baseline = meter.baseline(pricing, self._target, self._parent.request.model, tokens)
+            pricing = meter.pricing(self.target, model)
+        baseline = meter.baseline(pricing, self.target, self._parent.request.model, tokens)
         priced = price_call(pricing, baseline, tokens)
         if record.batch_id is not None:
-            priced = priced.batched(self._target.billing.batch_discount)
+            priced = priced.batched(self.target.billing.batch_discount)
         record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
         record.savings = priced.savings
         record.latency_ms = (time.perf_counter() - self._started) * 1000
@@ -249,4 +254,5 @@ class AttemptMeter:
         self._parent.cost += record.cost_usd
         if error is None and not cancelled:
             self._parent.answered, self._parent.usage = record, usage
+        self._parent.request.context.last_attempt = self
         self._parent.meter.record(record, self._parent.request.context)
