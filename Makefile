@@ -11,6 +11,8 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 COMPOSE := /usr/bin/docker-compose
 TINYPROXY := /usr/bin/tinyproxy
+# Tests start Redis servers of their own (readiness with Redis gone, the cluster's restarts).
+REDIS_SERVER := /usr/bin/redis-server
 NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -42,6 +44,9 @@ $(COMPOSE):
 $(TINYPROXY):
 	apt-get update -q && apt-get install -y -q tinyproxy-bin
 
+$(REDIS_SERVER):
+	apt-get update -q && apt-get install -y -q redis-server
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -50,7 +55,8 @@ $(TINYPROXY):
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(TINYPROXY) $(NODE_PACKAGES:%=%/node_modules/.installed)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(TINYPROXY) $(REDIS_SERVER) \
+		$(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

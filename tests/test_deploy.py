@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from savegate.api import routes
 from savegate.cli import build_parser
 from savegate.config import Config, load_config
 from tests.conftest import ROOT
@@ -129,14 +130,14 @@ def test_image_serves_on_all_interfaces_with_its_config_and_data_volume() -> Non
     assert ("EXPOSE", "8000") in final
     (cmd,) = [rest for word, rest in final if word == "CMD"]
     assert build_parser().parse_args([*command[1:], *exec_form(cmd)]).workers == "auto"
-    assert "127.0.0.1:8000/health" in " ".join(healthcheck_command())
+    assert "127.0.0.1:8000/health/ready" in " ".join(healthcheck_command())
 
 
 class Health(BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self) -> None:
-        self.send_response(self.status if self.path == "/health" else 404)
+        self.send_response(self.status if self.path == "/health/ready" else 404)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -165,7 +166,7 @@ def test_healthcheck_passes_when_serving_and_fails_when_draining(
         return subprocess.run(argv, capture_output=True, timeout=20).returncode
 
     assert check() == 0
-    monkeypatch.setattr(Health, "status", 503)  # {"status": "draining"}
+    monkeypatch.setattr(Health, "status", 503)  # {"status": "draining", …}
     assert check() != 0
 
 
@@ -370,8 +371,11 @@ def test_chart_probes_health_and_drains_before_it_is_killed() -> None:
     kinds = render()
     pod = one(kinds, "Deployment")["spec"]["template"]["spec"]
     app = container(kinds)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert app[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    paths = {"startupProbe": "/health/live", "readinessProbe": "/health/ready"}
+    paths["livenessProbe"] = "/health/live"  # a pod that cannot reach its stores lives on
+    for probe, path in paths.items():
+        assert app[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+        assert routes.find("GET", path) is not None, path
     assert app["ports"] == [{"name": "http", "containerPort": 8000}]
     sleep = app["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"

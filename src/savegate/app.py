@@ -6,10 +6,12 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from savegate.cache import CacheBackend, MemoryCache
-from savegate.composition import build_providers
-from savegate.config import Config
+from savegate.composition import Providers, build_providers
+from savegate.config import Config, RoutingConfig
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -21,26 +23,50 @@ from savegate.metering.alerts import AlertSender
 from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
+from savegate.metering.rows import UsageInsert
 from savegate.metering.sink import UsageSink
+from savegate.ops.health import Readiness
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
+from savegate.service.batch_calls import BatchCalls
+from savegate.service.batch_job import JobTools, LineSlots
+from savegate.service.batch_runner import BatchRunner
+from savegate.service.batches import BatchService
 from savegate.service.cache import ResponseCache
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
+from savegate.service.files import FilesService
 from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
+from savegate.store.batches import BatchStore
+from savegate.store.blobs import BlobStore
 from savegate.store.db import create_engine, create_schema
+from savegate.store.files import FileStore
 from savegate.store.responses import ResponseStore
 from savegate.store.usage import month_totals
+
+if TYPE_CHECKING:
+    from savegate.ops.reload import Reloader
 
 log = logging.getLogger(__name__)
 
 # How long one process's claim on an upstream call holds others (in other processes)
 # waiting for its answer, at most: a process that dies holding it delays them no longer.
 CACHE_LOCK_SECONDS = 30.0
+
+
+def retry_policy(routing: RoutingConfig) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=routing.max_attempts,
+        attempt_timeout=routing.attempt_timeout_seconds,
+        total_timeout=routing.total_timeout_seconds,
+        backoff=routing.backoff_seconds,
+        max_retry_after=routing.max_retry_after_seconds,
+        continue_streams=routing.continue_streams,
+    )
 
 
 class Gateway:
@@ -68,18 +94,7 @@ class Gateway:
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
-        routing = config.routing
-        self.executor = Executor(
-            self.router,
-            RetryPolicy(
-                max_attempts=routing.max_attempts,
-                attempt_timeout=routing.attempt_timeout_seconds,
-                total_timeout=routing.total_timeout_seconds,
-                backoff=routing.backoff_seconds,
-                max_retry_after=routing.max_retry_after_seconds,
-                continue_streams=routing.continue_streams,
-            ),
-        )
+        self.executor = Executor(self.router, retry_policy(config.routing))
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
         self.cache = self._cache()
         pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
@@ -90,8 +105,41 @@ class Gateway:
         self.response_store = ResponseStore(self.engine)
         self.responses = ResponsesService(pipeline, self.chat, self.response_store)
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
+        self.live_requests: Callable[[], int] = lambda: 0  # the HTTP surface tells
+        self._files_and_batches()
         self.started_at = int(time.time())
         self.draining = False  # shutting down: in-flight work finishes, nothing new comes
+        self.readiness = Readiness(self)
+        self.reloader: Reloader | None = None  # set by `savegate serve`, which knows the file
+
+    def apply(self, config: Config, providers: Providers) -> None:
+        """A reload (`ops/reload.py`): requests from now on route, retry and are priced by
+        `config` and `providers`; those in flight keep what they planned with."""
+        self.config = config
+        self.providers, self.router = providers, providers.router
+        self.executor.swap(providers.router, retry_policy(config.routing))
+        self.meter.reprice(PriceBook(config.prices))
+
+    def _files_and_batches(self) -> None:
+        config = self.config
+        blobs = BlobStore(config.files_directory())
+        self.files = FilesService(FileStore(self.engine), blobs, config.files.max_bytes)
+        batches = config.batches
+        tools = JobTools(
+            BatchStore(self.engine),
+            blobs,
+            BatchCalls(self.chat, self.completions, self.embeddings, self.responses),
+            self.keys,
+            UsageInsert(self.engine.dialect),
+            LineSlots(
+                batches.concurrency, batches.yield_above_inflight, lambda: self.live_requests()
+            ),
+            BatchRunner.new_id(),
+        )
+        self.batch_runner = BatchRunner(tools, batches)
+        self.batches = BatchService(
+            tools.store, self.files, batches.window_seconds, self.batch_runner.wake
+        )
 
     def _ledger(self) -> Ledger:
         """Budgets are exact across processes: in Redis when there is one, else in the
@@ -134,7 +182,9 @@ class Gateway:
                 lock_seconds=CACHE_LOCK_SECONDS,
             )
         wait = config.routing.total_timeout_seconds
-        return ResponseCache(settings, backend, self.router.canonical, self.meter, wait)
+        # Through the gateway: a reload swaps the router, and its aliases with it.
+        canonical = lambda model: self.router.canonical(model)  # noqa: E731
+        return ResponseCache(settings, backend, canonical, self.meter, wait)
 
     async def start(self) -> None:
         await create_schema(self.engine)
@@ -144,11 +194,13 @@ class Gateway:
             start = getattr(provider, "start", None)
             if start is not None:
                 await start()
+        self.batch_runner.start()
         # What start-up built lives as long as the process: the cyclic garbage collector
         # need not scan it again on every full collection, which would pause requests.
         gc.freeze()
 
     async def stop(self) -> None:
+        await self.batch_runner.stop()
         await self.auth.stop()
         await self.usage_sink.close()
         await self.alerts.aclose()
@@ -157,4 +209,5 @@ class Gateway:
         await self.cache.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
+        await self.readiness.aclose()
         await self.engine.dispose()

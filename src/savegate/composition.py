@@ -36,6 +36,10 @@ class Providers:
     router: ModelRouter
     adapters: list[ChatProvider] = field(default_factory=list)
     transports: list[HttpUpstream] = field(default_factory=list)
+    # What a reload keeps: each provider's transport (its warm connections) while its
+    # config is the same, and the embedded model's adapter, whose process outlives it.
+    built_from: dict[str, tuple[ProviderConfig, HttpUpstream]] = field(default_factory=dict)
+    local: ChatProvider | None = None
 
 
 class _DeploymentFactory:
@@ -51,7 +55,9 @@ class _DeploymentFactory:
         self._http = http
         self._routing = routing
         self._keys: list[str | None] = list(config.api_keys()) or [None]
-        self._billing = Billing(config.discount, dict(config.prices))
+        self._billing = Billing(
+            config.discount, dict(config.prices), batch_discount=config.batch_discount
+        )
         self._adapter: Adapter = PROVIDER_TYPES[config.type]
         if config.responses == "native":
             self._adapter = OpenAIResponsesProvider
@@ -79,14 +85,25 @@ class _DeploymentFactory:
         return deployments
 
 
-def build_providers(config: Config, redactor: Redactor, quote: Quote | None = None) -> Providers:
+def build_providers(
+    config: Config,
+    redactor: Redactor,
+    quote: Quote | None = None,
+    previous: Providers | None = None,
+) -> Providers:
     """With no provider configured the embedded model answers every model name; once real
     providers exist it answers only to its own name. `redactor` masks the upstream keys in
-    what the providers return; `quote` prices requests for `strategy: cheapest`."""
+    what the providers return; `quote` prices requests for `strategy: cheapest`. On a
+    reload, `previous` is what runs: what it shares with the new config is kept."""
     built = Providers(ModelRouter([]))
     factories: dict[str, _DeploymentFactory] = {}
     for name, provider_config in config.providers.items():
-        http = HttpUpstream(name, provider_config, redactor)
+        kept = previous.built_from.get(name) if previous is not None else None
+        if kept is not None and kept[0] == provider_config:
+            http = kept[1]
+        else:
+            http = HttpUpstream(name, provider_config, redactor)
+        built.built_from[name] = (provider_config, http)
         built.transports.append(http)
         factories[name] = _DeploymentFactory(name, provider_config, http, config.routing)
     groups: dict[str, ModelGroup] = {}
@@ -115,13 +132,16 @@ def build_providers(config: Config, redactor: Redactor, quote: Quote | None = No
     if config.local.enabled:
         from savegate.providers.local import LocalProvider
 
-        # The model process starts with the gateway only if it answers every model name.
-        local = LocalProvider(
-            config.local,
-            data_dir=Path(config.data_dir),
-            eager=not groups,
-            log_level=config.server.log_level,
-        )
+        local = previous.local if previous is not None else None
+        if local is None:
+            # The model process starts with the gateway only if it answers every model name.
+            local = LocalProvider(
+                config.local,
+                data_dir=Path(config.data_dir),
+                eager=not groups,
+                log_level=config.server.log_level,
+            )
+        built.local = local
         built.adapters.append(local)
         health = DeploymentHealth(config.routing.failure_threshold, 0.0)
         own = ModelGroup(

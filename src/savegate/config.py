@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from savegate.config_problems import environment_problems, validation_problems, where
 from savegate.core.cpus import usable_cpus
 from savegate.core.prices import ModelPrice
 from savegate.httpclient.proxy import Proxy, environment_secrets, parse_proxy, proxy_for
@@ -36,7 +37,12 @@ _CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, unreadable or invalid."""
+    """The configuration file is missing, unreadable or invalid; `problems` says where
+    (`providers.openai.models[2]: …`)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__("\n  ".join([message, *self.problems]))
 
 
 class _Strict(BaseModel):
@@ -71,6 +77,7 @@ class ProviderConfig(_Strict):
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
     discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off list price, for "paid" cost
+    batch_discount: float = Field(default=0.0, ge=0.0, le=1.0)  # off the paid cost of batch lines
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # explicit paid prices
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
@@ -172,6 +179,9 @@ class ServerConfig(_Strict):
         return usable_cpus() if self.workers == "auto" else self.workers
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
+    # Requests one worker serves at once; past it, new ones get 503 at once (None: no cap).
+    max_inflight: int | None = Field(default=None, ge=1)
 
 
 StrategyName = Literal["weighted", "least_inflight", "lowest_latency", "cheapest"]
@@ -213,6 +223,23 @@ class UsageConfig(_Strict):
     buffer_rows: int = 1_000_000
 
 
+class FilesConfig(_Strict):
+    """Uploaded files (`/v1/files`): their bytes on disk, their metadata in the database."""
+
+    directory: str | None = None  # shared by replicas; default: `<data_dir>/files`
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+
+
+class BatchesConfig(_Strict):
+    """The Batch API's lines run in the background, below live traffic."""
+
+    concurrency: int = Field(default=4, ge=1)  # lines in flight per process
+    yield_above_inflight: int = Field(default=32, ge=0)  # live requests that pause batches
+    lease_seconds: float = Field(default=30.0, gt=0)  # a dead runner's batch is taken over
+    poll_seconds: float = Field(default=1.0, gt=0)
+    window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
+
+
 class CacheConfig(_Strict):
     """The exact response cache: off unless `models` names some (or a key asks for it)."""
 
@@ -240,6 +267,8 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    files: FilesConfig = FilesConfig()
+    batches: BatchesConfig = BatchesConfig()
     cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
@@ -250,12 +279,15 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _deployments_name_providers(self) -> Config:
-        for name, group in self.models.items():
-            for deployment in group.deployments:
-                if deployment.provider not in self.providers:
-                    raise ValueError(
-                        f"model group '{name}' uses unknown provider '{deployment.provider}'"
-                    )
+        unknown = [
+            f"{where(('models', name, 'deployments', index, 'provider'))}: unknown provider "
+            f"'{deployment.provider}'"
+            for name, group in self.models.items()
+            for index, deployment in enumerate(group.deployments)
+            if deployment.provider not in self.providers
+        ]
+        if unknown:
+            raise ValueError("\n".join(unknown))  # each with its own path
         return self
 
     def upstream_secrets(self) -> list[str]:
@@ -265,6 +297,9 @@ class Config(_Strict):
         urls = (self.database_url, self.redis_url)
         stores = [unquote(password) for url in urls if url and (password := urlsplit(url).password)]
         return found + environment_secrets() + stores
+
+    def files_directory(self) -> Path:
+        return Path(self.files.directory or Path(self.data_dir) / "files").resolve()
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -279,12 +314,8 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> Co
         path = DEFAULT_CONFIG_FILE
     raw = _read(path) if path is not None else {}
     raw.update({field: environ[name] for name, field in ENV_OVERRIDES.items() if environ.get(name)})
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"config file {path} is invalid:\n{exc}") from exc
+    config = validate_config(raw, f"config file {path}" if path else "the config")
     for provider in config.providers.values():
-        provider.api_keys()
         provider.proxy_server()
     return config
 
@@ -300,3 +331,15 @@ def _read(path: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return raw
+
+
+def validate_config(raw: dict[str, Any], what: str = "the config") -> Config:
+    """`raw` as a Config, or a ConfigError naming every problem by its path."""
+    problems = environment_problems(raw)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = validation_problems(exc) + problems
+    if problems:
+        raise ConfigError(f"{what} is invalid:", problems)
+    return config

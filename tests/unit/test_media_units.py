@@ -9,8 +9,8 @@ from email.policy import HTTP
 
 import pytest
 
+from savegate.api.forms import read_form
 from savegate.api.http import HttpRequest
-from savegate.api.multipart import read_form
 from savegate.core.errors import InvalidRequest, PayloadTooLarge
 from savegate.core.media import MediaUse
 from savegate.core.prices import ModelPrice

@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from savegate.api import routes
+from savegate.api.forms import read_form
 from savegate.api.http import (
     ClientGone,
     DisconnectGuard,
     HttpRequest,
+    JsonResponse,
     Receive,
     Scope,
     Send,
+    StreamResponse,
     error_response,
     send_response,
 )
-from savegate.api.multipart import read_form
 from savegate.api.routes import Access
 from savegate.app import Gateway
+from savegate.config import ConfigError
 from savegate.core.errors import (
     GatewayError,
     NotFound,
+    Overloaded,
     PermissionDenied,
     ShuttingDown,
     interruption,
@@ -35,16 +41,21 @@ from savegate.core.errors import (
 from savegate.core.ids import request_id
 from savegate.core.keys import ApiKey
 from savegate.keys.auth import bearer_token
+from savegate.observe import access_log
 
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 2.0  # at shutdown, for interrupted requests to finish their accounting
+# Probes and scrapes: never shed (they must see an overloaded process as it is), and
+# not in the access log.
+UNSHED = ("/health", "/metrics")
 
 
 class ApiApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._inflight: set[asyncio.Task[Any]] = set()
+        gateway.live_requests = self._inflight.__len__  # batches yield to live traffic
 
     def drain(self, grace: float) -> asyncio.TimerHandle:
         """Shutdown began: report it, and in `grace` seconds cut what is still running."""
@@ -65,12 +76,16 @@ class ApiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
+        endpoint = routes.find(request.method, request.path)
+        errors = endpoint.errors if endpoint is not None else error_response
+        if self._overloaded(request):
+            await self._shed(request, send, errors)
+            return
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         guard: DisconnectGuard | None = None
-        endpoint = routes.find(request.method, request.path)
-        errors = endpoint.errors if endpoint is not None else error_response
+        status, streamed, failure = 499, False, None  # until it is answered: the client left
         try:
             try:
                 if endpoint is None:
@@ -85,13 +100,14 @@ class ApiApp:
                     request.form = await read_form(request, limit)
                 if key is not None:
                     request.authenticated(key)
-                guard = DisconnectGuard(scope, receive)
+                if not endpoint.streams_body:  # else the handler reads it, disconnects too
+                    guard = DisconnectGuard(scope, receive)
                 if key is None:
                     response = await endpoint.handler(self.gateway, request)  # type: ignore[call-arg]
                 else:
                     response = await endpoint.handler(self.gateway, request, key)  # type: ignore[call-arg]
             except GatewayError as exc:
-                response = errors(exc)
+                response, failure = errors(exc), exc.code or exc.type
             except ClientGone:
                 return
             except asyncio.CancelledError as exc:
@@ -99,23 +115,71 @@ class ApiApp:
                 if cut is None:
                     raise
                 task.uncancel()
-                response = errors(cut)
+                response, failure = errors(cut), cut.code or cut.type
             except Exception:
                 log.exception("request %s failed", request.request_id)
                 response = errors(GatewayError("The server had an error processing your request."))
+                failure = "server_error"
             if guard is None:
                 guard = DisconnectGuard(scope, receive)
+            if isinstance(response, StreamResponse):
+                status, streamed = 200, True  # unless the stream's own end says otherwise
+            else:
+                status = response.status if isinstance(response, JsonResponse) else 200
             await send_response(send, response, self._headers(request), guard)
         except asyncio.CancelledError:
             if guard is None or not guard.disconnected:
                 raise
             task.uncancel()
+            status = 499
         except OSError:
-            pass  # the client's socket went away while we wrote to it
+            status = 499  # the client's socket went away while we wrote to it
         finally:
             self._inflight.discard(task)
             if guard is not None:
                 guard.close()
+            if not request.path.startswith(UNSHED):  # probes every few seconds: no lines
+                access_log.write(
+                    request_id=request.request_id,
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    started=request.started,
+                    stream=streamed,
+                    error=failure,
+                    context=request.context_if_any,
+                )
+
+    def _overloaded(self, request: HttpRequest) -> bool:
+        limit = self.gateway.config.server.max_inflight
+        return (
+            limit is not None
+            and len(self._inflight) >= limit
+            and not request.path.startswith(UNSHED)
+        )
+
+    async def _shed(
+        self, request: HttpRequest, send: Send, errors: Callable[[GatewayError], JsonResponse]
+    ) -> None:
+        """Refuse at once, before reading the body: queueing would only add to the load."""
+        error = Overloaded()
+        guard = DisconnectGuard(request.scope, request.receive)
+        try:
+            await send_response(send, errors(error), self._headers(request), guard)
+        except OSError:
+            pass
+        finally:
+            guard.close()
+        access_log.write(
+            request_id=request.request_id,
+            method=request.method,
+            path=request.path,
+            status=error.status,
+            started=request.started,
+            stream=False,
+            error=error.code,
+            context=None,
+        )
 
     async def _authenticate(self, request: HttpRequest, access: Access) -> ApiKey:
         headers = request.headers
@@ -143,10 +207,29 @@ class ApiApp:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self._watch_reloads()
+                self.gateway.readiness.started = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._inflight:  # interrupted requests still writing their usage rows
                     await asyncio.wait(self._inflight, timeout=SETTLE_SECONDS)
+                if self.gateway.reloader is not None:
+                    await self.gateway.reloader.aclose()
                 await self.gateway.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _watch_reloads(self) -> None:
+        """SIGHUP reloads the config (with several workers the supervisor forwards it)."""
+        reloader = self.gateway.reloader
+        if reloader is None:
+            return
+        reloader.watch(lambda: list(self._inflight))
+
+        def on_hangup() -> None:
+            try:
+                reloader.reload()
+            except ConfigError as exc:
+                log.error("config reload refused, the running config stays: %s", exc)
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup)

@@ -10,9 +10,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+)
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -65,10 +72,14 @@ class HttpRequest:
         self._headers: dict[str, str] | None = None
         self._context: RequestContext | None = None
         self.body = b""
-        self.form: Form | None = None  # a multipart upload, once read
+        self.form: Form | None = None  # a multipart upload to relay, once read
 
     def authenticated(self, key: ApiKey) -> RequestContext:
         self._context = RequestContext(self.request_id, key, self.started, self.header)
+        return self._context
+
+    @property
+    def context_if_any(self) -> RequestContext | None:
         return self._context
 
     @property
@@ -141,14 +152,24 @@ class StreamResponse:
 
 @dataclass(slots=True)
 class BytesResponse:
-    """A body relayed as it arrives (audio, passed-through events), in chunks."""
+    """A body of bytes sent as they are read (a stored file), with its length known."""
+
+    chunks: AsyncGenerator[bytes, None]
+    length: int
+    content_type: bytes = b"application/octet-stream"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RelayResponse:
+    """An upstream body relayed as it arrives (audio, passed-through events), in chunks."""
 
     stream: ByteStream
     request_id: str
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-Response = JsonResponse | StreamResponse | BytesResponse
+Response = JsonResponse | StreamResponse | BytesResponse | RelayResponse
 
 
 def json_response(data: Any, status: int = 200) -> JsonResponse:
@@ -174,10 +195,10 @@ def media_response(answer: MediaAnswer, headers: Mapping[str, str]) -> JsonRespo
     )
 
 
-def bytes_response(
+def relay_response(
     stream: ByteStream, headers: Mapping[str, str], request_id: str
-) -> BytesResponse:
-    return BytesResponse(stream, request_id, encode_headers(headers))
+) -> RelayResponse:
+    return RelayResponse(stream, request_id, encode_headers(headers))
 
 
 def stream_response(
@@ -268,6 +289,9 @@ async def send_response(
     if isinstance(response, BytesResponse):
         await _send_bytes(send, response, base_headers, guard)
         return
+    if isinstance(response, RelayResponse):
+        await _send_relay(send, response, base_headers, guard)
+        return
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -291,6 +315,26 @@ async def send_response(
 async def _send_bytes(
     send: Send,
     response: BytesResponse,
+    base_headers: list[tuple[bytes, bytes]],
+    guard: DisconnectGuard,
+) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", b"%d" % response.length),
+        *base_headers,
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    async with contextlib.aclosing(response.chunks) as chunks:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    guard.finishing = True
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_relay(
+    send: Send,
+    response: RelayResponse,
     base_headers: list[tuple[bytes, bytes]],
     guard: DisconnectGuard,
 ) -> None:
@@ -327,6 +371,12 @@ async def _send_bytes(
         await stream.aclose()
     guard.finishing = True
     await send({"type": "http.response.body", "body": b""})
+
+
+def query_params(request: HttpRequest) -> dict[str, str]:
+    """The query string's parameters (the last value of each)."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    return {name: values[-1] for name, values in parse_qs(raw).items()}
 
 
 async def _send_stream(send: Send, chunks: AsyncGenerator[bytes, None]) -> None:

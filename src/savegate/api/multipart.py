@@ -1,136 +1,188 @@
-"""Reads a `multipart/form-data` body as it arrives, with a streaming parser.
-
-Each read goes through python-multipart as it comes: text fields are collected (small),
-file parts kept as views into the reads themselves, so the upload is held once and the
-form is known (its model checked, its size bounded) before anything goes upstream.
-"""
+"""A multipart/form-data upload read as it arrives: the file part goes straight to disk,
+a chunk at a time, so a large upload is never held in memory; the other fields are small
+strings, bounded."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
-from savegate.api.http import ClientGone, HttpRequest, too_large
-from savegate.core.errors import InvalidRequest
-from savegate.wire.multipart import MAX_PARTS, MAX_TEXT_BYTES, FilePart, Form
+from savegate.api.http import ClientGone, HttpRequest
+from savegate.core.errors import InvalidRequest, PayloadTooLarge
+from savegate.store.blobs import BlobWriter
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+FORM_OVERHEAD = 64 * 1024  # what besides the file a form may hold: boundaries, fields
 
 
-class _Collector:
-    """python-multipart's callbacks: one part at a time, headers then data."""
+@dataclass
+class Upload:
+    """What a form held: its fields, and its one file (written, not yet committed)."""
 
-    def __init__(self) -> None:
-        self.form = Form()
+    fields: dict[str, str] = field(default_factory=dict)
+    file: BlobWriter | None = None
+    filename: str = ""
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+    writer: BlobWriter | None = None
+
+
+class _FormReader:
+    """Turns the parser's callbacks (plain functions, called while it parses one chunk)
+    into events, then acts on them, disk writes included, between chunks."""
+
+    def __init__(
+        self, file_field: str, open_file: Callable[[], Awaitable[BlobWriter]], max_bytes: int
+    ) -> None:
+        self._file_field = file_field
+        self._open_file = open_file
+        self._max_bytes = max_bytes
+        self._events: list[tuple[str, bytes]] = []
+        self._header = (bytearray(), bytearray())
+        self._headers: dict[str, bytes] = {}
+        self._part = _Part()
+        self.upload = Upload()
         self.ended = False
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._headers: dict[bytes, bytes] = {}
-        self._text: bytearray | None = None
-        self._file: FilePart | None = None
-        self._name = ""
-        self._text_bytes = 0
 
-    def on_part_begin(self) -> None:
-        if len(self.form.fields) + len(self.form.files) >= MAX_PARTS:
-            raise InvalidRequest(f"A form may have at most {MAX_PARTS} parts.")
+    def callbacks(self) -> Any:
+        def data(kind: str) -> Callable[[bytes, int, int], None]:
+            return lambda chunk, start, end: self._events.append((kind, chunk[start:end]))
+
+        def mark(kind: str) -> Callable[[], None]:
+            return lambda: self._events.append((kind, b""))
+
+        return {
+            "on_header_field": data("field"),
+            "on_header_value": data("value"),
+            "on_part_data": data("data"),
+            "on_header_end": mark("header_end"),
+            "on_headers_finished": mark("headers_done"),
+            "on_part_end": mark("part_end"),
+            "on_end": mark("end"),
+        }
+
+    async def consume(self) -> None:
+        events, self._events = self._events, []
+        pending: list[bytes] = []  # the file's data in this chunk, written at once
+        for kind, data in events:
+            if kind == "data" and self._part.writer is not None:
+                pending.append(data)
+                continue
+            if pending:
+                await self._write(b"".join(pending))
+                pending = []
+            await self._event(kind, data)
+        if pending:
+            await self._write(b"".join(pending))
+
+    async def _write(self, data: bytes) -> None:
+        writer = self._part.writer
+        assert writer is not None
+        if writer.size + len(data) > self._max_bytes:
+            raise PayloadTooLarge(f"File too large: the limit is {self._max_bytes} bytes.")
+        await writer.write(data)
+
+    async def _event(self, kind: str, data: bytes) -> None:
+        name, value = self._header
+        if kind == "field":
+            name += data
+        elif kind == "value":
+            value += data
+        elif kind == "header_end":
+            self._headers[bytes(name).decode("latin-1").lower()] = bytes(value)
+            self._header = (bytearray(), bytearray())
+        elif kind == "headers_done":
+            await self._begin_part()
+        elif kind == "data":
+            self._part.data += data
+            if len(self._part.data) > MAX_FIELD_BYTES:
+                raise InvalidRequest(f"Form field '{self._part.name}' is too long.")
+        elif kind == "part_end":
+            self._end_part()
+        elif kind == "end":
+            self.ended = True
+
+    async def _begin_part(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
         self._headers = {}
-        self._text = None
-        self._file = None
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        self._part = _Part(name, filename.decode("utf-8", "replace") if filename else None)
+        if name == self._file_field and filename is not None:
+            if self.upload.file is not None:
+                raise InvalidRequest("Only one file may be uploaded at a time.", param=name)
+            self._part.writer = self.upload.file = await self._open_file()
+            self.upload.filename = self._part.filename or ""
 
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[bytes(self._header_name).lower()] = bytes(self._header_value)
-        self._header_name.clear()
-        self._header_value.clear()
-
-    def on_headers_finished(self) -> None:
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
-        if disposition != b"form-data" or b"name" not in options:
-            raise InvalidRequest("Each part of a multipart body needs a form-data name.")
-        self._name = options[b"name"].decode("utf-8", "replace")
-        if b"filename" in options:
-            content_type = self._headers.get(b"content-type", b"application/octet-stream")
-            self._file = FilePart(
-                self._name,
-                options[b"filename"].decode("utf-8", "replace"),
-                content_type.decode("latin-1"),
-            )
-        else:
-            self._text = bytearray()
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._file is not None:
-            self._file.data.append(memoryview(data)[start:end])
-            return
-        assert self._text is not None
-        self._text_bytes += end - start
-        if self._text_bytes > MAX_TEXT_BYTES:
-            raise InvalidRequest(
-                f"The text fields of this form are over {MAX_TEXT_BYTES} bytes together."
-            )
-        self._text += data[start:end]
-
-    def on_part_end(self) -> None:
-        if self._file is not None:
-            self.form.files.append(self._file)
-        elif self._text is not None:
-            try:
-                value = self._text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidRequest(
-                    f"The form field '{self._name}' is not valid UTF-8.", param=self._name
-                ) from None
-            self.form.fields.append((self._name, value))
-
-    def on_end(self) -> None:
-        self.ended = True
+    def _end_part(self) -> None:
+        part = self._part
+        if part.writer is None:
+            if len(self.upload.fields) >= MAX_FIELDS:
+                raise InvalidRequest("The form has too many fields.")
+            self.upload.fields[part.name] = part.data.decode("utf-8", "replace")
+        self._part = _Part()
 
 
-def _boundary(content_type: str | None) -> bytes:
+def boundary(request: HttpRequest) -> bytes:
+    """The request's multipart boundary; 400 if it is no multipart/form-data body."""
+    content_type = request.headers.get("content-type")
     kind, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
+    found = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not found:
         raise InvalidRequest(
             "This endpoint takes a multipart/form-data body (with a boundary), not "
             f"'{content_type or 'no content type'}'.",
             code="invalid_content_type",
         )
-    return boundary
+    return found
 
 
-async def read_form(request: HttpRequest, limit: int) -> Form:
-    """The request's form, read to its end; 400 if it is no well-formed multipart body,
-    413 past `limit` bytes."""
-    boundary = _boundary(request.headers.get("content-type"))
+async def read_upload(
+    request: HttpRequest,
+    open_file: Callable[[], Awaitable[BlobWriter]],
+    max_bytes: int,
+    file_field: str = "file",
+) -> Upload:
+    """Read the request's form. The file part (`file_field`) is written through
+    `open_file`'s writer, up to `max_bytes` (413 past that); the caller commits or
+    discards it. Any failure discards it here."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    collector = _Collector()
-    callbacks = {
-        name: getattr(collector, name) for name in dir(collector) if name.startswith("on_")
-    }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-    size = 0
+    if declared and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD:
+        raise PayloadTooLarge(f"File too large: the limit is {max_bytes} bytes.")
+    reader = _FormReader(file_field, open_file, max_bytes)
+    parser = MultipartParser(boundary(request), reader.callbacks())
     try:
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            if chunk:
-                parser.write(chunk)
+            parser.write(message.get("body", b""))
+            await reader.consume()
             if not message.get("more_body"):
                 break
-        parser.finalize()
+        if not reader.ended:
+            raise InvalidRequest("The multipart body ended before its closing boundary.")
     except MultipartParseError as exc:
+        await _discard(reader.upload)
         raise InvalidRequest(f"The multipart body could not be parsed: {exc}") from None
-    if not collector.ended:
-        raise InvalidRequest("The multipart body ends before its closing boundary.")
-    return collector.form
+    except BaseException:
+        await _discard(reader.upload)
+        raise
+    return reader.upload
+
+
+async def _discard(upload: Upload) -> None:
+    if upload.file is not None:
+        await upload.file.discard()
+        upload.file = None

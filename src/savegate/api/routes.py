@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from savegate.api import ops
 from savegate.api.admin import handlers as admin
 from savegate.api.anthropic.errors import anthropic_error_response
 from savegate.api.anthropic.messages import count_tokens, create_message
 from savegate.api.http import HttpRequest, JsonResponse, Response, error_response, json_response
-from savegate.api.openai import media
+from savegate.api.openai import batches, files, media
 from savegate.api.openai.chat import create_chat_completion
 from savegate.api.openai.completions import create_completion, create_embedding
 from savegate.api.openai.models import list_models, retrieve_model
@@ -37,6 +38,7 @@ class Endpoint:
     handler: Handler | PublicHandler
     access: Access = Access.KEY
     reads_body: bool = False
+    streams_body: bool = False  # the handler reads the body as it arrives (uploads)
     errors: Callable[[GatewayError], JsonResponse] = error_response
     # A multipart upload, read as it arrives (`request.form`) up to this many bytes.
     upload_limit: Callable[[ServerConfig], int] | None = None
@@ -66,6 +68,8 @@ def _anthropic(handler: Handler) -> Endpoint:
 
 EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/health"): Endpoint(_health, Access.PUBLIC),
+    ("GET", "/health/live"): Endpoint(ops.live, Access.PUBLIC),
+    ("GET", "/health/ready"): Endpoint(ops.ready, Access.PUBLIC),
     ("GET", "/openapi.json"): Endpoint(openapi_document, Access.PUBLIC),
     ("GET", "/"): Endpoint(web.page("playground.html"), Access.PUBLIC),
     ("GET", "/playground"): Endpoint(web.page("playground.html"), Access.PUBLIC),
@@ -90,6 +94,12 @@ EXACT: dict[tuple[str, str], Endpoint] = {
             ("/v1/images/variations", media.create_image_variation, _image_limit),
         )
     },
+    ("POST", "/v1/files"): Endpoint(
+        lambda g, r, k: files.create_file(r, k, g.files), streams_body=True
+    ),
+    ("GET", "/v1/files"): Endpoint(lambda g, r, k: files.list_files(r, k, g.files)),
+    ("POST", "/v1/batches"): _post(lambda g, r, k: batches.create_batch(r, k, g.batches)),
+    ("GET", "/v1/batches"): Endpoint(lambda g, r, k: batches.list_batches(r, k, g.batches)),
     # The Anthropic SDK given our `/v1` base URL calls `/v1/v1/messages`: accept both.
     **{
         ("POST", prefix + path): _anthropic(handler)
@@ -104,6 +114,7 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/admin/usage"): Endpoint(admin.usage_report, Access.ADMIN),
     ("GET", "/admin/usage/requests"): Endpoint(admin.usage_requests, Access.ADMIN),
     ("GET", "/admin/spend"): Endpoint(admin.spend_summary, Access.ADMIN),
+    ("POST", "/admin/reload"): Endpoint(ops.reload, Access.ADMIN),
 }
 
 PREFIXED: list[tuple[str, str, Endpoint]] = [
@@ -118,6 +129,10 @@ PREFIXED: list[tuple[str, str, Endpoint]] = [
     ),
     ("GET", "/v1/responses/", Endpoint(lambda g, r, k: get_response(r, k, g.responses))),
     ("DELETE", "/v1/responses/", Endpoint(lambda g, r, k: delete_response(r, k, g.responses))),
+    ("GET", "/v1/files/", Endpoint(lambda g, r, k: files.retrieve_file(r, k, g.files))),
+    ("DELETE", "/v1/files/", Endpoint(lambda g, r, k: files.delete_file(r, k, g.files))),
+    ("GET", "/v1/batches/", Endpoint(lambda g, r, k: batches.retrieve_batch(r, k, g.batches))),
+    ("POST", "/v1/batches/", _post(lambda g, r, k: batches.cancel_batch(r, k, g.batches))),
     ("GET", "/admin/keys/", Endpoint(admin.get_key, Access.ADMIN)),
     ("PATCH", "/admin/keys/", Endpoint(admin.update_key, Access.ADMIN, reads_body=True)),
     ("DELETE", "/admin/keys/", Endpoint(admin.revoke_key, Access.ADMIN)),

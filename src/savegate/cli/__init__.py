@@ -1,4 +1,4 @@
-"""`savegate` command line: `serve`, `keys`, `usage` and `chat`."""
+"""`savegate` command line: `serve`, `keys`, `usage`, `chat` and `config check`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from savegate import __version__
 from savegate.config import Config, ConfigError, load_config
 
-COMMANDS = ("serve", "keys", "usage", "chat")
+# Each command by the module that defines it.
+COMMANDS = {
+    "serve": "serve",
+    "keys": "keys",
+    "usage": "usage",
+    "chat": "chat",
+    "config": "config_check",
+}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"savegate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS if only is None else (only,):
-        importlib.import_module(f"savegate.cli.{name}").register(commands, _common)
+        importlib.import_module(f"savegate.cli.{COMMANDS[name]}").register(commands, _common)
     return parser
 
 
@@ -40,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv)
+    if not getattr(args, "loads_config", True):
+        return int(args.run(args) or 0)
     try:
         config = config_from(args)
     except ConfigError as exc:

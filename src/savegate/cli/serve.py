@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +19,13 @@ from savegate.api.asgi import ApiApp
 from savegate.api.server import DrainingServer, PairedWritesProtocol
 from savegate.app import Gateway
 from savegate.cli.workers import Supervisor, listen
-from savegate.config import Config, ServerConfig
+from savegate.config import Config, ConfigError, ServerConfig
+from savegate.config_problems import validation_problems
 from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
+from savegate.observe import logs
+from savegate.ops.reload import Reloader, plan
 from savegate.store.db import create_engine, create_schema, setup_lock
 
 
@@ -33,6 +38,9 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         "--workers",
         type=lambda value: value if value == "auto" else int(value),
         help="worker processes sharing the port: a number or `auto` (one per core); default 1",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as text (default) or JSON"
     )
     parser.set_defaults(run=run)
 
@@ -83,66 +91,122 @@ def _banner(config: Config, created: list[tuple[str, str]], workers: int) -> str
     return "\n".join(lines)
 
 
+def _overridden(args: argparse.Namespace, config: Config) -> Config:
+    """`config` with the command line's server settings, which win over the file's."""
+    names = ("host", "port", "workers", "log_format")
+    updates = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if not updates:
+        return config
+    try:
+        server = ServerConfig.model_validate({**config.server.model_dump(), **updates})
+    except ValidationError as exc:
+        raise SystemExit(f"savegate: server.{validation_problems(exc)[0]}") from None
+    return config.model_copy(update={"server": server})
+
+
+def _loader(args: argparse.Namespace) -> Callable[[], Config]:
+    """How a reload reads the config: as this command did, file and command line."""
+    from savegate.cli import config_from  # the package imports this module
+
+    return lambda: _overridden(args, config_from(args))
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
-    updates: dict[str, object] = {
-        k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
-    }
-    if args.workers is not None:
-        updates["workers"] = args.workers
-    if updates:
-        try:
-            server = ServerConfig.model_validate({**config.server.model_dump(), **updates})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise SystemExit(f"savegate: server.{where}: {first['msg']}") from None
-        config = config.model_copy(update={"server": server})
+    config = _overridden(args, config)
     workers = config.server.processes
-    _log_as(config, "supervisor" if workers > 1 else None)
-    redact_logs(Redactor(config.upstream_secrets()))  # before anything talks to an upstream
+    redactor = Redactor(config.upstream_secrets())
+    redact_logs(redactor)  # before anything talks to an upstream
+    _log_as(config, redactor, 0, "supervisor" if workers > 1 else None)
     created = asyncio.run(_first_start_keys(config))
-    print(_banner(config, created, workers), flush=True)
+    _announce(config, created, workers, redactor)
+    load = _loader(args)
     if workers == 1:
-        _serve(config, None, 0)
+        _serve(config, None, 0, load, redactor)
         return 0
     sock = listen(config.server.host, config.server.port)
+    running = [config]  # what a worker started from now on runs: reloads change it
+
+    def reload() -> None:
+        try:
+            running[0] = plan(running[0], load()).config
+        except ConfigError as exc:
+            logging.getLogger("savegate.supervisor").error("config reload refused: %s", exc)
+
     return Supervisor(
-        sock, workers, lambda s, n: _serve(config, s, n), config.server.shutdown_grace_seconds
+        sock,
+        workers,
+        lambda s, n: _serve(running[0], s, n, load, redactor),
+        config.server.shutdown_grace_seconds,
+        reload=reload,
     ).run()
 
 
-def _log_as(config: Config, who: str | None) -> None:
+def _announce(
+    config: Config, created: list[tuple[str, str]], workers: int, redactor: Redactor
+) -> None:
+    """The banner on stdout: as it is, or as one JSON line in the JSON log format (the
+    first-start keys in a field of their own, shown this once)."""
+    if config.server.log_format == "text":
+        print(_banner(config, created, workers), flush=True)
+        return
+    banner = _banner(config, [], workers)
+    record = logging.LogRecord("savegate", logging.INFO, __file__, 0, banner, None, None)
+    if created:
+        record.first_start_keys = dict(created)
+    print(logs.JsonFormatter(0, redactor).format(record), flush=True)
+
+
+def _log_as(config: Config, redactor: Redactor, worker: int, who: str | None) -> None:
     """Log lines name the process they come from when there are several."""
+    server = config.server
     tag = f"[{who}] " if who else ""
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
-        force=True,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+    logs.configure(server.log_level, server.log_format, worker, tag, redactor)
 
 
-def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
+def _serve(
+    config: Config,
+    sock: socket.socket | None,
+    worker: int,
+    load: Callable[[], Config],
+    redactor: Redactor,
+) -> None:
     """One gateway process: alone (`sock` None: it binds its own), or worker `worker` of
-    several on the supervisor's socket."""
+    several on the supervisor's socket. `load` reads the config again on a reload."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the event loop handles it
     if sock is not None:
-        _log_as(config, f"worker {worker}")
-    gateway = Gateway(config)
-    app = ApiApp(gateway)
-    grace = config.server.shutdown_grace_seconds
-    settings = uvicorn.Config(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        http=PairedWritesProtocol,
-        loop="uvloop",
-        ws="none",  # no WebSocket endpoint: its modules are never loaded
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,  # nothing here reads the client's address
-        log_config=None,  # uvicorn's lines go through our format, worker named
-        log_level=config.server.log_level,
-        # A backstop: the app cuts what outlives the grace itself, a little earlier.
-        timeout_graceful_shutdown=int(grace) + 2,
-    )
-    DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])
+        _log_as(config, redactor, worker, f"worker {worker}")
+    try:
+        gateway = Gateway(config)
+        siblings = None if sock is None else _supervisor_signal(os.getppid())
+        gateway.reloader = Reloader(gateway, load, [redactor], siblings)
+        app = ApiApp(gateway)
+        grace = config.server.shutdown_grace_seconds
+        settings = uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            http=PairedWritesProtocol,
+            loop="uvloop",
+            ws="none",  # no WebSocket endpoint: its modules are never loaded
+            lifespan="on",
+            access_log=False,
+            proxy_headers=False,  # nothing here reads the client's address
+            log_config=None,  # uvicorn's lines go through our format, worker named
+            log_level=config.server.log_level,
+            # A backstop: the app cuts what outlives the grace itself, a little earlier.
+            timeout_graceful_shutdown=int(grace) + 2,
+        )
+        DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])
+    finally:
+        logs.stop()  # a worker leaves by os._exit: what it logged must be written first
+
+
+def _supervisor_signal(supervisor: int) -> Callable[[], None]:
+    """SIGHUP to the supervisor, which has every worker reload; never to whichever process
+    adopted this one, should the supervisor be gone (init would reload itself)."""
+
+    def tell() -> None:
+        if os.getppid() == supervisor:
+            os.kill(supervisor, signal.SIGHUP)
+
+    return tell

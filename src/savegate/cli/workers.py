@@ -3,7 +3,9 @@
 The supervisor binds the socket, forks the workers (each a whole gateway on the shared
 socket), restarts one that dies, and on SIGTERM or SIGINT stops accepting at once and
 lets every worker drain: their in-flight requests and streams finish within the
-shutdown grace, and whatever outlives it ends with an error its client can see.
+shutdown grace, and whatever outlives it ends with an error its client can see. SIGHUP
+(sent by an operator, or by the worker that was asked `POST /admin/reload`) has every
+worker reload the config file, and the workers started from then on run it too.
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, sock: socket.socket, count: int, worker: Worker, grace: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        count: int,
+        worker: Worker,
+        grace: float,
+        reload: Callable[[], None] | None = None,
+    ) -> None:
         self._sock = sock
+        self._reload = reload
         self._count = count
         self._worker = worker
         self._grace = grace
@@ -48,6 +58,7 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
+        signal.signal(signal.SIGHUP, self._hangup)
         for number in range(1, self._count + 1):
             self._spawn(number)
         while self._pids:
@@ -68,6 +79,7 @@ class Supervisor:
             try:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the worker's loop handles it
                 _follow_parent()
                 self._worker(self._sock, number)
             except BaseException:
@@ -96,6 +108,16 @@ class Supervisor:
             time.sleep(min(0.1, wait))
         if not self._stopping:
             self._spawn(number)
+
+    def _hangup(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            return
+        if self._reload is not None:
+            self._reload()
+        log.info("SIGHUP: every worker reloads the config")
+        for pid in self._pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping:

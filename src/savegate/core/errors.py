@@ -99,6 +99,19 @@ class ShuttingDown(GatewayError):
         )
 
 
+class Overloaded(GatewayError):
+    """This process already serves as many requests as `server.max_inflight` allows."""
+
+    status = 503
+    code = "server_overloaded"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is overloaded. Please retry the request shortly.",
+            headers={"retry-after": "1"},
+        )
+
+
 def interruption(cancelled: BaseException) -> GatewayError | None:
     """Why the gateway itself cancelled a task, if it did: the error it cancelled it with
     (`task.cancel(msg=error)`). None for any other cancellation (a client gone)."""

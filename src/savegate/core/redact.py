@@ -31,6 +31,13 @@ class Redactor:
         self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
         self._raw = [s.encode() for s in self._secrets]
 
+    def extend(self, secrets: Iterable[str]) -> None:
+        """Mask `secrets` too from now on (a reload's new upstream keys); the old ones stay
+        masked, as requests in flight may still hold them."""
+        known = sorted({*self._secrets, *(s for s in secrets if len(s) >= MIN_SECRET)}, key=len)
+        self._secrets = known[::-1]
+        self._raw = [s.encode() for s in self._secrets]
+
     def text(self, value: str) -> str:
         """`value` without the known secrets or any credential it names."""
         for secret in self._secrets:

@@ -17,12 +17,25 @@ def _no_header(name: str) -> str | None:
 
 
 @dataclass(slots=True)
+class BatchLine:
+    """A request made for one line of a batch: its usage rows are held here (`records`),
+    to be written with the line's result in one transaction, so that a line is metered
+    exactly once whatever stops the process."""
+
+    batch_id: str
+    records: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
     # A request header by its lower-case name, read only by what needs one (the cache).
     header: Callable[[str], str | None] = _no_header
+    batch: BatchLine | None = None
+    attempts: int = 0  # upstream calls made for it so far
+    last_attempt: object = None  # the last one's meter, once it ended: for the access log
 
 
 @dataclass(slots=True)

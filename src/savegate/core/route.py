@@ -9,21 +9,26 @@ from savegate.core.prices import ModelPrice
 
 @dataclass(frozen=True, slots=True)
 class Billing:
-    """What a deployment costs: list price less `discount`, or explicit `paid` prices."""
+    """What a deployment costs: list price less `discount`, or explicit `paid` prices;
+    a batch line's paid cost less `batch_discount` on top."""
 
     discount: float = 0.0
     paid: dict[str, ModelPrice] = field(default_factory=dict)
     free: bool = False
+    batch_discount: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """One deployment as billing sees it: the provider's name, the model name it is sent
-    (the upstream's own), and its prices. Routed by price (`strategy: cheapest`), it
-    also names its group's deployments, `peers`: the saving of the cheaper route is
-    measured against the dearest of them."""
+    (the upstream's own), and its prices; for the metrics, the deployment's name and
+    whether it serves a fallback group. Routed by price (`strategy: cheapest`), it also
+    names its group's deployments, `peers`: the saving of the cheaper route is measured
+    against the dearest of them."""
 
     provider: str
     model: str
     billing: Billing = field(default_factory=Billing)
     peers: tuple[Target, ...] = ()
+    deployment: str = ""
+    fallback: bool = False

@@ -14,7 +14,7 @@ from typing import Any
 from savegate.core.errors import GatewayError
 from savegate.core.media import MediaUse
 from savegate.core.payload import Json
-from savegate.core.request import ChatRequest
+from savegate.core.request import ChatRequest, RequestContext
 from savegate.core.route import Target
 from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
@@ -71,10 +71,18 @@ class Meter:
                 dearest, most = pricing, cost
         return dearest
 
+    def reprice(self, prices: PriceBook) -> None:
+        """New list prices and deployments' billing (a reload): for what ends from now on."""
+        self._prices, self._pricing = prices, {}
+
     def start(self, request: ChatRequest, endpoint: str, *, strip_usage: bool) -> RequestMeter:
         return RequestMeter(self, request, endpoint, strip_usage)
 
-    def record(self, record: UsageRecord) -> None:
+    def record(self, record: UsageRecord, context: RequestContext) -> None:
+        if context.batch is not None:  # written with the batch line's result
+            record.fit()
+            context.batch.records.append(record)
+            return
         self._sink.add(record)
 
     def hit(
@@ -104,7 +112,9 @@ class Meter:
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,
                 cache_hit=True,
-            )
+                batch_id=context.batch.batch_id if context.batch is not None else None,
+            ),
+            context,
         )
 
 
@@ -125,6 +135,7 @@ class RequestMeter:
         self.usage: dict[str, Any] | None = None
 
     def attempt(self, target: Target) -> AttemptMeter:
+        self.request.context.attempts += 1
         return AttemptMeter(self, target)
 
 
@@ -142,7 +153,7 @@ class AttemptMeter:
         request = parent.request
         context = request.context
         self._parent = parent
-        self._target = target
+        self.target = target
         self._started = context.started
         self._streamed: int | None = None  # chunks relayed, once a stream started
         self._usage: dict[str, Any] | None = None
@@ -156,6 +167,7 @@ class AttemptMeter:
             stream=request.stream,
             model=target.model,
             provider=target.provider,
+            batch_id=context.batch.batch_id if context.batch is not None else None,
         )
 
     def first_byte(self) -> None:
@@ -226,7 +238,8 @@ class AttemptMeter:
         self._parent.cost += record.cost_usd
         if error is None and not cancelled:
             self._parent.answered, self._parent.usage = record, usage
-        self._parent.meter.record(record)
+        self._parent.request.context.last_attempt = self
+        self._parent.meter.record(record, self._parent.request.context)
 
     def _bill_units(self, use: MediaUse) -> None:
         """An image, audio or moderation call: priced by its units (and any tokens)."""
@@ -234,7 +247,7 @@ class AttemptMeter:
         record.tokens = use.tokens
         record.unit, record.units = use.unit, use.units
         record.estimated = use.estimated
-        pricing = self._parent.meter.resolve(self._target, self._parent.request.model)
+        pricing = self._parent.meter.resolve(self.target, self._parent.request.model)
         record.cost_usd, record.list_cost_usd = pricing.media_costs(use)
         record.savings = Savings(discount=record.list_cost_usd - record.cost_usd)
 
@@ -253,13 +266,15 @@ class AttemptMeter:
         record.tokens = tokens
         record.model = model or record.model
         meter = self._parent.meter
-        pricing = meter.pricing(self._target)
+        pricing = meter.pricing(self.target)
         if pricing.list_price is None and model:
             # No price for the routed name: price by the model that really answered
             # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = meter.pricing(self._target, model)
-        baseline = meter.baseline(pricing, self._target, self._parent.request.model, tokens)
+            pricing = meter.pricing(self.target, model)
+        baseline = meter.baseline(pricing, self.target, self._parent.request.model, tokens)
         priced = price_call(pricing, baseline, tokens)
+        if record.batch_id is not None:
+            priced = priced.batched(self.target.billing.batch_discount)
         record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
         record.savings = priced.savings
         return usage

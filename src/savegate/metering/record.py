@@ -43,6 +43,7 @@ class UsageRecord:
     cache_hit: bool = False
     client_disconnected: bool = False
     estimated: bool = False
+    batch_id: str | None = None
     unit: str | None = None  # images, audio and speech: what `units` counts
     units: float | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -89,6 +90,7 @@ class UsageRecord:
             savings.semantic_cache,
             savings.prompt_cache,
             savings.route,
+            self.batch_id,
             self.unit,
             self.units,
         )
@@ -122,6 +124,7 @@ COLUMNS = (
     "saving_semantic_usd",
     "saving_prompt_cache_usd",
     "saving_route_usd",
+    "batch_id",
     "unit",
     "units",
 )

@@ -16,7 +16,7 @@ saving of that cache.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from savegate.core.usage import TokenCounts
 from savegate.metering.prices import Pricing
@@ -48,6 +48,15 @@ class Priced:
     paid: float
     listed: float  # the baseline: paid + every saving
     savings: Savings
+
+    def batched(self, discount: float) -> Priced:
+        """A batch line's price: the provider's batch discount is a discount too."""
+        cut = self.paid * discount
+        return Priced(
+            self.paid - cut,
+            self.listed,
+            replace(self.savings, discount=self.savings.discount + cut),
+        )
 
 
 def price_call(served: Pricing, baseline: Pricing, tokens: TokenCounts) -> Priced:

@@ -60,6 +60,11 @@ class Executor:
         self._router = router
         self._policy = policy
 
+    def swap(self, router: ModelRouter, policy: RetryPolicy) -> None:
+        """A reload: plans made from now on come from `router`, tried by `policy`. Plans
+        already made (requests in flight) keep the deployments they hold."""
+        self._router, self._policy = router, policy
+
     def plan(
         self, model: str, supports: Capability | None = None, demand: TokenCounts | None = None
     ) -> list[Attempt]:

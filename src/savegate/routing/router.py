@@ -47,8 +47,11 @@ class Deployment:
     weight: float = 1.0
     billing: Billing = field(default_factory=Billing)
 
-    def route(self, requested: str, peers: tuple[Target, ...] = ()) -> Route:
-        target = Target(self.provider.name, self.model or requested, self.billing, peers)
+    def route(
+        self, requested: str, peers: tuple[Target, ...] = (), fallback: bool = False
+    ) -> Route:
+        model = self.model or requested
+        target = Target(self.provider.name, model, self.billing, peers, self.name, fallback)
         return Route(self.provider, target)
 
 
@@ -138,24 +141,30 @@ class ModelRouter:
             if other is None or id(other) in seen:
                 continue
             seen.add(id(other))
-            attempts += self._attempts(other, fallback, now, demand)
+            attempts += self._attempts(other, fallback, now, demand, fallback=True)
         if not attempts:
             # Everything is cooling down: try the group anyway rather than refuse.
             attempts = [Attempt(d, d.route(name)) for d in group.deployments]
         return attempts
 
     def _attempts(
-        self, group: ModelGroup, name: str, now: float, demand: TokenCounts | None
+        self,
+        group: ModelGroup,
+        name: str,
+        now: float,
+        demand: TokenCounts | None,
+        *,
+        fallback: bool = False,
     ) -> list[Attempt]:
         if group.strategy != CHEAPEST:
-            return [Attempt(d, d.route(name)) for d in group.ordered(now)]
+            return [Attempt(d, d.route(name, fallback=fallback)) for d in group.ordered(now)]
         targets = {id(d): d.route(name).target for d in group.deployments}
         peers = tuple(targets.values())
         quote, tokens = self._quote, demand or TokenCounts()
         cost: Cost | None = None
         if quote is not None:
             cost = lambda deployment: quote(targets[id(deployment)], name, tokens)  # noqa: E731
-        return [Attempt(d, d.route(name, peers)) for d in group.ordered(now, cost)]
+        return [Attempt(d, d.route(name, peers, fallback)) for d in group.ordered(now, cost)]
 
     def listed(self) -> list[ModelGroup]:
         """Groups with a concrete name, for `GET /v1/models`."""

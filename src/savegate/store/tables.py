@@ -104,6 +104,7 @@ usage = Table(
     Column("saving_semantic_usd", Float, nullable=False, default=0.0),
     Column("saving_prompt_cache_usd", Float, nullable=False, default=0.0),
     Column("saving_route_usd", Float, nullable=False, default=0.0),
+    Column("batch_id", String(64), nullable=True),  # the batch a line's call was made for
     # Images, audio and speech: the unit they are billed by (image, second, character).
     Column("unit", String(16), nullable=True),
     Column("units", Float, nullable=True),
@@ -173,4 +174,70 @@ rate_permits = Table(
     Column("lease_until", Float, nullable=True),  # epoch seconds, while it holds a slot
     Index("ix_rate_permits_key", "key_id", "admitted_at"),
     Index("ix_rate_permits_admitted", "admitted_at"),
+)
+
+# Uploaded files (`/v1/files`) and the files batches write: the bytes are on disk
+# (`store/blobs.py`), named by id; a row here makes a file visible, to its key only.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),  # epoch seconds
+    Column("expires_at", Float, nullable=True),
+    Index("ix_files_key_created", "key_id", "created_at"),
+)
+
+# Batches (`/v1/batches`): their state, counts and token totals; `runner` and
+# `lease_until` name the one process running a batch, for as long as it renews its lease.
+_BATCH_TIMES = (
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+BATCH_TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("input_file_id", String(64), nullable=False),
+    Column("completion_window", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metadata", JSON, nullable=True),
+    Column("errors", JSON, nullable=True),
+    Column("output_file_id", String(64), nullable=True),
+    Column("error_file_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    *(Column(name, Float, nullable=True) for name in _BATCH_TIMES),
+    Column("total", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in BATCH_TOKENS),
+    Column("stop_code", String(64), nullable=True),  # why the lines not run failed
+    Column("stop_message", Text, nullable=True),
+    Column("runner", String(32), nullable=True),
+    Column("lease_until", Float, nullable=True),  # epoch seconds
+    Index("ix_batches_key_created", "key_id", "created_at"),
+    Index("ix_batches_status", "status"),
+)
+
+# The lines of a batch that are done, each with its output line: the primary key makes
+# a line done (and its usage rows written, in the same transaction) at most once.
+batch_lines = Table(
+    "batch_lines",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("ok", Boolean, nullable=False),  # to the output file, else the error file
+    Column("result", Text, nullable=False),  # the JSONL line
 )

@@ -1,7 +1,7 @@
 """`/v1/images/*`, `/v1/audio/*` and `/v1/moderations`.
 
 JSON bodies are read whole like chat's (`server.max_body_bytes`); multipart uploads are
-parsed as they arrive (`api/multipart.py`, before the handler), bounded by their own,
+parsed as they arrive (`api/forms.py`, before the handler), bounded by their own,
 larger limits.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from savegate.api.http import HttpRequest, Response, bytes_response, media_response
+from savegate.api.http import HttpRequest, Response, media_response, relay_response
 from savegate.core.keys import ApiKey
 from savegate.core.request import ChatRequest
 from savegate.service.media import (
@@ -49,7 +49,7 @@ async def generate_images(request: HttpRequest, key: ApiKey, media: MediaService
 async def create_speech(request: HttpRequest, key: ApiKey, media: MediaService) -> Response:
     body = validate_speech_request(parse_json_object(request.body))
     reply = await media.speak(ChatRequest(body, request.body, request.context))
-    return bytes_response(reply.value, reply.headers, request.request_id)
+    return relay_response(reply.value, reply.headers, request.request_id)
 
 
 async def create_moderation(request: HttpRequest, key: ApiKey, media: MediaService) -> Response:
@@ -71,7 +71,7 @@ async def _transcribe(request: HttpRequest, media: MediaService, endpoint: PassT
     api_request = ChatRequest(dict(values), b"", request.context)
     if is_stream(values):
         reply = await media.stream_transcription(api_request, form)
-        return bytes_response(reply.value, reply.headers, request.request_id)
+        return relay_response(reply.value, reply.headers, request.request_id)
     answer = await media.transcribe(api_request, form, endpoint)
     return media_response(answer.value, answer.headers)
 

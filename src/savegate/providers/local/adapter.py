@@ -33,11 +33,11 @@ class LocalProvider:
     ) -> None:
         self.name = name
         self._config = config or LocalModelConfig()
-        self._eager = eager
+        self.eager = eager
         self.process = ModelProcess(self._config, data_dir, log_level)
 
     async def start(self) -> None:
-        if self._eager:
+        if self.eager:
             await self.process.ready()
 
     async def aclose(self) -> None:

@@ -65,6 +65,11 @@ class ModelProcess:
         except OSError as exc:
             raise unavailable(self._config.name, f"its process cannot be reached ({exc})") from exc
 
+    @property
+    def serving(self) -> bool:
+        """Up, as far as this gateway knows: connected to it and watching it."""
+        return self._watch is not None and not self._watch.done()
+
     async def ready(self) -> None:
         """Wait until the model process serves (starting it if need be), or raise a 503."""
         if self._watch is None or self._watch.done():

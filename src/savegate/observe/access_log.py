@@ -1,0 +1,102 @@
+"""One access line per request, on the `savegate.access` logger: who asked (the key's id,
+never its secret), for what, what served it, what came of it and how long it took.
+
+The request path only puts the line's facts on the log queue (`observe.logs.defer`): the
+writer thread makes the record (not through the record factory: the formatter masks its
+text fields) and writes it. Its fields are the record's extras, so they are JSON keys in
+the json format and `key=value` pairs in the text one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from savegate.core.request import RequestContext
+from savegate.metering.meter import AttemptMeter
+from savegate.observe import logs
+
+LOGGER = "savegate.access"
+_log = logging.getLogger(LOGGER)
+MAX_NAME = 256  # a model name is the client's: a line need not carry a huge one
+
+
+def write(
+    *,
+    request_id: str,
+    method: str,
+    path: str,
+    status: int,
+    started: float,
+    stream: bool,
+    error: str | None,
+    context: RequestContext | None,
+) -> None:
+    """`status` is the HTTP status answered; a stream's own end (an in-stream error, the
+    client gone) replaces its 200. `started` is `time.perf_counter()` at arrival. The
+    line's fields are read by the writer thread: the request is over, nothing changes
+    them any more."""
+    if _log.isEnabledFor(logging.INFO):
+        ended = time.perf_counter()
+        logs.defer(
+            _Line(
+                time.time(),
+                request_id,
+                method,
+                path,
+                status,
+                ended - started,
+                stream,
+                error,
+                context,
+            )
+        )
+
+
+@dataclass(slots=True)
+class _Line:
+    created: float
+    request_id: str
+    method: str
+    path: str
+    status: int
+    seconds: float
+    stream: bool
+    error: str | None
+    context: RequestContext | None
+
+    def record(self) -> logging.LogRecord:
+        context, status, error = self.context, self.status, self.error
+        fields: dict[str, Any] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "key_id": context.key.id if context is not None else None,
+            "stream": self.stream,
+        }
+        attempt = context.last_attempt if context is not None else None
+        if context is not None and isinstance(attempt, AttemptMeter):
+            used = attempt.record
+            if self.stream and used.status != 200:
+                status, error = used.status, error or used.error_type
+            fields.update(
+                model=used.requested_model[:MAX_NAME],
+                served_model=(used.model or "")[:MAX_NAME] or None,
+                provider=used.provider,
+                deployment=attempt.target.deployment or used.provider,
+                attempts=context.attempts,
+                tokens_in=used.tokens.prompt,
+                tokens_out=used.tokens.completion,
+                cached_tokens=used.tokens.cached,
+                ttft_ms=None if used.ttft_ms is None else round(used.ttft_ms, 1),
+                cache_hit=used.cache_hit,
+            )
+        fields.update(status=status, error=error, latency_ms=round(self.seconds * 1000, 1))
+        record = logging.LogRecord(
+            LOGGER, logging.INFO, __file__, 0, "%s %s %d", (self.method, self.path, status), None
+        )
+        record.created, record.msecs = self.created, (self.created % 1) * 1000
+        record.__dict__.update(fields)
+        return record
