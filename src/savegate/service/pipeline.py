@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from savegate.core.errors import GatewayError
 from savegate.core.media import MediaAnswer, MediaUse
@@ -27,7 +27,6 @@ from savegate.routing.executor import Call, Capability, Executor, Open, OpenByte
 from savegate.routing.router import Route
 from savegate.service.admission import Admission, check_model_access, max_output
 from savegate.service.cache import Look, ResponseCache
-from savegate.wire.chunks import Chunks
 
 T = TypeVar("T")
 # The answer length a request that sets no limit is priced at, to pick its cheapest route.
@@ -204,18 +203,28 @@ class Pipeline:
         except BaseException:
             await ticket.settle(used)
             raise
-        return Reply(SettledStream(stream, lambda: ticket.settle(used)), ticket.headers), used
+        return Reply(Settled(stream, lambda: ticket.settle(used)), ticket.headers), used
 
 
-class SettledStream:
-    """A stream whose request settles its limits when the stream is closed. Not a stage:
-    iterating it iterates the stream itself."""
+Item = TypeVar("Item")
+Yielded = TypeVar("Yielded", covariant=True)
 
-    def __init__(self, stream: ChatStream, settle: Callable[[], Awaitable[None]]) -> None:
+
+class Closeable(Protocol[Yielded]):
+    def __aiter__(self) -> AsyncIterator[Yielded]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Settled(Generic[Item]):
+    """A stream (of chunks, or of an upstream's bytes) whose request settles its limits
+    when the stream is closed. Not a stage: iterating it iterates the stream itself."""
+
+    def __init__(self, stream: Closeable[Item], settle: Callable[[], Awaitable[None]]) -> None:
         self._stream = stream
         self._settle = settle
 
-    def __aiter__(self) -> AsyncIterator[Chunks]:
+    def __aiter__(self) -> AsyncIterator[Item]:
         return aiter(self._stream)
 
     async def aclose(self) -> None:
@@ -225,19 +234,7 @@ class SettledStream:
             await self._settle()
 
 
-class SettledBytes:
-    """A byte stream whose request settles its limits when the stream is closed."""
-
+class SettledBytes(Settled[bytes]):
     def __init__(self, stream: RoutedBytes, settle: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(stream, settle)
         self.content_type = stream.content_type
-        self._stream = stream
-        self._settle = settle
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return aiter(self._stream)
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            await self._settle()

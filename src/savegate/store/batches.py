@@ -20,30 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from savegate.store.files import StoredFile, insert_file
 from savegate.store.pages import page
-from savegate.store.tables import BATCH_TOKENS, batch_lines, batches
+from savegate.store.tables import BATCH_TIMES, BATCH_TOKENS, batch_lines, batches
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 CANCELLABLE = ("validating", "in_progress")
 Row = Mapping[str, Any]
 Extra = Callable[[AsyncConnection], Awaitable[None]]
 _PAGE = 1000
-_TIMES = (
-    "in_progress_at",
-    "expires_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-)
 
 
 def public(row: Row) -> dict[str, Any]:
     """OpenAI's batch object; the optional fields only once they have a value."""
     tokens = {name: row[name] for name in BATCH_TOKENS}
     optional = {name: row[name] for name in ("errors", "output_file_id", "error_file_id")}
-    times = {name: int(row[name]) for name in _TIMES if row[name] is not None}
+    times = {name: int(row[name]) for name in BATCH_TIMES if row[name] is not None}
     return {
         "id": row["id"],
         "object": "batch",

@@ -193,7 +193,7 @@ files = Table(
 
 # Batches (`/v1/batches`): their state, counts and token totals; `runner` and
 # `lease_until` name the one process running a batch, for as long as it renews its lease.
-_BATCH_TIMES = (
+BATCH_TIMES = (
     "in_progress_at",
     "expires_at",
     "finalizing_at",
@@ -218,7 +218,7 @@ batches = Table(
     Column("output_file_id", String(64), nullable=True),
     Column("error_file_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
-    *(Column(name, Float, nullable=True) for name in _BATCH_TIMES),
+    *(Column(name, Float, nullable=True) for name in BATCH_TIMES),
     Column("total", Integer, nullable=False),
     Column("completed", Integer, nullable=False),
     Column("failed", Integer, nullable=False),
