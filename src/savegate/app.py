@@ -8,8 +8,10 @@ import logging
 import time
 
 from savegate.cache import CacheBackend, MemoryCache
+from savegate.cache.semantic import SemanticStore
 from savegate.composition import build_providers
 from savegate.config import Config
+from savegate.core.errors import GatewayError
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -31,8 +33,10 @@ from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
+from savegate.service.semantic import Caches, SemanticCache
 from savegate.store.db import create_engine, create_schema
 from savegate.store.responses import ResponseStore
+from savegate.store.semantic import SemanticTable
 from savegate.store.usage import month_totals
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ class Gateway:
             ),
         )
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
-        self.cache = self._cache()
+        self.cache = Caches(self._cache(), self._semantic_cache(), self.router.canonical)
         pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
@@ -134,6 +138,21 @@ class Gateway:
         wait = config.routing.total_timeout_seconds
         return ResponseCache(settings, backend, self.router.canonical, self.meter, wait)
 
+    def _semantic_cache(self) -> SemanticCache | None:
+        """The semantic cache, on only for the model groups that ask for it."""
+        settings = self.config.cache
+        semantic = settings.semantic
+        if not semantic.groups:
+            return None
+        store = SemanticStore(
+            SemanticTable(self.engine),
+            ttl=semantic.ttl_seconds,
+            max_entries=semantic.max_entries,
+            refresh=semantic.refresh_seconds,
+        )
+        model = semantic.embedding_model or self.config.local.name
+        return SemanticCache(settings, store, self.executor, self.meter, model)
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
@@ -142,6 +161,10 @@ class Gateway:
             start = getattr(provider, "start", None)
             if start is not None:
                 await start()
+        try:
+            self.cache.start()
+        except GatewayError as exc:
+            raise RuntimeError(f"cache.semantic.embedding_model: {exc.message}") from None
         # What start-up built lives as long as the process: the cyclic garbage collector
         # need not scan it again on every full collection, which would pause requests.
         gc.freeze()

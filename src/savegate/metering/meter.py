@@ -56,8 +56,11 @@ class Meter:
         tokens: TokenCounts,
         provider: str | None,
         list_cost: float,
+        *,
+        semantic: bool = False,
     ) -> None:
-        """A request answered from the response cache: nothing paid, its list cost saved."""
+        """A request answered from the response cache (`semantic`: from the semantic
+        cache): nothing paid, its list cost saved."""
         context = request.context
         elapsed = (time.perf_counter() - context.started) * 1000
         self.record(
@@ -74,6 +77,7 @@ class Meter:
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,
                 cache_hit=True,
+                semantic_cache_hit=semantic,
             )
         )
 

@@ -41,6 +41,7 @@ class UsageRecord:
     cache_hit: bool = False
     client_disconnected: bool = False
     estimated: bool = False
+    semantic_cache_hit: bool = False  # a cache hit (cache_hit too) from the semantic cache
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fit(self) -> None:
@@ -79,6 +80,7 @@ class UsageRecord:
             self.cache_hit,
             self.client_disconnected,
             self.estimated,
+            self.semantic_cache_hit,
         )
 
 
@@ -104,4 +106,5 @@ COLUMNS = (
     "cache_hit",
     "client_disconnected",
     "estimated",
+    "semantic_cache_hit",
 )

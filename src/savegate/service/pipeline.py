@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from savegate.core.errors import GatewayError
 from savegate.core.payload import Json
@@ -20,8 +20,11 @@ from savegate.metering.meter import Meter, RequestMeter
 from savegate.providers.base import ChatStream
 from savegate.routing.executor import Call, Capability, Executor, Open
 from savegate.service.admission import Admission, check_model_access
-from savegate.service.cache import Look, ResponseCache
+from savegate.service.cache import Look
 from savegate.wire.chunks import Chunks
+
+if TYPE_CHECKING:  # the semantic cache needs the embeddings service, which needs this one
+    from savegate.service.semantic import Caches, SemanticLook
 
 T = TypeVar("T")
 
@@ -38,7 +41,7 @@ class Pipeline:
         admission: Admission,
         executor: Executor,
         meter: Meter,
-        cache: ResponseCache | None = None,
+        cache: Caches | None = None,
     ) -> None:
         self._admission = admission
         self._executor = executor
@@ -76,7 +79,9 @@ class Pipeline:
             await ticket.settle(used)
         return Reply(answer, ticket.headers), used
 
-    async def _hit(self, look: Look, request: ChatRequest, answer: Callable[[], T]) -> Reply[T]:
+    async def _hit(
+        self, look: Look | SemanticLook, request: ChatRequest, answer: Callable[[], T]
+    ) -> Reply[T]:
         """A cache hit: no upstream attempt (not even a plan: the entry's key names the
         public model that answered), no budget; it counts against the key's rpm."""
         headers = await self._admission.admit_hit(request)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -96,6 +97,7 @@ usage = Table(
     Column("cache_hit", Boolean, nullable=False, default=False),
     Column("client_disconnected", Boolean, nullable=False, default=False),
     Column("estimated", Boolean, nullable=False, default=False),
+    Column("semantic_cache_hit", Boolean, nullable=False, default=False),  # also a cache_hit
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_created", "created_at"),
 )
@@ -162,4 +164,23 @@ rate_permits = Table(
     Column("lease_until", Float, nullable=True),  # epoch seconds, while it holds a slot
     Index("ix_rate_permits_key", "key_id", "admitted_at"),
     Index("ix_rate_permits_admitted", "admitted_at"),
+)
+
+# The semantic cache, shared by every process: a prompt's vector (float32 bytes, unit
+# length), its normalised text, and the answer in the exact cache's stored form. Each
+# process keeps them in memory and reads the rows it has not seen (`id` above the last).
+semantic_cache = Table(
+    "semantic_cache",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("scope", String(40), nullable=False),  # hash of the model and the other fields
+    Column("vector", LargeBinary, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("answer", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", Float, nullable=False),  # epoch seconds
+    Column("size", Integer, nullable=False),  # bytes of the answer
+    Index("ix_semantic_cache_expires", "expires_at"),
 )
