@@ -46,6 +46,7 @@ class SemanticStore:
         self._gaps: dict[int, float] = {}  # ids skipped over → until when to look for them
         self._own: set[int] = set()  # ids of this process's rows above `_last`
         self._pruned = 0.0
+        self._written = False  # since the table was last pruned
         self._warned = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -92,6 +93,9 @@ class SemanticStore:
             self._last = max((row.id for row in rows), default=0)
             self._loaded = True
         await self._write(now)
+        if self._written and now - self._pruned >= self._refresh:
+            self._pruned, self._written = now, False
+            await self._table.prune(now, self._max_entries)
         rows = await self._table.since(self._last, self._gaps, now, _BATCH)
         self._take([row for row in rows if row.id not in self._own])
         self._note(rows, now)
@@ -108,13 +112,11 @@ class SemanticStore:
         except BaseException:
             self._pending = (rows + self._pending)[-_MAX_PENDING:]
             raise
+        self._written = True
         for id in ids:
             self._gaps.pop(id, None)
             if id > self._last:
                 self._own.add(id)
-        if now - self._pruned >= self._refresh:
-            self._pruned = now
-            await self._table.prune(now, self._max_entries)
 
     def _note(self, rows: list[SemanticRow], now: float) -> None:
         """Move `_last` past `rows`; the ids skipped over become gaps."""
