@@ -3,8 +3,8 @@ embedded model (SmolLM2, through the model process): near-duplicates hit above t
 threshold, different questions and other scopes miss, hits are replayed in every chat
 dialect and are usage rows of their own.
 
-SmolLM2's mean-pooled embeddings score even unrelated prompts about 0.85-0.92, a one-word
-change 0.98-0.99: the prompts here keep far from the threshold (0.97) on either side.
+With the embedded model's vectors centred, unrelated questions score about 0.1, a changed
+country about 0.8, the near-duplicates here 0.93-0.94: the threshold is 0.9.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def semantic(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -
     workdir = tmp_path_factory.mktemp("semantic")
     config = {
         "usage": {"flush_seconds": 0.1},
-        "cache": {"semantic": {"groups": ["text-basic"], "threshold": 0.97}},
+        "cache": {"semantic": {"groups": ["text-basic"], "threshold": 0.9}},
         "aliases": {"basic-alias": "text-basic"},
         "providers": {
             "fake": {
@@ -89,7 +89,7 @@ def test_near_duplicates_hit_and_a_different_question_misses(
     for near in NEAR:
         headers, answer = ask(semantic, body(near, seed))
         assert state(headers) == ("hit", "semantic"), near
-        assert 0.97 <= float(headers["x-savegate-cache-similarity"]) < 1.0
+        assert 0.9 <= float(headers["x-savegate-cache-similarity"]) < 1.0
         assert answer["choices"] == first["choices"] and answer["usage"] == first["usage"]
         assert answer["id"] != first["id"] and answer["model"] == first["model"]
     assert same["choices"] == first["choices"]
@@ -132,7 +132,15 @@ def test_the_conversation_shape_is_part_of_the_scope(semantic: Service, fake_ups
     asked = body(QUESTION, seed)
     with_system = {**asked, "messages": [system, *asked["messages"]]}
     assert state(ask(semantic, with_system)[0]) == ("miss", None)
-    assert state(ask(semantic, asked)[0]) == ("miss", None)  # no system message: other text
+    assert state(ask(semantic, asked)[0]) == ("miss", None)  # no system message: another scope
+    same_system = {"role": "system", "content": "  you are TERSE."}  # the same, normalised
+    near = {**asked, "messages": [same_system, *body(NEAR[0], seed)["messages"]]}
+    assert state(ask(semantic, near)[0]) == ("hit", "semantic")
+    other_system = {"role": "system", "content": "You are verbose."}
+    assert state(ask(semantic, {**near, "messages": [other_system, *asked["messages"]]})[0]) == (
+        "miss",
+        None,
+    )
     earlier = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello! How can I help?"},
@@ -141,7 +149,7 @@ def test_the_conversation_shape_is_part_of_the_scope(semantic: Service, fake_ups
     assert state(ask(semantic, turn)[0]) == ("miss", None)
     other_reply = [earlier[0], {"role": "assistant", "content": "Hey."}, *asked["messages"]]
     assert state(ask(semantic, {**asked, "messages": other_reply})[0]) == ("miss", None)
-    assert upstream_calls(fake_upstream, seed) == 4
+    assert upstream_calls(fake_upstream, seed) == 5
 
 
 def test_directives_and_unrepeatable_requests(semantic: Service, fake_upstream: Service):

@@ -151,7 +151,8 @@ class Gateway:
             refresh=semantic.refresh_seconds,
         )
         model = semantic.embedding_model or self.config.local.name
-        return SemanticCache(settings, store, self.executor, self.meter, model)
+        centre = semantic.embedding_model is None  # the embedded model's vectors need it
+        return SemanticCache(settings, store, self.executor, self.meter, model, centre=centre)
 
     async def start(self) -> None:
         await create_schema(self.engine)

@@ -71,11 +71,14 @@ def test_what_is_compared_and_what_is_the_scope():
         ],
     }
     about = subject(base, "m", ["chat"])
-    assert about.text == "system: be terse.\nuser: hi there\nuser: what now?"
+    assert about.text == "hi there\nwhat now?"
     ignored = {**base, "user": "u", "stream": True, "stream_options": {"include_usage": True}}
     assert subject(ignored, "m", ["chat"]).scope == about.scope
     reworded = {**base, "messages": [*base["messages"][:3], {"role": "user", "content": "So?"}]}
     assert subject(reworded, "m", ["chat"]).scope == about.scope
+    system = {"role": "system", "content": "be terse. "}  # the same system prompt, normalised
+    respaced = {**base, "messages": [system, *base["messages"][1:]]}
+    assert subject(respaced, "m", ["chat"]).scope == about.scope
     other_turn = {
         **base,
         "messages": [*base["messages"][:2], {"role": "assistant", "content": "Yo"}],
@@ -88,5 +91,13 @@ def test_what_is_compared_and_what_is_the_scope():
         ),
         subject({**base, "response_format": {"type": "json_object"}}, "m", ["chat"]),
         subject(other_turn, "m", ["chat"]),
+        subject(
+            {
+                **base,
+                "messages": [{"role": "system", "content": "Be kind."}, *base["messages"][1:]],
+            },
+            "m",
+            ["chat"],
+        ),
     ]
     assert len({about.scope, *(other.scope for other in others)}) == 1 + len(others)

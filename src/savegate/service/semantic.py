@@ -47,6 +47,7 @@ from savegate.service.cache import (
 )
 from savegate.service.cache_replay import CODECS, Assembler, Codec, Recording
 from savegate.service.embeddings import EMBEDDINGS, embed_route
+from savegate.service.semantic_centre import VERSION, Centre, Vectors
 from savegate.service.semantic_text import Subject, subject
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ class SemanticCache:
         executor: Executor,
         meter: Meter,
         embedding_model: str,
+        *,
+        centre: bool,
     ) -> None:
         self._config = config
         self._semantic = config.semantic
@@ -153,6 +156,8 @@ class SemanticCache:
         self._executor = executor
         self._meter = meter
         self._model = embedding_model
+        # The embedded model's vectors are centred (see `semantic_centre`); others' not.
+        self._centre = Centre(self._vectors_for_reference) if centre else None
         self._warned = 0.0
 
     def start(self) -> None:
@@ -171,7 +176,7 @@ class SemanticCache:
         asked = directive(request.context)
         if asked == "no-store" or not repeatable(request.body, endpoint, self._config.cache_all):
             return SemanticLook(None, exact, codec)
-        context: list[Any] = [endpoint, self._model]
+        context: list[Any] = [endpoint, self._model, VERSION if self._centre else None]
         if self._config.per_key:
             context.append(key.id)
         about = subject(request.body, model, context)
@@ -192,23 +197,36 @@ class SemanticCache:
         return SemanticLook(self, exact, codec, about, vector, found)
 
     async def _embed(self, request: ChatRequest, text: str) -> Vector | None:
-        """`text`'s unit vector, by the embedding model; None if it could not be had."""
-        body = {"model": self._model, "input": text}
-        context = RequestContext(request.context.request_id, INTERNAL_KEY)
-        call = ChatRequest(body, orjson.dumps(body), context)
+        """`text`'s unit vector (centred, for the embedded model), None if it could not
+        be had."""
+        vectors = await self._vectors(request.context.request_id, [text])
+        if vectors is None or self._centre is None:
+            return None if vectors is None else vectors[0]
+        return await self._centre.apply(vectors[0])
+
+    async def _vectors(self, request_id: str, texts: list[str]) -> Vectors | None:
+        """The unit vectors of `texts` by the embedding model, in one call."""
+        body = {"model": self._model, "input": texts}
+        call = ChatRequest(body, orjson.dumps(body), RequestContext(request_id, INTERNAL_KEY))
         try:
             plan = self._executor.plan(self._model, EMBEDDINGS)
             used = self._meter.start(call, "embeddings", strip_usage=False)
             answer = await self._executor.call(call, plan, embed_route, used)
-            vector = np.asarray(answer.data["data"][0]["embedding"], dtype=np.float32)
+            data = sorted(answer.data["data"], key=lambda item: item["index"])
+            vectors = np.asarray([item["embedding"] for item in data], dtype=np.float32)
         except (GatewayError, LookupError, TypeError, ValueError) as exc:
             self._warn(exc)
             return None
-        norm = float(np.linalg.norm(vector))
-        if vector.ndim != 1 or not norm or not np.isfinite(norm):
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts) or not vectors.shape[1]:
             return None
-        vector /= norm
-        return vector
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)) or not np.all(norms):
+            return None
+        unit: Vectors = (vectors / norms).astype(np.float32)
+        return unit
+
+    async def _vectors_for_reference(self, texts: list[str]) -> Vectors | None:
+        return await self._vectors("semantic-cache-reference", texts)
 
     def _warn(self, exc: Exception) -> None:
         now = time.monotonic()
