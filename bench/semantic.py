@@ -5,6 +5,7 @@ embedded model embeds), the nginx mock upstream behind every route. Sequential r
 each phase interleaved with the others so that the machine's load moves them alike:
 
 - uncached: a new prompt on a route without the semantic cache (the baseline);
+- embedding: a new prompt to `/v1/embeddings` of the embedded model (what a miss adds);
 - miss: a new prompt on a semantic route: embedding, search, upstream call, kept;
 - hit, same text: a kept prompt again, case changed (the same once normalised: found
   without an embedding);
@@ -41,12 +42,16 @@ from savegate.cache.vectors import VectorIndex, text_key
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work-semantic"
 SAVEGATE = str(Path(sys.executable).parent / "savegate")
-PHASES = ("uncached", "miss", "hit_same", "hit_near")
+PHASES = ("uncached", "embedding", "miss", "hit_same", "hit_near")
+EMBEDDED = "SmolLM2-135M-Instruct"
 _VOCABULARY = """river stone garden window coffee planet music winter dragon yellow market
 engine forest silver travel orange doctor castle paper school summer bridge mountain ocean
 letter rocket island camera pillow violin tiger bottle lemon candle desert harbor basket
 puzzle shadow thunder velvet wizard anchor meadow falcon copper"""
 WORDS = tuple(_VOCABULARY.split())
+
+
+_EMBED_BODY = json.dumps({"model": EMBEDDED, "input": ""}).encode()
 
 
 def _prompt(rng: random.Random) -> str:
@@ -55,7 +60,10 @@ def _prompt(rng: random.Random) -> str:
 
 def _post(http: httpx.Client, route: Route, prompt: str) -> tuple[float, str]:
     body = json.loads(route.body)
-    body["messages"][-1]["content"] = prompt
+    if "input" in body:
+        body["input"] = prompt
+    else:
+        body["messages"][-1]["content"] = prompt
     started = time.perf_counter()
     answer = http.post(route.url(), json=body, headers=route.headers)
     elapsed = (time.perf_counter() - started) * 1000
@@ -73,8 +81,10 @@ def _measure(gateway: targets.Target, count: int) -> dict[str, Any]:
             plain, sem = gateway.routes[mode], gateway.routes[f"{mode}-sem"]
             times: dict[str, list[float]] = {phase: [] for phase in PHASES}
             kept, false_hits, near_hits = [], 0, 0
+            embed = Route(plain.port, "/v1/embeddings", plain.headers, _EMBED_BODY)
             for _ in range(count):
                 times["uncached"].append(_post(http, plain, _prompt(rng))[0])
+                times["embedding"].append(_post(http, embed, _prompt(rng))[0])
                 prompt = _prompt(rng)
                 elapsed, state = _post(http, sem, prompt)
                 if state == "miss":
@@ -156,9 +166,10 @@ def _markdown(result: dict[str, Any]) -> str:
         "p50 over the uncached route of the same gateway (the nginx mock upstream behind "
         "both).",
         "",
-        "| mode | uncached p50 ms | miss p50 (+added) | hit, same text (+added) "
-        "| hit, near (+added) | near-duplicates hit | new prompts hit |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | uncached p50 ms | embedding alone | miss p50 (+added) "
+        "| hit, same text (+added) | hit, near (+added) | near-duplicates hit "
+        "| new prompts hit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for mode in ("json", "stream"):
         s = result["summary"][mode]
@@ -168,7 +179,8 @@ def _markdown(result: dict[str, Any]) -> str:
             return f"{p50[phase]:.2f} ({added[phase]:+.2f})" if phase in p50 else "-"
 
         lines.append(
-            f"| {mode} | {p50['uncached']:.2f} | {cell('miss')} | {cell('hit_same')} "
+            f"| {mode} | {p50['uncached']:.2f} | {p50['embedding']:.2f} | {cell('miss')} "
+            f"| {cell('hit_same')} "
             f"| {cell('hit_near')} | {s['near_duplicates_hit']} | {s['new_prompts_hit']} |"
         )
     search = result["summary"]["search_us"]

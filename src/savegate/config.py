@@ -170,6 +170,7 @@ class SemanticCacheConfig(_Strict):
     ttl_seconds: float = Field(default=3600.0, gt=0)
     max_chars: int = Field(default=6000, ge=1)  # longer conversation text is not compared
     refresh_seconds: float = Field(default=1.0, gt=0)  # how often entries of others are read
+    max_inflight: int = Field(default=8, ge=1)  # embedding calls at once; past it, bypassed
 
 
 class CacheConfig(_Strict):

@@ -158,6 +158,7 @@ class SemanticCache:
         self._model = embedding_model
         # The embedded model's vectors are centred (see `semantic_centre`); others' not.
         self._centre = Centre(self._vectors_for_reference) if centre else None
+        self._inflight = 0
         self._warned = 0.0
 
     def start(self) -> None:
@@ -198,11 +199,18 @@ class SemanticCache:
 
     async def _embed(self, request: ChatRequest, text: str) -> Vector | None:
         """`text`'s unit vector (centred, for the embedded model), None if it could not
-        be had."""
-        vectors = await self._vectors(request.context.request_id, [text])
-        if vectors is None or self._centre is None:
-            return None if vectors is None else vectors[0]
-        return await self._centre.apply(vectors[0])
+        be had, or if `max_inflight` calls are being made already: a request does not
+        queue behind other requests' embeddings (the embedded model makes one at a time)."""
+        if self._inflight >= self._semantic.max_inflight:
+            return None
+        self._inflight += 1
+        try:
+            vectors = await self._vectors(request.context.request_id, [text])
+            if vectors is None or self._centre is None:
+                return None if vectors is None else vectors[0]
+            return await self._centre.apply(vectors[0])
+        finally:
+            self._inflight -= 1
 
     async def _vectors(self, request_id: str, texts: list[str]) -> Vectors | None:
         """The unit vectors of `texts` by the embedding model, in one call."""
