@@ -40,7 +40,7 @@ from savegate.cache.entry import Entry
 from savegate.cache.vectors import VectorIndex, text_key
 
 BENCH = Path(__file__).resolve().parent
-WORK = BENCH / ".work-semantic"
+WORK = BENCH / ".work" / "semantic"
 SAVEGATE = str(Path(sys.executable).parent / "savegate")
 PHASES = ("uncached", "embedding", "miss", "hit_same", "hit_near")
 EMBEDDED = "SmolLM2-135M-Instruct"
