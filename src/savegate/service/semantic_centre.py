@@ -5,7 +5,7 @@ large common direction, so that any two prompts score 0.8 to 0.97 (unrelated que
 0.83 at the median), too close together for any threshold. Taking away the mean of a
 fixed set of ordinary prompts (embedded once per process, by the same model) leaves what
 tells prompts apart: unrelated questions then score about 0.06 at the median, a changed
-country 0.81-0.84, a changed punctuation or a word added 0.89-0.94. `VERSION` is part of
+country 0.83-0.84, a changed punctuation or a word added 0.89-0.94. `VERSION` is part of
 every scope, so that vectors centred on another set are never compared with these.
 """
 
