@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -124,15 +125,18 @@ def test_a_configured_embedding_model_is_routed_priced_and_internal(
 ):
     config = _config(fake_upstream, local=False, embedding_model="emb-priced")
     config["prices"] = {"emb-priced": {"input": 100.0, "output": 0.0}}
+    config["cache"]["models"] = ["*"]  # the exact cache too: asked first, both keep a miss
     service = start_gateway(tmp_path, config)
     try:
         seed = 3
         first, _ = ask(service, body(QUESTION, seed))
         assert state(first) == ("miss", None)
+        assert state(ask(service, body(QUESTION, seed))[0]) == ("hit", None)  # the exact one
         assert state(ask(service, body("  WHAT is the capital of France?", seed))[0]) == (
             "hit",
             "semantic",
         )
+        assert upstream_calls(fake_upstream, seed) == 1
         log = httpx.get(fake_upstream.url + "/_log").json()["requests"]
         embedded = [r["body"] for r in log if r["body"].get("model") == "emb-priced"]
         # What is compared: the normalised text (the same text again is not embedded).
@@ -167,5 +171,35 @@ def test_no_embedding_bypasses_the_semantic_cache_not_the_request(
             assert state(headers) == ("bypass", None)
             assert answer["choices"]
         assert "semantic cache: no embedding from dead-embed" in service.output()
+    finally:
+        stop(service.process)
+
+
+def test_past_max_inflight_requests_bypass_rather_than_wait(tmp_path: Path, fake_upstream: Service):
+    # The fake holds a call to `slow-json` until it is cut: the first request's embedding
+    # is in flight for its whole attempt timeout.
+    config = _config(fake_upstream, local=False, embedding_model="slow-json", max_inflight=1)
+    config["routing"] = {"max_attempts": 1, "attempt_timeout_seconds": 5}
+    service = start_gateway(tmp_path, config)
+    try:
+        seed = 5
+
+        def embedding_calls() -> int:
+            log = httpx.get(fake_upstream.url + "/_log").json()["requests"]
+            return sum(1 for r in log if r["body"].get("model") == "slow-json")
+
+        before = embedding_calls()
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(ask, service, body(QUESTION, seed))
+            deadline = time.monotonic() + 30
+            while embedding_calls() == before:  # the first request's embedding is held
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            headers, answer = ask(service, body(OTHER, seed))
+            assert state(headers) == ("bypass", None) and answer["choices"]
+            assert embedding_calls() == before + 1  # it did not even ask
+            headers, _ = first.result(timeout=60)
+        assert state(headers) == ("bypass", None)  # its embedding timed out
+        assert upstream_calls(fake_upstream, seed) == 2
     finally:
         stop(service.process)
