@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import client, install, targets, wrk
+from bench import client, install, semantic, targets, wrk
 from bench.fixtures import canned
 from bench.meta import machine_and_versions
 from bench.procs import Procs, wait_quiet
@@ -40,6 +40,9 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where the results go")
+    parser.add_argument(
+        "--semantic", action="store_true", help="the semantic cache's latency instead"
+    )
     return parser.parse_args()
 
 
@@ -126,6 +129,8 @@ def _markdown(result: dict[str, Any]) -> str:
 
 def main() -> int:
     args = _args()
+    if args.semantic:
+        return semantic.run(args)
     plan = (
         {"rounds": 1, "seconds": 2, "conc": [1, 16, 64]}
         if args.quick

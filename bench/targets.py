@@ -108,11 +108,14 @@ def start_savegate(
     source: Path | None = None,
     workers: int = 1,
     cache: bool = False,
+    semantic: bool = False,
 ) -> Target:
     """SaveGate as installed, or (`source`) the tree of another revision on the same
     virtualenv, for a base-against-new comparison in one run; with `workers` processes.
     With `cache`, also `json-hit` and `stream-hit` routes: the same requests under model
-    names the response cache serves (`bench-json-hit`, `bench-stream-hit`)."""
+    names the response cache serves (`bench-json-hit`, `bench-stream-hit`); with
+    `semantic`, `json-sem` and `stream-sem` routes for the semantic cache (its embeddings
+    by the embedded model, which is then enabled under its own name)."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -125,6 +128,13 @@ def start_savegate(
         for mode in ("json", "stream"):
             providers[mode]["models"].append(f"{MODELS[mode]}-hit")
         settings["cache"] = {"models": ["bench-*-hit"], "cache_all": True}
+    if semantic:
+        for mode in ("json", "stream"):
+            providers[mode]["models"].append(f"{MODELS[mode]}-sem")
+        cache_settings = settings.setdefault("cache", {"cache_all": True})
+        assert isinstance(cache_settings, dict)
+        cache_settings["semantic"] = {"groups": ["bench-*-sem"], "threshold": 0.9}
+        settings["local"] = {"enabled": True}
     config = work / f"{name}.yaml"
     config.write_text(json.dumps(settings))
     env = {"PYTHONPATH": str(source / "src")} if source else {}
@@ -138,6 +148,10 @@ def start_savegate(
         for mode in ("json", "stream"):
             body = request_body(f"{MODELS[mode]}-hit", stream=mode != "json")
             routes[f"{mode}-hit"] = Route(port, "/v1/chat/completions", headers, body)
+    if semantic:
+        for mode in ("json", "stream"):
+            body = request_body(f"{MODELS[mode]}-sem", stream=mode != "json")
+            routes[f"{mode}-sem"] = Route(port, "/v1/chat/completions", headers, body)
     return Target(name, label, proc, routes)
 
 

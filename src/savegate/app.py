@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from savegate.cache import CacheBackend, MemoryCache
+from savegate.cache.semantic import SemanticStore
 from savegate.composition import Providers, build_providers
 from savegate.config import Config, RoutingConfig
+from savegate.core.errors import GatewayError
 from savegate.core.redact import Redactor
 from savegate.keys.auth import Authenticator
 from savegate.keys.store import KeyStore
@@ -41,11 +43,13 @@ from savegate.service.files import FilesService
 from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
+from savegate.service.semantic import Caches, SemanticCache
 from savegate.store.batches import BatchStore
 from savegate.store.blobs import BlobStore
 from savegate.store.db import create_engine, create_schema
 from savegate.store.files import FileStore
 from savegate.store.responses import ResponseStore
+from savegate.store.semantic import SemanticTable
 from savegate.store.usage import month_totals
 
 if TYPE_CHECKING:
@@ -96,7 +100,7 @@ class Gateway:
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
         self.executor = Executor(self.router, retry_policy(config.routing))
         admission = Admission(self.rate_limiter, self.budgets, self.meter)
-        self.cache = self._cache()
+        self.cache = Caches(self._cache(), self._semantic_cache(), self.router.canonical)
         pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
@@ -186,6 +190,22 @@ class Gateway:
         canonical = lambda model: self.router.canonical(model)  # noqa: E731
         return ResponseCache(settings, backend, canonical, self.meter, wait)
 
+    def _semantic_cache(self) -> SemanticCache | None:
+        """The semantic cache, on only for the model groups that ask for it."""
+        settings = self.config.cache
+        semantic = settings.semantic
+        if not semantic.groups:
+            return None
+        store = SemanticStore(
+            SemanticTable(self.engine),
+            ttl=semantic.ttl_seconds,
+            max_entries=semantic.max_entries,
+            refresh=semantic.refresh_seconds,
+        )
+        model = semantic.embedding_model or self.config.local.name
+        centre = semantic.embedding_model is None  # the embedded model's vectors need it
+        return SemanticCache(settings, store, self.executor, self.meter, model, centre=centre)
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await self.auth.start()
@@ -194,6 +214,10 @@ class Gateway:
             start = getattr(provider, "start", None)
             if start is not None:
                 await start()
+        try:
+            self.cache.start()
+        except GatewayError as exc:
+            raise RuntimeError(f"cache.semantic.embedding_model: {exc.message}") from None
         self.batch_runner.start()
         # What start-up built lives as long as the process: the cyclic garbage collector
         # need not scan it again on every full collection, which would pause requests.

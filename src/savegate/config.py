@@ -240,6 +240,20 @@ class BatchesConfig(_Strict):
     window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
 
 
+class SemanticCacheConfig(_Strict):
+    """The semantic cache: off unless `groups` names some model groups."""
+
+    groups: list[str] = Field(default_factory=list)  # public names after aliases; `*` = all
+    threshold: float = Field(default=0.95, gt=0, le=1)  # cosine similarity of a hit, at least
+    # A public model name the gateway routes (an embeddings model); None: the embedded model.
+    embedding_model: str | None = None
+    max_entries: int = Field(default=10_000, ge=1)  # rows kept, the oldest deleted
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_chars: int = Field(default=6000, ge=1)  # longer conversation text is not compared
+    refresh_seconds: float = Field(default=1.0, gt=0)  # how often entries of others are read
+    max_inflight: int = Field(default=8, ge=1)  # embedding calls at once; past it, bypassed
+
+
 class CacheConfig(_Strict):
     """The exact response cache: off unless `models` names some (or a key asks for it)."""
 
@@ -250,6 +264,7 @@ class CacheConfig(_Strict):
     backend: Literal["memory", "redis"] = "memory"
     cache_all: bool = False  # else only repeatable requests: `temperature: 0` or a `seed`
     per_key: bool = False  # each key its own cache, rather than one shared by all keys
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
 
 
 class Config(_Strict):
@@ -275,6 +290,13 @@ class Config(_Strict):
     def _redis_cache_needs_redis(self) -> Config:
         if self.cache.backend == "redis" and not self.redis_url:
             raise ValueError("cache.backend: redis needs redis_url")
+        return self
+
+    @model_validator(mode="after")
+    def _semantic_cache_needs_embeddings(self) -> Config:
+        semantic = self.cache.semantic
+        if semantic.groups and semantic.embedding_model is None and not self.local.enabled:
+            raise ValueError("cache.semantic needs embedding_model when local is disabled")
         return self
 
     @model_validator(mode="after")

@@ -93,10 +93,14 @@ class Meter:
         tokens: TokenCounts,
         provider: str | None,
         list_cost: float,
+        *,
+        semantic: bool = False,
     ) -> None:
-        """A request answered from the response cache: nothing paid, its list cost saved."""
+        """A request answered from the response cache (`semantic`: from the semantic
+        cache): nothing paid, its list cost saved."""
         context = request.context
         elapsed = (time.perf_counter() - context.started) * 1000
+        saved = Savings(semantic_cache=list_cost) if semantic else Savings(response_cache=list_cost)
         self.record(
             UsageRecord(
                 request_id=context.request_id,
@@ -108,11 +112,12 @@ class Meter:
                 provider=provider,
                 tokens=tokens,
                 list_cost_usd=list_cost,
-                savings=Savings(response_cache=list_cost),
+                savings=saved,
                 latency_ms=elapsed,
                 ttft_ms=elapsed if request.stream else None,
                 cache_hit=True,
                 batch_id=context.batch.batch_id if context.batch is not None else None,
+                semantic_cache_hit=semantic,
             ),
             context,
         )

@@ -46,6 +46,7 @@ class UsageRecord:
     batch_id: str | None = None
     unit: str | None = None  # images, audio and speech: what `units` counts
     units: float | None = None
+    semantic_cache_hit: bool = False  # a cache hit (cache_hit too) from the semantic cache
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fit(self) -> None:
@@ -93,6 +94,7 @@ class UsageRecord:
             self.batch_id,
             self.unit,
             self.units,
+            self.semantic_cache_hit,
         )
 
 
@@ -127,4 +129,5 @@ COLUMNS = (
     "batch_id",
     "unit",
     "units",
+    "semantic_cache_hit",
 )

@@ -65,6 +65,37 @@ def directive(context: RequestContext) -> str | None:
     return "refresh" if "no-cache" in tokens else None
 
 
+def repeatable(body: dict[str, Any], endpoint: str, cache_all: bool) -> bool:
+    """Whether a request may be answered from a cache: it asks for a repeatable answer
+    (embeddings always do), or the config caches all."""
+    return (
+        cache_all
+        or endpoint == "embeddings"
+        or body.get("temperature") == 0
+        or body.get("seed") is not None
+    )
+
+
+class Patterns:
+    """Model names (public, after aliases) matched against wildcard patterns (`*` = all),
+    the answer remembered for the first names seen."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._patterns = patterns
+        self._everything = "*" in patterns
+        self._seen: dict[str, bool] = {}
+
+    def __contains__(self, model: str) -> bool:
+        if self._everything or not self._patterns:
+            return self._everything
+        matches = self._seen.get(model)
+        if matches is None:
+            matches = any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
+            if len(self._seen) < _MEMO:
+                self._seen[model] = matches
+        return matches
+
+
 class Look:
     """One request's dealings with the cache: a hit (`entry`), a miss whose answer is to
     be kept (`keep`, then `release` however the call ended), or a bypass."""
@@ -148,29 +179,11 @@ class ResponseCache:
         self._canonical = canonical
         self._meter = meter
         self._wait = wait
-        self._everything = "*" in config.models
-        self._models: dict[str, bool] = {}
+        self._models = Patterns(config.models)
         self._flights: dict[str, asyncio.Future[None]] = {}
 
     def _enabled(self, key: ApiKey, model: str) -> bool:
-        if key.cache is not None:
-            return key.cache
-        if self._everything or not self._config.models:
-            return self._everything
-        enabled = self._models.get(model)
-        if enabled is None:
-            enabled = any(fnmatch.fnmatchcase(model, p) for p in self._config.models)
-            if len(self._models) < _MEMO:
-                self._models[model] = enabled
-        return enabled
-
-    def _repeatable(self, body: dict[str, Any], endpoint: str) -> bool:
-        return (
-            self._config.cache_all
-            or endpoint == "embeddings"
-            or body.get("temperature") == 0
-            or body.get("seed") is not None
-        )
+        return key.cache if key.cache is not None else model in self._models
 
     def _digest(self, request: ChatRequest, model: str, endpoint: str) -> str:
         body = {name: value for name, value in request.body.items() if name not in _IGNORED}
@@ -190,7 +203,7 @@ class ResponseCache:
         if not self._enabled(request.context.key, model):
             return None
         asked = directive(request.context)
-        if asked == "no-store" or not self._repeatable(request.body, endpoint):
+        if asked == "no-store" or not repeatable(request.body, endpoint, self._config.cache_all):
             return Look(None, codec)
         digest = self._digest(request, model, endpoint)
         try:

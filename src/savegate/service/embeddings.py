@@ -12,7 +12,7 @@ from savegate.service.pipeline import Pipeline, Reply
 EMBEDDINGS = Capability("embeddings", lambda provider: isinstance(provider, EmbeddingProvider))
 
 
-async def _embed(route: Route, request: ChatRequest) -> Json:
+async def embed_route(route: Route, request: ChatRequest) -> Json:
     provider = route.provider
     assert isinstance(provider, EmbeddingProvider)
     return await provider.embed(request, route.upstream_model)
@@ -23,4 +23,4 @@ class EmbeddingService:
         self._pipeline = pipeline
 
     async def embed(self, request: ChatRequest) -> Reply[Json]:
-        return await self._pipeline.call(request, "embeddings", _embed, supports=EMBEDDINGS)
+        return await self._pipeline.call(request, "embeddings", embed_route, supports=EMBEDDINGS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from savegate.core.errors import GatewayError
 from savegate.core.media import MediaAnswer, MediaUse
@@ -26,7 +26,10 @@ from savegate.routing.bytes import RoutedBytes
 from savegate.routing.executor import Call, Capability, Executor, Open, OpenBytes
 from savegate.routing.router import Route
 from savegate.service.admission import Admission, check_model_access, max_output
-from savegate.service.cache import Look, ResponseCache
+from savegate.service.cache import Look
+
+if TYPE_CHECKING:  # the semantic cache needs the embeddings service, which needs this one
+    from savegate.service.semantic import Caches, SemanticLook
 
 T = TypeVar("T")
 # The answer length a request that sets no limit is priced at, to pick its cheapest route.
@@ -55,7 +58,7 @@ class Pipeline:
         admission: Admission,
         executor: Executor,
         meter: Meter,
-        cache: ResponseCache | None = None,
+        cache: Caches | None = None,
     ) -> None:
         self._admission = admission
         self._executor = executor
@@ -93,7 +96,9 @@ class Pipeline:
             await ticket.settle(used)
         return Reply(answer, ticket.headers), used
 
-    async def _hit(self, look: Look, request: ChatRequest, answer: Callable[[], T]) -> Reply[T]:
+    async def _hit(
+        self, look: Look | SemanticLook, request: ChatRequest, answer: Callable[[], T]
+    ) -> Reply[T]:
         """A cache hit: no upstream attempt (not even a plan: the entry's key names the
         public model that answered), no budget; it counts against the key's rpm."""
         headers = await self._admission.admit_hit(request)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -108,6 +109,7 @@ usage = Table(
     # Images, audio and speech: the unit they are billed by (image, second, character).
     Column("unit", String(16), nullable=True),
     Column("units", Float, nullable=True),
+    Column("semantic_cache_hit", Boolean, nullable=False, default=False),  # also a cache_hit
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_created", "created_at"),
 )
@@ -240,4 +242,23 @@ batch_lines = Table(
     Column("line", Integer, primary_key=True),
     Column("ok", Boolean, nullable=False),  # to the output file, else the error file
     Column("result", Text, nullable=False),  # the JSONL line
+)
+
+# The semantic cache, shared by every process: a prompt's vector (float32 bytes, unit
+# length), its normalised text, and the answer in the exact cache's stored form. Each
+# process keeps them in memory and reads the rows it has not seen (`id` above the last).
+semantic_cache = Table(
+    "semantic_cache",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("scope", String(40), nullable=False),  # hash of the model and the other fields
+    Column("vector", LargeBinary, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("answer", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", Float, nullable=False),  # epoch seconds
+    Column("size", Integer, nullable=False),  # bytes of the answer
+    Index("ix_semantic_cache_expires", "expires_at"),
 )

@@ -1,0 +1,303 @@
+"""The semantic cache: a chat request answered with the stored answer of the most similar
+earlier one of the same scope, when the cosine similarity of their embeddings reaches the
+threshold. What is compared, and what makes the scope, is `semantic_text`'s business.
+
+It is on for the model groups `cache.semantic.groups` names (public names after
+aliases), unless the key's cache setting is off; it follows the exact cache's rules for
+which requests may be answered from a cache (`repeatable`) and for the request's
+directives (`no-store`, `refresh`). The exact cache is asked first; the semantic cache
+only on its miss or bypass, and a miss is kept by both.
+
+The embeddings come from `embedding_model`, routed by the gateway's own router and
+executor like any call (the embedded model by default). They are not billed to the
+client's key: each call is a usage row of its own under the internal key id
+`savegate-semantic-cache`, priced as any, so the operator sees what they cost. A call that
+fails, or a text longer than `max_chars`, bypasses the semantic cache; never the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from savegate.cache import Entry
+from savegate.cache.semantic import SemanticStore
+from savegate.cache.vectors import Found, Vector
+from savegate.config import CacheConfig
+from savegate.core.errors import GatewayError
+from savegate.core.keys import ApiKey
+from savegate.core.payload import Json
+from savegate.core.request import ChatRequest, RequestContext
+from savegate.metering.meter import Meter, RequestMeter
+from savegate.providers.base import ChatStream
+from savegate.routing.executor import Executor
+from savegate.service.cache import (
+    HEADER,
+    Look,
+    Patterns,
+    ResponseCache,
+    directive,
+    repeatable,
+)
+from savegate.service.cache_replay import CODECS, Assembler, Codec, Recording
+from savegate.service.embeddings import EMBEDDINGS, embed_route
+from savegate.service.semantic_centre import VERSION, Centre, Vectors
+from savegate.service.semantic_text import Subject, subject
+
+log = logging.getLogger(__name__)
+
+KIND = "x-savegate-cache-kind"
+SIMILARITY = "x-savegate-cache-similarity"
+# The embedding calls' usage rows are this key's, not the client's.
+INTERNAL_KEY = ApiKey(
+    id="savegate-semantic-cache",
+    name="semantic cache embeddings",
+    hint="",
+    is_admin=False,
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
+_WARN_EVERY = 10.0
+
+
+class SemanticLook:
+    """One request's dealings with both caches once the exact one had no answer: a
+    semantic hit (`entry`), a miss kept by whichever cache writes, or a bypass."""
+
+    def __init__(
+        self,
+        cache: SemanticCache | None,
+        exact: Look | None,
+        codec: Codec,
+        subject: Subject | None = None,
+        vector: Vector | None = None,
+        found: Found | None = None,
+    ) -> None:
+        self._cache = cache
+        self._exact = exact
+        self.codec = codec
+        self._subject = subject
+        self._vector = vector
+        self._found = found
+
+    @property
+    def entry(self) -> Entry | None:
+        return self._found.entry if self._found is not None else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._found is not None:
+            similarity = f"{self._found.similarity:.4f}"
+            return {HEADER: "hit", KIND: "semantic", SIMILARITY: similarity}
+        exact_writes = self._exact is not None and self._exact.headers[HEADER] == "miss"
+        return {HEADER: "miss" if self._cache is not None or exact_writes else "bypass"}
+
+    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
+        if self._exact is not None:
+            await self._exact.keep(answer, used)
+        record = used.answered
+        if self._cache is None or answer is None or record is None or record.estimated:
+            return
+        assert self._subject is not None and self._vector is not None
+        self._cache.put(self._subject, self._vector, answer, record.provider, record.list_cost_usd)
+
+    def record(self, stream: ChatStream, used: RequestMeter) -> ChatStream:
+        """The stream, its answer kept by both caches when it ends whole."""
+        if self._cache is None or self.codec.assembler is None:
+            return self._exact.record(stream, used) if self._exact is not None else stream
+
+        async def done(assembler: Assembler | None) -> None:
+            try:
+                if assembler is not None:
+                    await self.keep(assembler.answer(used.usage), used)
+            finally:
+                await self.release()
+
+        return Recording(stream, self.codec.assembler(), done)
+
+    def serve(self, request: ChatRequest, endpoint: str) -> Json:
+        entry = self._hit(request, endpoint)
+        return Json.of(self.codec.whole(entry.answer, request.context.request_id))
+
+    def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
+        entry = self._hit(request, endpoint)
+        return self.codec.stream(entry.answer, request.include_usage, request.context.request_id)
+
+    def _hit(self, request: ChatRequest, endpoint: str) -> Entry:
+        assert self._cache is not None and self._found is not None
+        self._cache.hit(request, endpoint, self._found.entry)
+        return self._found.entry
+
+    async def release(self) -> None:
+        if self._exact is not None:
+            await self._exact.release()
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        config: CacheConfig,
+        store: SemanticStore,
+        executor: Executor,
+        meter: Meter,
+        embedding_model: str,
+        *,
+        centre: bool,
+    ) -> None:
+        self._config = config
+        self._semantic = config.semantic
+        self._groups = Patterns(config.semantic.groups)
+        self._store = store
+        self._executor = executor
+        self._meter = meter
+        self._model = embedding_model
+        # The embedded model's vectors are centred (see `semantic_centre`); others' not.
+        self._centre = Centre(self._vectors_for_reference) if centre else None
+        self._inflight = 0
+        self._warned = 0.0
+
+    def start(self) -> None:
+        self._executor.plan(self._model, EMBEDDINGS)  # raises if no deployment embeds
+        self._store.start()
+
+    async def look(
+        self, request: ChatRequest, endpoint: str, model: str, exact: Look | None
+    ) -> SemanticLook | None:
+        """None when the semantic cache is not on for this request (`model`: its public
+        model after aliases)."""
+        codec = CODECS[endpoint] if endpoint == "chat" else None
+        key = request.context.key
+        if codec is None or key.cache is False or model not in self._groups:
+            return None
+        asked = directive(request.context)
+        if asked == "no-store" or not repeatable(request.body, endpoint, self._config.cache_all):
+            return SemanticLook(None, exact, codec)
+        context: list[Any] = [endpoint, self._model, VERSION if self._centre else None]
+        if self._config.per_key:
+            context.append(key.id)
+        about = subject(request.body, model, context)
+        if len(about.text) > self._semantic.max_chars:
+            return SemanticLook(None, exact, codec)
+        if asked != "refresh":
+            same = self._store.same_text(about.scope, about.text)
+            if same is not None:  # the same text: no need to embed it
+                return SemanticLook(self, exact, codec, about, found=Found(same, 1.0))
+        vector = await self._embed(request, about.text)
+        if vector is None:
+            return SemanticLook(None, exact, codec)
+        found = None
+        if asked != "refresh":
+            nearest = self._store.nearest(about.scope, vector)
+            if nearest is not None and nearest.similarity >= self._semantic.threshold:
+                found = nearest
+        return SemanticLook(self, exact, codec, about, vector, found)
+
+    async def _embed(self, request: ChatRequest, text: str) -> Vector | None:
+        """`text`'s unit vector (centred, for the embedded model), None if it could not
+        be had, or if `max_inflight` calls are being made already: a request does not
+        queue behind other requests' embeddings (the embedded model makes one at a time)."""
+        if self._inflight >= self._semantic.max_inflight:
+            return None
+        self._inflight += 1
+        try:
+            vectors = await self._vectors(request.context.request_id, [text])
+            if vectors is None or self._centre is None:
+                return None if vectors is None else vectors[0]
+            return await self._centre.apply(vectors[0])
+        finally:
+            self._inflight -= 1
+
+    async def _vectors(self, request_id: str, texts: list[str]) -> Vectors | None:
+        """The unit vectors of `texts` by the embedding model, in one call."""
+        body = {"model": self._model, "input": texts}
+        call = ChatRequest(body, orjson.dumps(body), RequestContext(request_id, INTERNAL_KEY))
+        try:
+            plan = self._executor.plan(self._model, EMBEDDINGS)
+            used = self._meter.start(call, "embeddings", strip_usage=False)
+            answer = await self._executor.call(call, plan, embed_route, used)
+            data = sorted(answer.data["data"], key=lambda item: item["index"])
+            vectors = np.asarray([item["embedding"] for item in data], dtype=np.float32)
+        except (GatewayError, LookupError, TypeError, ValueError) as exc:
+            self._warn(exc)
+            return None
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts) or not vectors.shape[1]:
+            return None
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)) or not np.all(norms):
+            return None
+        unit: Vectors = (vectors / norms).astype(np.float32)
+        return unit
+
+    async def _vectors_for_reference(self, texts: list[str]) -> Vectors | None:
+        return await self._vectors("semantic-cache-reference", texts)
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            log.warning("semantic cache: no embedding from %s (%s); bypassed", self._model, exc)
+
+    def put(
+        self,
+        about: Subject,
+        vector: Vector,
+        answer: dict[str, Any],
+        provider: str | None,
+        list_cost: float,
+    ) -> None:
+        entry, raw = Entry.make(answer, provider, list_cost)
+        if len(raw) <= self._config.max_entry_bytes:
+            self._store.add(about.scope, vector, about.text, entry, raw)
+
+    def hit(self, request: ChatRequest, endpoint: str, entry: Entry) -> None:
+        """A hit's usage row: flagged semantic, nothing paid, its list cost saved."""
+        tokens, provider, listed = entry.tokens, entry.provider, entry.list_cost_usd
+        self._meter.hit(request, endpoint, entry.answer, tokens, provider, listed, semantic=True)
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+
+class Caches:
+    """The exact cache first, then, on its miss, the semantic one."""
+
+    def __init__(
+        self,
+        exact: ResponseCache,
+        semantic: SemanticCache | None,
+        canonical: Callable[[str], str],
+    ) -> None:
+        self._exact = exact
+        self._semantic = semantic
+        self._canonical = canonical
+
+    def start(self) -> None:
+        if self._semantic is not None:
+            self._semantic.start()
+
+    async def look(self, request: ChatRequest, endpoint: str) -> Look | SemanticLook | None:
+        exact = await self._exact.look(request, endpoint)
+        if self._semantic is None or (exact is not None and exact.entry is not None):
+            return exact
+        try:
+            model = self._canonical(request.model)
+            found = await self._semantic.look(request, endpoint, model, exact)
+        except BaseException:
+            if exact is not None:
+                await exact.release()
+            raise
+        if found is None:
+            return exact
+        if found.entry is not None and exact is not None:
+            await exact.release()  # answered: nobody need wait for this request's call
+        return found
+
+    async def aclose(self) -> None:
+        await self._exact.aclose()
+        if self._semantic is not None:
+            await self._semantic.aclose()
