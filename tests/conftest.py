@@ -75,6 +75,14 @@ class Service:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def logged(self, text: str, expected: int) -> int:
+        """How often `text` is in the log, once it is there `expected` times or 10 s have
+        gone by: a thread of its own writes the log, a little after what it tells of."""
+        deadline = time.monotonic() + 10
+        while (count := self.output().count(text)) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return count
+
 
 def start_process(
     args: list[str],

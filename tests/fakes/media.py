@@ -127,7 +127,10 @@ def images(request: dict[str, Any]) -> dict[str, Any]:
         answer["size"] = request.get("size") or "1024x1024"
         return answer
     if request.get("response_format") == "b64_json":
-        data = [{"b64_json": PNG_B64, "revised_prompt": request.get("prompt")}] * count
+        image = {"b64_json": PNG_B64}
+        if request.get("prompt") is not None:  # a variation has no prompt to revise
+            image["revised_prompt"] = request["prompt"]
+        data = [image] * count
     else:
         data = [{"url": f"https://images.example/fake-{i}.png"} for i in range(count)]
     return {"created": int(time.time()), "data": data}

@@ -23,6 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from savegate.api.http import DISCONNECT_EXTENSION, DisconnectSignal
+from savegate.observe import logs
 
 
 class _PairingTransport:
@@ -97,3 +98,6 @@ class DrainingServer(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             cut.cancel()
+            # Uvicorn re-raises the signal it caught next, which ends the process at
+            # once: what is queued for the log writer must be written now.
+            logs.stop()
