@@ -21,6 +21,7 @@ from savegate.metering.meter import Meter
 from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.sink import UsageSink
+from savegate.observe.observer import build_observer
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics_dir: str | None = None) -> None:
+        """`metrics_dir`: where the workers of one run share their metrics."""
         self.config = config
         # Masks the upstream keys in what comes back from upstreams (and, installed by
         # `savegate serve`, in every log record).
@@ -57,7 +59,8 @@ class Gateway:
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
-        self.meter = Meter(PriceBook(config.prices), self.usage_sink)
+        self.observer = build_observer(config, self.router, self.usage_sink, metrics_dir)
+        self.meter = Meter(PriceBook(config.prices), self.usage_sink, self.observer)
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
@@ -73,7 +76,8 @@ class Gateway:
                 continue_streams=routing.continue_streams,
             ),
         )
-        admission = Admission(self.rate_limiter, self.budgets, self.meter)
+        refused = self.observer.refused if self.observer is not None else None
+        admission = Admission(self.rate_limiter, self.budgets, self.meter, refused)
         pipeline = Pipeline(admission, self.executor, self.meter)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
@@ -114,6 +118,8 @@ class Gateway:
         await create_schema(self.engine)
         await self.auth.start()
         self.usage_sink.start()
+        if self.observer is not None:
+            await self.observer.start()
         for provider in self.providers.adapters:
             start = getattr(provider, "start", None)
             if start is not None:
@@ -125,6 +131,8 @@ class Gateway:
     async def stop(self) -> None:
         await self.auth.stop()
         await self.usage_sink.close()
+        if self.observer is not None:
+            await self.observer.stop()
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
         await self.budgets.aclose()

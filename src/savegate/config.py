@@ -117,6 +117,7 @@ class ServerConfig(_Strict):
     def processes(self) -> int:
         """How many gateway processes serve: `workers`, or one per core for `auto`."""
         return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -158,6 +159,24 @@ class UsageConfig(_Strict):
     buffer_rows: int = 1_000_000
 
 
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    # A port of its own for /metrics, without a key; else /metrics on the main port needs
+    # the admin key.
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class TracingConfig(_Strict):
+    """OpenTelemetry traces, sent over OTLP/HTTP (protobuf); needs the `otel` extra."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = Field(default_factory=dict)  # sent with every export
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of traces begun here
+    record_content: bool = False  # prompts and answers in the spans
+    service_name: str = "savegate"
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -173,6 +192,8 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _deployments_name_providers(self) -> Config:

@@ -16,9 +16,11 @@ from savegate.api.http import (
     ClientGone,
     DisconnectGuard,
     HttpRequest,
+    JsonResponse,
     Receive,
     Scope,
     Send,
+    StreamResponse,
     error_response,
     send_response,
 )
@@ -44,6 +46,11 @@ class ApiApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._streams = 0  # of the requests in flight, those relaying a stream
+        self._observer = gateway.observer
+        self._metrics_port = gateway.config.metrics.port
+        if self._observer is not None and self._observer.metrics is not None:
+            self._observer.metrics.in_flight = lambda: (len(self._inflight), self._streams)
 
     def drain(self, grace: float) -> asyncio.TimerHandle:
         """Shutdown began: report it, and in `grace` seconds cut what is still running."""
@@ -68,8 +75,13 @@ class ApiApp:
         assert task is not None
         self._inflight.add(task)
         guard: DisconnectGuard | None = None
-        endpoint = routes.find(request.method, request.path)
+        endpoint = self._find(request, scope)
         errors = endpoint.errors if endpoint is not None else error_response
+        outcome = request.outcome
+        outcome.endpoint = endpoint.label if endpoint is not None else "unmatched"
+        observer = self._observer
+        if observer is not None:
+            observer.request_started(outcome, scope["headers"])
         try:
             try:
                 if endpoint is None:
@@ -77,6 +89,7 @@ class ApiApp:
                 key = None
                 if endpoint.access is not Access.PUBLIC:
                     key = await self._authenticate(request, endpoint.access)
+                    outcome.key_id = key.id
                 if endpoint.reads_body:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
                 if key is not None:
@@ -88,7 +101,9 @@ class ApiApp:
                     response = await endpoint.handler(self.gateway, request, key)  # type: ignore[call-arg]
             except GatewayError as exc:
                 response = errors(exc)
+                outcome.error_type = exc.code or exc.type
             except ClientGone:
+                outcome.status = 499
                 return
             except asyncio.CancelledError as exc:
                 cut = interruption(exc)
@@ -96,22 +111,41 @@ class ApiApp:
                     raise
                 task.uncancel()
                 response = errors(cut)
+                outcome.error_type = cut.code or cut.type
             except Exception:
                 log.exception("request %s failed", request.request_id)
                 response = errors(GatewayError("The server had an error processing your request."))
+                outcome.error_type = "server_error"
             if guard is None:
                 guard = DisconnectGuard(scope, receive)
-            await send_response(send, response, self._headers(request), guard)
+            streaming = isinstance(response, StreamResponse)
+            if isinstance(response, JsonResponse):
+                outcome.status = response.status  # a stream's own end is its attempt's
+            self._streams += streaming
+            try:
+                await send_response(send, response, self._headers(request), guard)
+            finally:
+                self._streams -= streaming
         except asyncio.CancelledError:
             if guard is None or not guard.disconnected:
                 raise
             task.uncancel()
+            outcome.status = 499
         except OSError:
-            pass  # the client's socket went away while we wrote to it
+            outcome.status = 499  # the client's socket went away while we wrote to it
         finally:
             self._inflight.discard(task)
             if guard is not None:
                 guard.close()
+            if observer is not None:
+                observer.request_ended(outcome, request.method)
+
+    def _find(self, request: HttpRequest, scope: Scope) -> routes.Endpoint | None:
+        """The endpoint: from the route table, or on the metrics port its one route."""
+        port = self._metrics_port
+        if port is not None and scope.get("server", (None, None))[1] == port:
+            return routes.METRICS_PORT.get((request.method, request.path))
+        return routes.find(request.method, request.path)
 
     async def _authenticate(self, request: HttpRequest, access: Access) -> ApiKey:
         headers = request.headers

@@ -18,6 +18,7 @@ import orjson
 from savegate.api.relay import Framer, relay
 from savegate.core.errors import GatewayError, PayloadTooLarge, interruption
 from savegate.core.keys import ApiKey
+from savegate.core.outcome import Outcome
 from savegate.core.payload import Json
 from savegate.core.request import RequestContext
 from savegate.providers.base import ChatStream
@@ -42,6 +43,7 @@ class HttpRequest:
         "_headers",
         "body",
         "method",
+        "outcome",
         "path",
         "receive",
         "request_id",
@@ -56,12 +58,13 @@ class HttpRequest:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.started = time.perf_counter()
+        self.outcome = Outcome(request_id, started=self.started)
         self._headers: dict[str, str] | None = None
         self._context: RequestContext | None = None
         self.body = b""
 
     def authenticated(self, key: ApiKey) -> RequestContext:
-        self._context = RequestContext(self.request_id, key, self.started)
+        self._context = RequestContext(self.request_id, key, self.started, self.outcome)
         return self._context
 
     @property

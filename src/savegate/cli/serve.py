@@ -21,6 +21,7 @@ from savegate.config import Config, ServerConfig
 from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
+from savegate.observe.shared import SnapshotDir
 from savegate.store.db import create_engine, create_schema, setup_lock
 
 
@@ -100,13 +101,25 @@ def run(args: argparse.Namespace, config: Config) -> int:
     redact_logs(Redactor(config.upstream_secrets()))  # before anything talks to an upstream
     created = asyncio.run(_first_start_keys(config))
     print(_banner(config, created, workers), flush=True)
+    # The metrics' own port, if any, is served by the workers beside the main one.
+    extra = [] if config.metrics.port is None else [listen(config.server.host, config.metrics.port)]
     if workers == 1:
-        _serve(config, None, 0)
+        main = [listen(config.server.host, config.server.port)] if extra else []
+        _serve(config, main + extra, 0)
         return 0
     sock = listen(config.server.host, config.server.port)
-    return Supervisor(
-        sock, workers, lambda s, n: _serve(config, s, n), config.server.shutdown_grace_seconds
-    ).run()
+    shared = SnapshotDir.create() if config.metrics.enabled else None
+    try:
+        return Supervisor(
+            sock,
+            workers,
+            lambda s, n: _serve(config, [s, *extra], n, shared),
+            config.server.shutdown_grace_seconds,
+            exited=shared.mark_dead if shared is not None else None,
+        ).run()
+    finally:
+        if shared is not None:
+            shared.remove()
 
 
 def _log_as(config: Config, who: str | None) -> None:
@@ -120,12 +133,17 @@ def _log_as(config: Config, who: str | None) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
 
 
-def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
-    """One gateway process: alone (`sock` None: it binds its own), or worker `worker` of
-    several on the supervisor's socket."""
-    if sock is not None:
+def _serve(
+    config: Config,
+    sockets: list[socket.socket],
+    worker: int,
+    shared: SnapshotDir | None = None,
+) -> None:
+    """One gateway process: alone (no `sockets`: it binds its own), or worker `worker` of
+    several on the supervisor's sockets, sharing its metrics in `shared`."""
+    if worker:
         _log_as(config, f"worker {worker}")
-    gateway = Gateway(config)
+    gateway = Gateway(config, str(shared.path) if shared is not None else None)
     app = ApiApp(gateway)
     grace = config.server.shutdown_grace_seconds
     settings = uvicorn.Config(
@@ -142,4 +160,4 @@ def _serve(config: Config, sock: socket.socket | None, worker: int) -> None:
         # A backstop: the app cuts what outlives the grace itself, a little earlier.
         timeout_graceful_shutdown=int(grace) + 2,
     )
-    DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])
+    DrainingServer(settings, app, grace).run(sockets=sockets or None)

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from savegate.core.keys import ApiKey
+from savegate.core.outcome import Outcome
 
 
 @dataclass(slots=True)
@@ -16,6 +17,7 @@ class RequestContext:
     request_id: str
     key: ApiKey
     started: float = field(default_factory=time.perf_counter)
+    outcome: Outcome = field(default_factory=Outcome)  # what the request came to, so far
 
 
 @dataclass(slots=True)

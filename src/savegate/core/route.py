@@ -19,8 +19,11 @@ class Billing:
 @dataclass(frozen=True, slots=True)
 class Target:
     """One deployment as billing sees it: the provider's name, the model name it is sent
-    (the upstream's own), and its prices."""
+    (the upstream's own), and its prices; and, for the metrics, the deployment's name and
+    whether it serves a fallback group."""
 
     provider: str
     model: str
     billing: Billing = field(default_factory=Billing)
+    deployment: str = ""
+    fallback: bool = False

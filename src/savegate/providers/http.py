@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
+from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.redact import Redactor
 from savegate.httpclient import ConnectionPool, HttpError, Response
 from savegate.providers import upstream_errors as errors
@@ -40,8 +41,12 @@ class HttpUpstream:
         """POST to the base URL + `path`; the response comes back with its body unread.
 
         An error status is read, closed and raised as ProviderError here."""
+        headers = {**headers, **self.extra_headers}
+        traceparent = UPSTREAM_TRACEPARENT.get()
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
-            response = await self._pool.post(path, {**headers, **self.extra_headers}, body)
+            response = await self._pool.post(path, headers, body)
         except HttpError as exc:
             raise errors.from_transport(self.name, exc, mid_stream=False) from exc
         if observe is not None:

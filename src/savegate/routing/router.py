@@ -41,10 +41,10 @@ class Deployment:
     weight: float = 1.0
     billing: Billing = field(default_factory=Billing)
 
-    def route(self, requested: str) -> Route:
-        return Route(
-            self.provider, Target(self.provider.name, self.model or requested, self.billing)
-        )
+    def route(self, requested: str, fallback: bool = False) -> Route:
+        model = self.model or requested
+        target = Target(self.provider.name, model, self.billing, self.name, fallback)
+        return Route(self.provider, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +123,26 @@ class ModelRouter:
             if other is None or id(other) in seen:
                 continue
             seen.add(id(other))
-            attempts += [Attempt(d, d.route(fallback)) for d in other.ordered(now)]
+            attempts += [Attempt(d, d.route(fallback, True)) for d in other.ordered(now)]
         if not attempts:
             # Everything is cooling down: try the group anyway rather than refuse.
             attempts = [Attempt(d, d.route(name)) for d in group.deployments]
         return attempts
+
+    def configured_name(self, model: str) -> str | None:
+        """The configured name a requested one resolves to: itself when it is a group's
+        or an alias, else the wildcard (or catch-all) group's pattern; None: no group."""
+        if model in self._exact or model in self._aliases:
+            return model
+        group = self.find(model)
+        return None if group is None else group.pattern
+
+    def groups(self) -> list[ModelGroup]:
+        """Every group, for the metrics of their deployments."""
+        found = [*self._exact.values(), *(group for _, group in self._wildcards)]
+        if self._catch_all is not None and self._catch_all not in found:
+            found.append(self._catch_all)
+        return found
 
     def listed(self) -> list[ModelGroup]:
         """Groups with a concrete name, for `GET /v1/models`."""

@@ -9,6 +9,7 @@ budget together. The ticket settles both with what was really used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from savegate.core.errors import GatewayError, PermissionDenied
@@ -100,10 +101,18 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, rate_limiter: RateLimiter, budgets: Ledger, meter: Meter) -> None:
+    def __init__(
+        self,
+        rate_limiter: RateLimiter,
+        budgets: Ledger,
+        meter: Meter,
+        refused: Callable[[GatewayError], None] | None = None,
+    ) -> None:
+        """`refused` is told of each request a limit refuses (the metrics)."""
         self._rate_limiter = rate_limiter
         self._budgets = budgets
         self._meter = meter
+        self._refused = refused
 
     async def admit(self, request: ChatRequest, plan: list[Attempt], endpoint: str) -> Ticket:
         """Hold the request's share of its key's limits, or refuse it with 429."""
@@ -111,14 +120,26 @@ class Admission:
         permit = None
         if key.rpm is not None or key.tpm is not None or key.max_concurrent is not None:
             limits = RateLimits(key.rpm, key.tpm, key.max_concurrent)
-            permit = await self._rate_limiter.acquire(key.id, limits, estimate_tokens(request.raw))
+            try:
+                permit = await self._rate_limiter.acquire(
+                    key.id, limits, estimate_tokens(request.raw)
+                )
+            except GatewayError as exc:
+                self._refuse(exc)
+                raise
         try:
             request, reservation = await self._reserve(request, plan, endpoint)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):
+                self._refuse(exc)
             if permit is not None:
                 await permit.settle(0)
             raise
         return Ticket(request, permit, reservation, self._budgets)
+
+    def _refuse(self, error: GatewayError) -> None:
+        if self._refused is not None:
+            self._refused(error)
 
     async def _reserve(
         self, request: ChatRequest, plan: list[Attempt], endpoint: str

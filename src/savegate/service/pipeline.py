@@ -38,6 +38,7 @@ class Pipeline:
     async def call(
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
     ) -> Reply[Json]:
+        request.context.outcome.model = request.model
         check_model_access(request)
         plan = self._executor.plan(request.model, supports)
         ticket = await self._admission.admit(request, plan, endpoint)
@@ -71,6 +72,8 @@ class Pipeline:
         has sent a byte, so they can still become an HTTP error status. A stream that
         `reports_usage` unasked (Responses events) is neither asked for it nor stripped
         of it."""
+        outcome = request.context.outcome
+        outcome.model, outcome.stream = request.model, True
         check_model_access(request)
         plan = self._executor.plan(request.model, supports)
         wants_usage = request.include_usage or reports_usage

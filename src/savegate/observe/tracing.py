@@ -1,0 +1,273 @@
+"""OpenTelemetry traces: a SERVER span per request, a CLIENT span per upstream attempt,
+with the GenAI semantic conventions' attributes, sent over OTLP/HTTP.
+
+An incoming W3C `traceparent` is continued (its sampled flag decides, as the SDK's
+parent-based sampler does), otherwise `sample_ratio` of new traces are kept, by trace id
+as the SDK's `TraceIdRatioBased` does. Every upstream call carries a `traceparent` naming
+its attempt's span, so the upstream's own spans join the trace. Prompts and answers are
+recorded only with `record_content`.
+
+Spans are recorded and encoded here rather than through the SDK's span pipeline, which
+costs about as much per request as the rest of the gateway (see `otlp.py`); the SDK
+gives the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, its own
+attributes). It is imported only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from savegate import __version__
+from savegate.core.outcome import Outcome
+from savegate.core.payload import Json
+from savegate.core.propagation import UPSTREAM_TRACEPARENT
+from savegate.metering.meter import AttemptMeter
+from savegate.observe.export import SpanExporter
+from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder, SpanData
+from savegate.wire.chunks import Chunks
+
+_OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+_PARAMETERS = (
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("seed", "gen_ai.request.seed"),
+)
+_HEX = frozenset("0123456789abcdef")
+
+
+class RequestSpan:
+    """The request's span, or (`data` None) the trace it belongs to, unrecorded."""
+
+    __slots__ = ("data", "parent", "sampled", "trace_id")
+
+    def __init__(
+        self, trace_id: bytes, parent: bytes | None, sampled: bool, data: SpanData | None
+    ) -> None:
+        self.trace_id = trace_id
+        self.parent = parent  # the caller's span id, when the trace came in
+        self.sampled = sampled
+        self.data = data
+
+
+def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bool] | None:
+    """(trace id, parent span id, sampled) of a W3C `traceparent`, or None if invalid."""
+    text = value.decode("latin-1").strip().lower()
+    parts = text.split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    version, trace, parent, flags = parts[:4]
+    if version == "00" and len(parts) != 4:
+        return None
+    if len(trace) != 32 or len(parent) != 16 or len(flags) != 2:
+        return None
+    if not _HEX.issuperset(version + trace + parent + flags):
+        return None
+    if trace == "0" * 32 or parent == "0" * 16:
+        return None
+    return bytes.fromhex(trace), bytes.fromhex(parent), bool(int(flags, 16) & 1)
+
+
+def traceparent(trace_id: bytes, span_id: bytes, sampled: bool) -> str:
+    return f"00-{trace_id.hex()}-{span_id.hex()}-{'01' if sampled else '00'}"
+
+
+class Tracer:
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        sample_ratio: float,
+        record_content: bool,
+        providers: dict[str, tuple[str, str | None, int | None]],
+    ) -> None:
+        """`providers`: each provider's `gen_ai.provider.name`, host and port."""
+        self.exporter = exporter
+        self._bound = round(sample_ratio * 2**64)  # TraceIdRatioBased's
+        self._content = record_content
+        self._providers = providers
+        self._random = random.Random()
+
+    def start_request(self, outcome: Outcome, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        incoming = None
+        for name, value in headers:
+            if name == b"traceparent":
+                incoming = parse_traceparent(value)
+                break
+        if incoming is not None:
+            trace_id, parent, sampled = incoming
+        else:
+            trace_id, parent = self._random.getrandbits(128).to_bytes(16, "big"), None
+            sampled = int.from_bytes(trace_id[8:], "big") < self._bound
+        data = None
+        if sampled:
+            span_id = self._random.getrandbits(64).to_bytes(8, "big")
+            data = SpanData(trace_id, span_id, parent, "", SPAN_KIND_SERVER, time.time_ns(), {})
+        outcome.span = RequestSpan(trace_id, parent, sampled, data)
+
+    def end_request(self, outcome: Outcome, method: str) -> None:
+        span: RequestSpan | None = outcome.span
+        if span is None or span.data is None:
+            return
+        data = span.data
+        data.end = time.time_ns()
+        data.name = f"{method} {outcome.endpoint}"
+        attributes = data.attributes
+        attributes["http.request.method"] = method
+        attributes["http.route"] = outcome.endpoint
+        attributes["http.response.status_code"] = outcome.status
+        if outcome.model is not None:
+            attributes["gen_ai.request.model"] = outcome.model
+        if outcome.attempts:
+            attributes["gen_ai.usage.input_tokens"] = outcome.tokens.prompt
+            attributes["gen_ai.usage.output_tokens"] = outcome.tokens.completion
+            attributes["savegate.attempts"] = outcome.attempts
+        if outcome.provider is not None:
+            attributes["gen_ai.provider.name"] = self._providers.get(
+                outcome.provider, (outcome.provider, None, None)
+            )[0]
+            attributes["savegate.deployment"] = outcome.deployment
+        if outcome.error_type is not None:
+            attributes["error.type"] = outcome.error_type
+            if outcome.status >= 500:
+                data.error = outcome.error_type
+        self.exporter.add(data)
+
+    def start_attempt(self, attempt: AttemptMeter) -> None:
+        request_span: RequestSpan | None = attempt.request.context.outcome.span
+        if request_span is None:
+            return
+        if not request_span.sampled:
+            # Not recorded here: the upstream continues the caller's trace, if any.
+            parent = request_span.parent
+            value = None if parent is None else traceparent(request_span.trace_id, parent, False)
+            UPSTREAM_TRACEPARENT.set(value)
+            return
+        assert request_span.data is not None
+        target = attempt.target
+        record = attempt.record
+        operation = _OPERATIONS.get(record.endpoint, "chat")
+        provider, host, port = self._providers.get(target.provider, (target.provider, None, None))
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": target.model,
+            "server.address": host,
+            "server.port": port,
+            "savegate.deployment": target.deployment,
+        }
+        body = attempt.request.body
+        for field, attribute in _PARAMETERS:
+            value = body.get(field)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                attributes[attribute] = value
+        if self._content:
+            attributes["gen_ai.input.messages"] = _input(body)
+            attempt.kept = []
+        elif attempt.request.stream:
+            attempt.kept = deque(maxlen=2)  # where the finish reasons are
+        span_id = self._random.getrandbits(64).to_bytes(8, "big")
+        data = SpanData(
+            request_span.trace_id,
+            span_id,
+            request_span.data.span_id,
+            f"{operation} {target.model}",
+            SPAN_KIND_CLIENT,
+            time.time_ns(),
+            attributes,
+        )
+        attempt.observed = data
+        UPSTREAM_TRACEPARENT.set(traceparent(data.trace_id, span_id, True))
+
+    def end_attempt(self, attempt: AttemptMeter) -> None:
+        data: SpanData | None = attempt.observed
+        if data is None:
+            return
+        data.end = time.time_ns()
+        record = attempt.record
+        attributes = data.attributes
+        attributes["gen_ai.response.model"] = record.model
+        tokens = record.tokens
+        attributes["gen_ai.usage.input_tokens"] = tokens.prompt
+        attributes["gen_ai.usage.output_tokens"] = tokens.completion
+        if tokens.cached:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = tokens.cached
+        chunks = _payloads(attempt.answer, attempt.kept)
+        reasons = _finish_reasons(chunks)
+        if reasons:
+            attributes["gen_ai.response.finish_reasons"] = reasons
+        response_id = next((c.get("id") for c in chunks if isinstance(c.get("id"), str)), None)
+        if response_id is not None:
+            attributes["gen_ai.response.id"] = response_id
+        if self._content:
+            attributes["gen_ai.output.messages"] = _output(chunks)
+        if record.error_type is not None:
+            attributes["error.type"] = record.error_type
+            attributes["http.response.status_code"] = record.status
+            data.error = record.error_type
+        self.exporter.add(data)
+
+
+def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[str, Any]]:
+    """The answer, or the stream chunks kept, as dictionaries."""
+    if answer is not None:
+        return [answer.data] if isinstance(answer.data, dict) else []
+    found = []
+    for batch in kept or ():
+        for chunk in batch:
+            if isinstance(chunk.data, dict):
+                found.append(chunk.data)
+    return found
+
+
+def _choices(payloads: Sequence[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for payload in payloads:
+        for choice in payload.get("choices") or ():
+            if isinstance(choice, dict):
+                yield choice
+
+
+def _finish_reasons(payloads: Sequence[dict[str, Any]]) -> list[str]:
+    return [str(c["finish_reason"]) for c in _choices(payloads) if c.get("finish_reason")]
+
+
+def _input(body: dict[str, Any]) -> str:
+    messages = body.get("messages", body.get("input", body.get("prompt")))
+    return orjson.dumps(messages).decode()
+
+
+def _output(payloads: Sequence[dict[str, Any]]) -> str:
+    """The answer's messages; a stream's deltas joined into one per choice."""
+    texts: dict[int, list[str]] = {}
+    for choice in _choices(payloads):
+        part = choice.get("message") or choice.get("delta") or {}
+        text = part.get("content") if isinstance(part, dict) else None
+        if text is None:
+            text = choice.get("text")  # legacy completions
+        if isinstance(text, str):
+            texts.setdefault(int(choice.get("index") or 0), []).append(text)
+    messages = [{"role": "assistant", "content": "".join(texts[i])} for i in sorted(texts)]
+    return orjson.dumps(messages).decode()
+
+
+def resource(service_name: str) -> dict[str, Any]:
+    """The SDK's resource (its own attributes and `OTEL_RESOURCE_ATTRIBUTES`), named
+    `service_name` unless `OTEL_SERVICE_NAME` names it."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+
+    attributes = dict(Resource.create({SERVICE_VERSION: __version__}).attributes)
+    if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        attributes[SERVICE_NAME] = service_name
+    return attributes
+
+
+def scope_encoder(service_name: str) -> Encoder:
+    return Encoder(resource(service_name), "savegate", __version__)
