@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 COMPOSE := /usr/bin/docker-compose
+# tests/test_metrics.py has a real Prometheus server scrape the gateway.
+PROMETHEUS := /usr/bin/prometheus
 NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -37,6 +39,9 @@ $(NGINX):
 $(COMPOSE):
 	apt-get update -q && apt-get install -y -q docker-compose
 
+$(PROMETHEUS):
+	apt-get update -q && apt-get install -y -q prometheus
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -45,7 +50,7 @@ $(COMPOSE):
 serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(NODE_PACKAGES:%=%/node_modules/.installed)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(PROMETHEUS) $(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

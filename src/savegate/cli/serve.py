@@ -109,6 +109,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 0
     sock = listen(config.server.host, config.server.port)
     shared = SnapshotDir.create() if config.metrics.enabled else None
+    if shared is not None:
+        logging.getLogger("savegate.supervisor").info("workers share metrics in %s", shared.path)
     try:
         return Supervisor(
             sock,
