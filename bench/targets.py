@@ -107,9 +107,11 @@ def start_savegate(
     name: str = "savegate",
     source: Path | None = None,
     workers: int = 1,
+    extra: dict[str, object] | None = None,
 ) -> Target:
     """SaveGate as installed, or (`source`) the tree of another revision on the same
-    virtualenv, for a base-against-new comparison in one run; with `workers` processes."""
+    virtualenv, for a base-against-new comparison in one run; with `workers` processes
+    and `extra` configuration sections."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -118,7 +120,8 @@ def start_savegate(
     for mode in ("idle", "burst"):  # above the default pool of 1,000 upstream connections
         providers[mode]["max_connections"] = 4096
     config = work / f"{name}.yaml"
-    config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
+    sections = {"local": {"enabled": False}, "providers": providers, **(extra or {})}
+    config.write_text(json.dumps(sections))
     env = {"PYTHONPATH": str(source / "src")} if source else {}
     proc, key = _savegate(procs, work / name, savegate, port, config, env, workers)
     label = "SaveGate" if source is None else f"SaveGate base ({source.name})"

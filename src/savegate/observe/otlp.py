@@ -17,6 +17,9 @@ from typing import Any
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
+# Attributes whose values rarely repeat: not worth a place in the cache.
+_UNIQUE = frozenset({"gen_ai.response.id", "gen_ai.input.messages", "gen_ai.output.messages"})
+_KINDS = {kind: b"\x30" + bytes((kind,)) for kind in range(6)}  # Span.kind, field 6
 
 SPAN_KIND_SERVER = 2
 SPAN_KIND_CLIENT = 3
@@ -60,23 +63,30 @@ def key_value(key: str, value: Any) -> bytes:
 
 
 class Attributes:
-    """Encodes attributes as repeated `KeyValue` fields (`tag` per message kind), each
-    string or boolean pair once."""
+    """Encodes attributes as repeated `KeyValue` fields (`tag` per message kind): each
+    string, boolean or list pair once (but for `unique` keys), each key of an integer
+    once."""
 
-    def __init__(self, tag: bytes) -> None:
+    def __init__(self, tag: bytes, unique: frozenset[str] = frozenset()) -> None:
         self._tag = tag
+        self._unique = unique
         self._cache: dict[tuple[str, Any], bytes] = {}
+        self._int_keys: dict[str, bytes] = {}  # key → its KeyValue's key field and value tag
 
     def encode(self, attributes: Mapping[str, Any]) -> bytes:
         cache = self._cache
         parts = []
         for key, value in attributes.items():
+            kind = type(value)
+            if kind is int:
+                parts.append(self._int(key, value))
+                continue
             if value is None:
                 continue
-            if type(value) is int or type(value) is float:
+            if key in self._unique:
                 parts.append(_field(self._tag, key_value(key, value)))
                 continue
-            hashable = (key, tuple(value) if isinstance(value, list) else value)
+            hashable = (key, tuple(value) if kind is list else value)
             encoded = cache.get(hashable)
             if encoded is None:
                 encoded = _field(self._tag, key_value(key, value))
@@ -84,6 +94,14 @@ class Attributes:
                     cache[hashable] = encoded
             parts.append(encoded)
         return b"".join(parts)
+
+    def _int(self, key: str, value: int) -> bytes:
+        prefix = self._int_keys.get(key)
+        if prefix is None:
+            prefix = self._int_keys[key] = _field(b"\x0a", key.encode()) + b"\x12"
+        any_value = b"\x18" + varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # at most 11 bytes
+        pair = prefix + bytes((len(any_value),)) + any_value
+        return _field(self._tag, pair)
 
 
 class SpanData:
@@ -131,7 +149,7 @@ class Encoder:
         self._resource = _field(b"\x0a", Attributes(b"\x0a").encode(resource))
         named = _field(b"\x0a", scope.encode()) + _field(b"\x12", version.encode())
         self._scope = _field(b"\x0a", named)
-        self._attributes = Attributes(b"\x4a")  # Span.attributes is field 9
+        self._attributes = Attributes(b"\x4a", _UNIQUE)  # Span.attributes is field 9
         self._names: dict[str, bytes] = {}
 
     def request(self, spans: Sequence[SpanData]) -> bytes:
@@ -156,7 +174,7 @@ class Encoder:
             span.span_id,
             b"\x22\x08" + span.parent_id if span.parent_id is not None else b"",
             name,
-            b"\x30" + varint(span.kind),
+            _KINDS[span.kind],
             b"\x39",
             _FIXED64(span.start),
             b"\x41",

@@ -189,8 +189,7 @@ class _Merged(Collector):
                     continue
                 for entry in snapshot.get(family.name, ()):
                     _add(series, family.kind, tuple(entry[0]), entry[1:])
-            if series:
-                yield family.family(series)
+            yield family.family(series)  # with no series yet, its HELP and TYPE say it exists
 
 
 def _add(series: dict[Labels, Any], kind: str, labels: Labels, values: list[Any]) -> None:

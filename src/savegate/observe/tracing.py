@@ -16,6 +16,7 @@ attributes). It is imported only when tracing is on.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,8 @@ _PARAMETERS = (
     ("seed", "gen_ai.request.seed"),
 )
 _HEX = frozenset("0123456789abcdef")
+_FINISH_REASON = re.compile(rb'"finish_reason":\s*"([^"]+)"')
+_ID = re.compile(rb'"id":\s*"([^"]+)"')
 
 
 class RequestSpan:
@@ -200,15 +203,18 @@ class Tracer:
         attributes["gen_ai.usage.output_tokens"] = tokens.completion
         if tokens.cached:
             attributes["gen_ai.usage.cache_read.input_tokens"] = tokens.cached
-        chunks = _payloads(attempt.answer, attempt.kept)
-        reasons = _finish_reasons(chunks)
+        if attempt.answer is not None or self._content:
+            payloads = _payloads(attempt.answer, attempt.kept)
+            reasons = _finish_reasons(payloads)
+            response_id = next((c["id"] for c in payloads if isinstance(c.get("id"), str)), None)
+            if self._content:
+                attributes["gen_ai.output.messages"] = _output(payloads)
+        else:
+            reasons, response_id = _stream_ending(attempt.kept or ())
         if reasons:
             attributes["gen_ai.response.finish_reasons"] = reasons
-        response_id = next((c.get("id") for c in chunks if isinstance(c.get("id"), str)), None)
         if response_id is not None:
             attributes["gen_ai.response.id"] = response_id
-        if self._content:
-            attributes["gen_ai.output.messages"] = _output(chunks)
         if record.error_type is not None:
             attributes["error.type"] = record.error_type
             attributes["http.response.status_code"] = record.status
@@ -226,6 +232,21 @@ def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[s
             if isinstance(chunk.data, dict):
                 found.append(chunk.data)
     return found
+
+
+def _stream_ending(kept: Iterable[Chunks]) -> tuple[list[str], str | None]:
+    """Finish reasons and the answer's id, read off the last batches' bytes: parsing
+    every chunk of a stream would cost more than the span."""
+    reasons: list[str] = []
+    response_id = None
+    for batch in kept:
+        raw = batch.sse
+        found = _FINISH_REASON.findall(raw)
+        if found:
+            reasons += [reason.decode() for reason in found]
+            named = _ID.search(raw)
+            response_id = named.group(1).decode() if named else response_id
+    return reasons, response_id
 
 
 def _choices(payloads: Sequence[dict[str, Any]]) -> Iterable[dict[str, Any]]:
