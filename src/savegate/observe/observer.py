@@ -137,6 +137,7 @@ def _tracer(config: Config) -> Tracer:
     exporter = SpanExporter(tracing.endpoint, dict(tracing.headers), encoder)
     return Tracer(
         exporter,
+        encoder,
         sample_ratio=tracing.sample_ratio,
         record_content=tracing.record_content,
         providers=providers,

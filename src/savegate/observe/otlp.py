@@ -19,6 +19,7 @@ _DOUBLE = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
 # Attributes whose values rarely repeat: not worth a place in the cache.
 _UNIQUE = frozenset({"gen_ai.response.id", "gen_ai.input.messages", "gen_ai.output.messages"})
+_SIZES = [bytes((size,)) for size in range(128)]
 _KINDS = {kind: b"\x30" + bytes((kind,)) for kind in range(6)}  # Span.kind, field 6
 
 SPAN_KIND_SERVER = 2
@@ -39,11 +40,12 @@ def varint(value: int) -> bytes:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: `tag` is its key byte (field number << 3 | 2)."""
-    return tag + varint(len(payload)) + payload
+    size = len(payload)
+    return tag + (_SIZES[size] if size < 128 else varint(size)) + payload
 
 
 def _any_value(value: Any) -> bytes:
-    """An `AnyValue`: string 1, bool 2, int 3, double 4, array 5."""
+    """An `AnyValue`: string 1, bool 2, int 3, double 4, array 5 (of a list or tuple)."""
     if isinstance(value, str):
         return _field(b"\x0a", value.encode())
     if isinstance(value, bool):
@@ -57,51 +59,53 @@ def _any_value(value: Any) -> bytes:
     return _field(b"\x0a", str(value).encode())
 
 
-def key_value(key: str, value: Any) -> bytes:
-    """A `KeyValue` (key 1, value 2), without its own field tag."""
-    return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
-
-
 class Attributes:
     """Encodes attributes as repeated `KeyValue` fields (`tag` per message kind): each
-    string, boolean or list pair once (but for `unique` keys), each key of an integer
-    once."""
+    key once, each string, boolean or tuple pair once (but for `unique` keys), each
+    integer value once."""
 
     def __init__(self, tag: bytes, unique: frozenset[str] = frozenset()) -> None:
         self._tag = tag
         self._unique = unique
-        self._cache: dict[tuple[str, Any], bytes] = {}
-        self._int_keys: dict[str, bytes] = {}  # key → its KeyValue's key field and value tag
+        self._pairs: dict[tuple[str, Any], bytes] = {}
+        self._keys: dict[str, bytes] = {}  # key → its KeyValue.key field
+        self._ints: dict[int, bytes] = {}  # value → its KeyValue.value field
 
     def encode(self, attributes: Mapping[str, Any]) -> bytes:
-        cache = self._cache
+        pairs = self._pairs
         parts = []
         for key, value in attributes.items():
             kind = type(value)
             if kind is int:
-                parts.append(self._int(key, value))
+                parts.append(self._field(key, self._int(value)))
+            elif value is None:
                 continue
-            if value is None:
-                continue
-            if key in self._unique:
-                parts.append(_field(self._tag, key_value(key, value)))
-                continue
-            hashable = (key, tuple(value) if kind is list else value)
-            encoded = cache.get(hashable)
-            if encoded is None:
-                encoded = _field(self._tag, key_value(key, value))
-                if len(cache) < _CACHE_LIMIT:
-                    cache[hashable] = encoded
-            parts.append(encoded)
+            elif key in self._unique:
+                parts.append(self._field(key, _field(b"\x12", _any_value(value))))
+            else:
+                if kind is list:
+                    value = tuple(value)
+                encoded = pairs.get((key, value))
+                if encoded is None:
+                    encoded = self._field(key, _field(b"\x12", _any_value(value)))
+                    if len(pairs) < _CACHE_LIMIT:
+                        pairs[key, value] = encoded
+                parts.append(encoded)
         return b"".join(parts)
 
-    def _int(self, key: str, value: int) -> bytes:
-        prefix = self._int_keys.get(key)
+    def _field(self, key: str, value_field: bytes) -> bytes:
+        prefix = self._keys.get(key)
         if prefix is None:
-            prefix = self._int_keys[key] = _field(b"\x0a", key.encode()) + b"\x12"
-        any_value = b"\x18" + varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # at most 11 bytes
-        pair = prefix + bytes((len(any_value),)) + any_value
-        return _field(self._tag, pair)
+            prefix = self._keys[key] = _field(b"\x0a", key.encode())
+        return _field(self._tag, prefix + value_field)
+
+    def _int(self, value: int) -> bytes:
+        encoded = self._ints.get(value)
+        if encoded is None:
+            encoded = _field(b"\x12", b"\x18" + varint(value & 0xFFFF_FFFF_FFFF_FFFF))
+            if len(self._ints) < _CACHE_LIMIT:
+                self._ints[value] = encoded
+        return encoded
 
 
 class SpanData:
@@ -116,6 +120,7 @@ class SpanData:
         "parent_id",
         "span_id",
         "start",
+        "static",
         "trace_id",
     )
 
@@ -137,6 +142,7 @@ class SpanData:
         self.start = start  # unix ns
         self.end = start
         self.attributes = attributes
+        self.static = b""  # more attributes, encoded already (`Encoder.attributes`)
         self.error: str | None = None  # the status message of a failed span
 
 
@@ -151,6 +157,10 @@ class Encoder:
         self._scope = _field(b"\x0a", named)
         self._attributes = Attributes(b"\x4a", _UNIQUE)  # Span.attributes is field 9
         self._names: dict[str, bytes] = {}
+
+    def attributes(self, attributes: Mapping[str, Any]) -> bytes:
+        """Span attributes encoded once, for the spans that share them (`SpanData.static`)."""
+        return self._attributes.encode(attributes)
 
     def request(self, spans: Sequence[SpanData]) -> bytes:
         """ExportTraceServiceRequest: resource_spans 1 → ResourceSpans: resource 1,
@@ -179,6 +189,7 @@ class Encoder:
             _FIXED64(span.start),
             b"\x41",
             _FIXED64(span.end),
+            span.static,
             self._attributes.encode(span.attributes),
             _status(span.error),
         )

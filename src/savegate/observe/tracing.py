@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from savegate import __version__
 from savegate.core.outcome import Outcome
 from savegate.core.payload import Json
 from savegate.core.propagation import UPSTREAM_TRACEPARENT
+from savegate.core.route import Target
 from savegate.metering.meter import AttemptMeter
 from savegate.observe.export import SpanExporter
 from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder, SpanData
@@ -43,6 +44,7 @@ _PARAMETERS = (
     ("seed", "gen_ai.request.seed"),
 )
 _HEX = frozenset("0123456789abcdef")
+_STATICS = 4096  # distinct kinds of span whose shared attributes are kept encoded
 _FINISH_REASON = re.compile(rb'"finish_reason":\s*"([^"]+)"')
 _ID = re.compile(rb'"id":\s*"([^"]+)"')
 
@@ -87,6 +89,7 @@ class Tracer:
     def __init__(
         self,
         exporter: SpanExporter,
+        encoder: Encoder,
         *,
         sample_ratio: float,
         record_content: bool,
@@ -94,6 +97,9 @@ class Tracer:
     ) -> None:
         """`providers`: each provider's `gen_ai.provider.name`, host and port."""
         self.exporter = exporter
+        self._encoder = encoder
+        # What the spans of one deployment (or one kind of request) share, encoded once.
+        self._statics: dict[tuple[Any, ...], tuple[str, bytes]] = {}
         self._bound = round(sample_ratio * 2**64)  # TraceIdRatioBased's
         self._content = record_content
         self._providers = providers
@@ -122,27 +128,47 @@ class Tracer:
             return
         data = span.data
         data.end = time.time_ns()
-        data.name = f"{method} {outcome.endpoint}"
-        attributes = data.attributes
-        attributes["http.request.method"] = method
-        attributes["http.route"] = outcome.endpoint
-        attributes["http.response.status_code"] = outcome.status
-        if outcome.model is not None:
-            attributes["gen_ai.request.model"] = outcome.model
+        shared = (method, outcome.endpoint, outcome.status, outcome.model, outcome.provider)
+        data.name, data.static = self._static(
+            (*shared, outcome.deployment, outcome.error_type),
+            lambda: self._request_static(outcome, method),
+        )
         if outcome.attempts:
+            attributes = data.attributes
             attributes["gen_ai.usage.input_tokens"] = outcome.tokens.prompt
             attributes["gen_ai.usage.output_tokens"] = outcome.tokens.completion
             attributes["savegate.attempts"] = outcome.attempts
-        if outcome.provider is not None:
-            attributes["gen_ai.provider.name"] = self._providers.get(
-                outcome.provider, (outcome.provider, None, None)
-            )[0]
-            attributes["savegate.deployment"] = outcome.deployment
-        if outcome.error_type is not None:
-            attributes["error.type"] = outcome.error_type
-            if outcome.status >= 500:
-                data.error = outcome.error_type
+        if outcome.error_type is not None and outcome.status >= 500:
+            data.error = outcome.error_type
         self.exporter.add(data)
+
+    def _static(
+        self, key: tuple[Any, ...], build: Callable[[], tuple[str, dict[str, Any]]]
+    ) -> tuple[str, bytes]:
+        """A span's name and its shared attributes, encoded, for spans alike in `key`."""
+        found = self._statics.get(key)
+        if found is None:
+            name, attributes = build()
+            found = (name, self._encoder.attributes(attributes))
+            if len(self._statics) < _STATICS:
+                self._statics[key] = found
+        return found
+
+    def _request_static(self, outcome: Outcome, method: str) -> tuple[str, dict[str, Any]]:
+        provider = outcome.provider
+        attributes = {
+            "http.request.method": method,
+            "http.route": outcome.endpoint,
+            "http.response.status_code": outcome.status,
+            "gen_ai.request.model": outcome.model,
+            "gen_ai.provider.name": None if provider is None else self._provider(provider)[0],
+            "savegate.deployment": outcome.deployment,
+            "error.type": outcome.error_type,
+        }
+        return f"{method} {outcome.endpoint}", attributes
+
+    def _provider(self, name: str) -> tuple[str, str | None, int | None]:
+        return self._providers.get(name, (name, None, None))
 
     def start_attempt(self, attempt: AttemptMeter) -> None:
         request_span: RequestSpan | None = attempt.request.context.outcome.span
@@ -156,17 +182,12 @@ class Tracer:
             return
         assert request_span.data is not None
         target = attempt.target
-        record = attempt.record
-        operation = _OPERATIONS.get(record.endpoint, "chat")
-        provider, host, port = self._providers.get(target.provider, (target.provider, None, None))
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": provider,
-            "gen_ai.request.model": target.model,
-            "server.address": host,
-            "server.port": port,
-            "savegate.deployment": target.deployment,
-        }
+        endpoint = attempt.record.endpoint
+        name, static = self._static(
+            (endpoint, target.provider, target.model, target.deployment),
+            lambda: self._attempt_static(endpoint, attempt.target),
+        )
+        attributes: dict[str, Any] = {}
         body = attempt.request.body
         for field, attribute in _PARAMETERS:
             value = body.get(field)
@@ -182,13 +203,27 @@ class Tracer:
             request_span.trace_id,
             span_id,
             request_span.data.span_id,
-            f"{operation} {target.model}",
+            name,
             SPAN_KIND_CLIENT,
             time.time_ns(),
             attributes,
         )
+        data.static = static
         attempt.observed = data
         UPSTREAM_TRACEPARENT.set(traceparent(data.trace_id, span_id, True))
+
+    def _attempt_static(self, endpoint: str, target: Target) -> tuple[str, dict[str, Any]]:
+        operation = _OPERATIONS.get(endpoint, "chat")
+        provider, host, port = self._provider(target.provider)
+        attributes = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": target.model,
+            "server.address": host,
+            "server.port": port,
+            "savegate.deployment": target.deployment,
+        }
+        return f"{operation} {target.model}", attributes
 
     def end_attempt(self, attempt: AttemptMeter) -> None:
         data: SpanData | None = attempt.observed
@@ -212,7 +247,7 @@ class Tracer:
         else:
             reasons, response_id = _stream_ending(attempt.kept or ())
         if reasons:
-            attributes["gen_ai.response.finish_reasons"] = reasons
+            attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
         if response_id is not None:
             attributes["gen_ai.response.id"] = response_id
         if record.error_type is not None:
