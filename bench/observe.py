@@ -29,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work" / "observe"
 MODES = ("json", "stream")
 OFF: dict[str, object] = {"metrics": {"enabled": False}}
+METRICS: dict[str, object] = {"metrics": {"enabled": True}}
 
 
-def _on(receiver_port: int) -> dict[str, object]:
+def _configs(receiver_port: int) -> dict[str, dict[str, object]]:
+    """off: neither; metrics: metrics alone; on: metrics and tracing at 100 %."""
     endpoint = f"http://127.0.0.1:{receiver_port}/v1/traces"
-    return {"metrics": {"enabled": True}, "tracing": {"enabled": True, "endpoint": endpoint}}
+    tracing = {"enabled": True, "endpoint": endpoint, "sample_ratio": 1.0}
+    return {"off": OFF, "metrics": METRICS, "on": {**METRICS, "tracing": tracing}}
 
 
 def _throughput(
@@ -43,7 +46,7 @@ def _throughput(
     savegate = str(Path(sys.executable).with_name("savegate"))
     gateways = {
         name: targets.start_savegate(procs, WORK, ups, savegate, name=name, extra=extra)
-        for name, extra in (("off", OFF), ("on", _on(receiver)))
+        for name, extra in _configs(receiver).items()
     }
     lua = {
         (name, mode): wrk.script(target.routes[mode], WORK / f"{name}-{mode}.lua")
@@ -54,7 +57,7 @@ def _throughput(
         wrk.run(gateways[name].routes[mode], script, 16, 1)
     runs: dict[tuple[str, str, int], list[float]] = {}
     for round_ in range(plan["rounds"]):
-        order = list(gateways) if round_ % 2 == 0 else list(reversed(gateways))
+        order = list(gateways)[round_ % 3 :] + list(gateways)[: round_ % 3]
         for mode in MODES:
             for conc in plan["concurrency"]:
                 for name in order:
@@ -82,7 +85,7 @@ def _instructions(
     shutil.rmtree(instructions.WORK, ignore_errors=True)
     instructions.WORK.mkdir(parents=True)
     counts: dict[str, dict[str, float]] = {}
-    for name, extra in (("off", OFF), ("on", _on(receiver))):
+    for name, extra in _configs(receiver).items():
         proc, port = instructions.gateway(procs, name, ups, None, extra)
         headers = {"Authorization": f"Bearer {instructions.banner_key(proc)}"}
         counts[name] = {}
@@ -117,23 +120,23 @@ def _report(
         "# What observability costs",
         "",
         f"`python -m bench.observe{options}` on {when} at {head}: one SaveGate process with "
-        "metrics and tracing off (`off`) against one with metrics on and every request "
-        "traced (`on`: sample_ratio 1.0, spans exported to a local OTLP/HTTP receiver, "
+        "metrics and tracing off (`off`) against one with metrics alone (`metrics`) and one "
+        "with metrics on and every request traced (`on`: sample_ratio 1.0, spans exported "
+        "to a local OTLP/HTTP receiver, "
         f"which got {spans['exports']:,} exports, {spans['bytes']:,} bytes), "
         f"{plan['rounds']} interleaved round(s) of {plan['seconds']} s per wrk run at "
         f"concurrency {plan['concurrency']}; peak = the best concurrency's median over rounds.",
         "",
-        "| measure | off | on | change |",
-        "|---|---|---|---|",
+        "| measure | off | metrics | change | on | change |",
+        "|---|---|---|---|---|---|",
     ]
-    for mode, label in (("json", "non-stream"), ("stream", "stream of 50 chunks")):
-        off, on = peak["off"][mode], peak["on"][mode]
-        lines.append(f"| peak req/s, {label} | {off:,.0f} | {on:,.0f} | {_change(off, on)} |")
-    if counts is not None:
+    tables = [("peak req/s", peak)] + ([("instructions a request", counts)] if counts else [])
+    for measure, figures in tables:
         for mode, label in (("json", "non-stream"), ("stream", "stream of 50 chunks")):
-            off, on = counts["off"][mode], counts["on"][mode]
+            off, metrics, on = (figures[name][mode] for name in ("off", "metrics", "on"))
             lines.append(
-                f"| instructions a request, {label} | {off:,.0f} | {on:,.0f} | {_change(off, on)} |"
+                f"| {measure}, {label} | {off:,.0f} | {metrics:,.0f} | {_change(off, metrics)} "
+                f"| {on:,.0f} | {_change(off, on)} |"
             )
     return "\n".join([*lines, ""])
 
