@@ -13,6 +13,8 @@ COMPOSE := /usr/bin/docker-compose
 TINYPROXY := /usr/bin/tinyproxy
 # Tests start Redis servers of their own (readiness with Redis gone, the cluster's restarts).
 REDIS_SERVER := /usr/bin/redis-server
+# tests/test_metrics.py has a real Prometheus server scrape the gateway.
+PROMETHEUS := /usr/bin/prometheus
 NODE_PACKAGES := examples/node tests/codex
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
@@ -47,6 +49,9 @@ $(TINYPROXY):
 $(REDIS_SERVER):
 	apt-get update -q && apt-get install -y -q redis-server
 
+$(PROMETHEUS):
+	apt-get update -q && apt-get install -y -q prometheus
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -56,7 +61,7 @@ serve: $(VENV)/.installed
 	$(BIN)/savegate serve $(ARGS)
 
 test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(TINYPROXY) $(REDIS_SERVER) \
-		$(NODE_PACKAGES:%=%/node_modules/.installed)
+		$(PROMETHEUS) $(NODE_PACKAGES:%=%/node_modules/.installed)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)

@@ -35,15 +35,21 @@ def _totals(dump: Path) -> int:
     return int(lines[-1].split()[1])
 
 
-def _gateway(
-    procs: Procs, name: str, ups: targets.Upstreams, source: Path | None
+def gateway(
+    procs: Procs,
+    name: str,
+    ups: targets.Upstreams,
+    source: Path | None,
+    extra: dict[str, object] | None = None,
 ) -> tuple[Proc, int]:
+    """A gateway under callgrind: this tree or `source`'s, with `extra` config sections."""
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [f"bench-{mode}"]}
         for mode in MODES
     }
     config = WORK / f"{name}.yaml"
-    config.write_text(json.dumps({"local": {"enabled": False}, "providers": providers}))
+    sections = {"local": {"enabled": False}, "providers": providers, **(extra or {})}
+    config.write_text(json.dumps(sections))
     data = WORK / f"{name}-data"
     data.mkdir()
     port = free_port()
@@ -56,7 +62,7 @@ def _gateway(
     return proc, port
 
 
-def _key(proc: Proc) -> str:
+def banner_key(proc: Proc) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = re.search(r"default key:\s+(\S+)", proc.log.read_text(errors="replace"))
@@ -66,7 +72,7 @@ def _key(proc: Proc) -> str:
     raise RuntimeError(f"no key in the banner:\n{proc.log_tail()}")
 
 
-def _count(proc: Proc, route: client.Route, requests: int, label: str) -> float:
+def count(proc: Proc, route: client.Route, requests: int, label: str) -> float:
     """Instructions per request over `requests` sequential requests on `route`."""
     asyncio.run(client.sequential(route, WARM_UP))
     control = ["callgrind_control"]
@@ -111,12 +117,12 @@ def main() -> int:
         ups = targets.Upstreams(mock_port, mock_port)
         direct = targets.direct(mock, ups)
         for name, source in (("new", None), ("base", base)):
-            proc, port = _gateway(procs, name, ups, source)
-            headers = {"Authorization": f"Bearer {_key(proc)}"}
+            proc, port = gateway(procs, name, ups, source)
+            headers = {"Authorization": f"Bearer {banner_key(proc)}"}
             for mode in MODES:
                 body = direct.routes[mode].body
                 route = client.Route(port, "/v1/chat/completions", headers, body)
-                counts[(name, mode)] = _count(proc, route, args.requests, f"{name}-{mode}")
+                counts[(name, mode)] = count(proc, route, args.requests, f"{name}-{mode}")
                 print(f"{name} {mode}: {counts[(name, mode)]:,.0f} instructions a request")
             procs.stop(proc)
     finally:

@@ -109,13 +109,15 @@ def start_savegate(
     workers: int = 1,
     cache: bool = False,
     semantic: bool = False,
+    extra: dict[str, object] | None = None,
 ) -> Target:
     """SaveGate as installed, or (`source`) the tree of another revision on the same
-    virtualenv, for a base-against-new comparison in one run; with `workers` processes.
-    With `cache`, also `json-hit` and `stream-hit` routes: the same requests under model
-    names the response cache serves (`bench-json-hit`, `bench-stream-hit`); with
-    `semantic`, `json-sem` and `stream-sem` routes for the semantic cache (its embeddings
-    by the embedded model, which is then enabled under its own name)."""
+    virtualenv, for a base-against-new comparison in one run; with `workers` processes
+    and `extra` configuration sections. With `cache`, also `json-hit` and `stream-hit`
+    routes: the same requests under model names the response cache serves
+    (`bench-json-hit`, `bench-stream-hit`); with `semantic`, `json-sem` and `stream-sem`
+    routes for the semantic cache (its embeddings by the embedded model, which is then
+    enabled under its own name)."""
     port = free_port()
     providers = {
         mode: {"base_url": ups.prefix(mode), "api_key_env": "MOCK_KEY", "models": [MODELS[mode]]}
@@ -136,7 +138,7 @@ def start_savegate(
         cache_settings["semantic"] = {"groups": ["bench-*-sem"], "threshold": 0.9}
         settings["local"] = {"enabled": True}
     config = work / f"{name}.yaml"
-    config.write_text(json.dumps(settings))
+    config.write_text(json.dumps({**settings, **(extra or {})}))
     env = {"PYTHONPATH": str(source / "src")} if source else {}
     proc, key = _savegate(procs, work / name, savegate, port, config, env, workers)
     label = "SaveGate" if source is None else f"SaveGate base ({source.name})"

@@ -27,6 +27,7 @@ from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.rows import UsageInsert
 from savegate.metering.sink import UsageSink
+from savegate.observe.observer import build_observer
 from savegate.ops.health import Readiness
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
@@ -74,7 +75,8 @@ def retry_policy(routing: RoutingConfig) -> RetryPolicy:
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics_dir: str | None = None) -> None:
+        """`metrics_dir`: where the workers of one run share their metrics."""
         self.config = config
         # Masks the upstream keys in what comes back from upstreams (and, installed by
         # `savegate serve`, in every log record).
@@ -95,12 +97,17 @@ class Gateway:
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
+        self.observer = build_observer(config, self.router, self.usage_sink, metrics_dir)
+        self.meter.observer = self.observer
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
         self.rate_limiter = create_rate_limiter(config.redis_url, config.redis_prefix, shared)
         self.executor = Executor(self.router, retry_policy(config.routing))
-        admission = Admission(self.rate_limiter, self.budgets, self.meter)
-        self.cache = Caches(self._cache(), self._semantic_cache(), self.router.canonical)
+        refused = self.observer.refused if self.observer is not None else None
+        admission = Admission(self.rate_limiter, self.budgets, self.meter, refused)
+        # Through the gateway: a reload swaps the router, and its aliases with it.
+        canonical = lambda model: self.router.canonical(model)  # noqa: E731
+        self.cache = Caches(self._cache(), self._semantic_cache(), canonical)
         pipeline = Pipeline(admission, self.executor, self.meter, self.cache)
         self.chat = ChatService(pipeline)
         self.completions = CompletionService(pipeline)
@@ -122,6 +129,8 @@ class Gateway:
         self.config = config
         self.providers, self.router = providers, providers.router
         self.executor.swap(providers.router, retry_policy(config.routing))
+        if self.observer is not None and self.observer.metrics is not None:
+            self.observer.metrics.swap_router(providers.router)
         self.meter.reprice(PriceBook(config.prices))
 
     def _files_and_batches(self) -> None:
@@ -210,6 +219,8 @@ class Gateway:
         await create_schema(self.engine)
         await self.auth.start()
         self.usage_sink.start()
+        if self.observer is not None:
+            await self.observer.start()
         for provider in self.providers.adapters:
             start = getattr(provider, "start", None)
             if start is not None:
@@ -227,6 +238,8 @@ class Gateway:
         await self.batch_runner.stop()
         await self.auth.stop()
         await self.usage_sink.close()
+        if self.observer is not None:
+            await self.observer.stop()
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
         await self.budgets.aclose()

@@ -267,6 +267,24 @@ class CacheConfig(_Strict):
     semantic: SemanticCacheConfig = SemanticCacheConfig()
 
 
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    # A port of its own for /metrics, without a key; else /metrics on the main port needs
+    # the admin key.
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class TracingConfig(_Strict):
+    """OpenTelemetry traces, sent over OTLP/HTTP (protobuf); needs the `otel` extra."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = Field(default_factory=dict)  # sent with every export
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of traces begun here
+    record_content: bool = False  # prompts and answers in the spans
+    service_name: str = "savegate"
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     data_dir: str = ".savegate"
@@ -282,6 +300,8 @@ class Config(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)  # list prices, USD per 1M
     alerts: AlertsConfig = AlertsConfig()
     usage: UsageConfig = UsageConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
     files: FilesConfig = FilesConfig()
     batches: BatchesConfig = BatchesConfig()
     cache: CacheConfig = CacheConfig()

@@ -29,6 +29,11 @@ FORBIDDEN: dict[str, set[str]] = {
     "store": {"api", "service", "routing", "providers", "metering", "limits"},
     "service": {"api"},
 }
+# Metrics and traces watch the layers through their seams: no layer knows them, only the
+# composition (app.py, cli/) and the HTTP surface.
+for _layer in FORBIDDEN.values():
+    _layer.add("observe")
+FORBIDDEN["observe"] = {"api", "service", "providers", "keys"}
 
 
 def _modules() -> list[Path]:

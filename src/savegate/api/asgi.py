@@ -56,6 +56,11 @@ class ApiApp:
         self.gateway = gateway
         self._inflight: set[asyncio.Task[Any]] = set()
         gateway.live_requests = self._inflight.__len__  # batches yield to live traffic
+        self._streams = 0  # of the requests in flight, those relaying a stream
+        self._observer = gateway.observer
+        self._metrics_port = gateway.config.metrics.port
+        if self._observer is not None and self._observer.metrics is not None:
+            self._observer.metrics.in_flight = lambda: (len(self._inflight), self._streams)
 
     def drain(self, grace: float) -> asyncio.TimerHandle:
         """Shutdown began: report it, and in `grace` seconds cut what is still running."""
@@ -76,7 +81,7 @@ class ApiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest(scope, receive, request_id())
-        endpoint = routes.find(request.method, request.path)
+        endpoint = self._find(request, scope)
         errors = endpoint.errors if endpoint is not None else error_response
         if self._overloaded(request):
             await self._shed(request, send, errors)
@@ -85,7 +90,12 @@ class ApiApp:
         assert task is not None
         self._inflight.add(task)
         guard: DisconnectGuard | None = None
-        status, streamed, failure = 499, False, None  # until it is answered: the client left
+        streaming = False
+        outcome = request.outcome
+        outcome.endpoint = endpoint.label if endpoint is not None else "unmatched"
+        observer = self._observer
+        if observer is not None:
+            observer.request_started(outcome, scope["headers"])
         try:
             try:
                 if endpoint is None:
@@ -93,6 +103,7 @@ class ApiApp:
                 key = None
                 if endpoint.access is not Access.PUBLIC:
                     key = await self._authenticate(request, endpoint.access)
+                    outcome.key_id = key.id
                 if endpoint.reads_body:
                     await request.read_body(self.gateway.config.server.max_body_bytes)
                 elif endpoint.upload_limit is not None:
@@ -107,33 +118,41 @@ class ApiApp:
                 else:
                     response = await endpoint.handler(self.gateway, request, key)  # type: ignore[call-arg]
             except GatewayError as exc:
-                response, failure = errors(exc), exc.code or exc.type
+                response = errors(exc)
+                outcome.error_type = exc.code or exc.type
             except ClientGone:
+                outcome.status = 499
                 return
             except asyncio.CancelledError as exc:
                 cut = interruption(exc)
                 if cut is None:
                     raise
                 task.uncancel()
-                response, failure = errors(cut), cut.code or cut.type
+                response = errors(cut)
+                outcome.error_type = cut.code or cut.type
             except Exception:
                 log.exception("request %s failed", request.request_id)
                 response = errors(GatewayError("The server had an error processing your request."))
-                failure = "server_error"
+                outcome.error_type = "server_error"
             if guard is None:
                 guard = DisconnectGuard(scope, receive)
-            if isinstance(response, StreamResponse):
-                status, streamed = 200, True  # unless the stream's own end says otherwise
-            else:
-                status = response.status if isinstance(response, JsonResponse) else 200
-            await send_response(send, response, self._headers(request), guard)
+            streaming = isinstance(response, StreamResponse)
+            if isinstance(response, JsonResponse):
+                outcome.status = response.status  # a stream's own end is its attempt's
+            elif not streaming and not outcome.status:
+                outcome.status = 200  # a file's bytes, or an upstream's relayed as they come
+            self._streams += streaming
+            try:
+                await send_response(send, response, self._headers(request), guard)
+            finally:
+                self._streams -= streaming
         except asyncio.CancelledError:
             if guard is None or not guard.disconnected:
                 raise
             task.uncancel()
-            status = 499
+            outcome.status = 499
         except OSError:
-            status = 499  # the client's socket went away while we wrote to it
+            outcome.status = 499  # the client's socket went away while we wrote to it
         finally:
             self._inflight.discard(task)
             if guard is not None:
@@ -143,12 +162,14 @@ class ApiApp:
                     request_id=request.request_id,
                     method=request.method,
                     path=request.path,
-                    status=status,
+                    status=outcome.status or 499,  # none yet: the client left
                     started=request.started,
-                    stream=streamed,
-                    error=failure,
+                    stream=streaming,
+                    error=outcome.error_type,
                     context=request.context_if_any,
                 )
+            if observer is not None:
+                observer.request_ended(outcome, request.method)
 
     def _overloaded(self, request: HttpRequest) -> bool:
         limit = self.gateway.config.server.max_inflight
@@ -180,6 +201,13 @@ class ApiApp:
             error=error.code,
             context=None,
         )
+
+    def _find(self, request: HttpRequest, scope: Scope) -> routes.Endpoint | None:
+        """The endpoint: from the route table, or on the metrics port its one route."""
+        port = self._metrics_port
+        if port is not None and scope.get("server", (None, None))[1] == port:
+            return routes.METRICS_PORT.get((request.method, request.path))
+        return routes.find(request.method, request.path)
 
     async def _authenticate(self, request: HttpRequest, access: Access) -> ApiKey:
         headers = request.headers

@@ -27,6 +27,7 @@ from savegate.api.relay import Framer, relay
 from savegate.core.errors import GatewayError, PayloadTooLarge, interruption
 from savegate.core.keys import ApiKey
 from savegate.core.media import MediaAnswer
+from savegate.core.outcome import Outcome
 from savegate.core.payload import Json
 from savegate.core.request import RequestContext
 from savegate.providers.base import ByteStream, ChatStream
@@ -55,6 +56,7 @@ class HttpRequest:
         "body",
         "form",
         "method",
+        "outcome",
         "path",
         "receive",
         "request_id",
@@ -69,13 +71,16 @@ class HttpRequest:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.started = time.perf_counter()
+        self.outcome = Outcome(request_id, started=self.started)
         self._headers: dict[str, str] | None = None
         self._context: RequestContext | None = None
         self.body = b""
         self.form: Form | None = None  # a multipart upload to relay, once read
 
     def authenticated(self, key: ApiKey) -> RequestContext:
-        self._context = RequestContext(self.request_id, key, self.started, self.header)
+        self._context = RequestContext(
+            self.request_id, key, self.started, self.header, outcome=self.outcome
+        )
         return self._context
 
     @property

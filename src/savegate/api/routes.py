@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from savegate.api import ops
@@ -19,8 +19,9 @@ from savegate.api.openapi import serve as openapi_document
 from savegate.api.responses.handlers import create_response, delete_response, get_response
 from savegate.app import Gateway
 from savegate.config import ServerConfig
-from savegate.core.errors import GatewayError
+from savegate.core.errors import GatewayError, NotFound
 from savegate.core.keys import ApiKey
+from savegate.observe.registry import EXPOSITION_TYPE
 from savegate.web import static as web
 
 Handler = Callable[[Gateway, HttpRequest, ApiKey], Awaitable[Response]]
@@ -42,12 +43,20 @@ class Endpoint:
     errors: Callable[[GatewayError], JsonResponse] = error_response
     # A multipart upload, read as it arrives (`request.form`) up to this many bytes.
     upload_limit: Callable[[ServerConfig], int] | None = None
+    label: str = ""  # the path (pattern) the metrics and traces name it by
 
 
 async def _health(gateway: Gateway, request: HttpRequest) -> Response:
     if gateway.draining:
         return json_response({"status": "draining"}, status=503)
     return json_response({"status": "ok"})
+
+
+async def _metrics(gateway: Gateway, request: HttpRequest, key: ApiKey | None = None) -> Response:
+    observer = gateway.observer
+    if observer is None or observer.metrics is None:
+        raise NotFound("Metrics are disabled (metrics.enabled: false).")
+    return JsonResponse(observer.exposition(), content_type=EXPOSITION_TYPE)
 
 
 def _post(handler: Handler) -> Endpoint:
@@ -115,6 +124,7 @@ EXACT: dict[tuple[str, str], Endpoint] = {
     ("GET", "/admin/usage/requests"): Endpoint(admin.usage_requests, Access.ADMIN),
     ("GET", "/admin/spend"): Endpoint(admin.spend_summary, Access.ADMIN),
     ("POST", "/admin/reload"): Endpoint(ops.reload, Access.ADMIN),
+    ("GET", "/metrics"): Endpoint(_metrics, Access.ADMIN),
 }
 
 PREFIXED: list[tuple[str, str, Endpoint]] = [
@@ -138,6 +148,14 @@ PREFIXED: list[tuple[str, str, Endpoint]] = [
     ("DELETE", "/admin/keys/", Endpoint(admin.revoke_key, Access.ADMIN)),
     ("GET", web.PREFIX, Endpoint(web.static_file, Access.PUBLIC)),
 ]
+
+
+EXACT = {route: replace(endpoint, label=route[1]) for route, endpoint in EXACT.items()}
+PREFIXED = [
+    (method, prefix, replace(endpoint, label=prefix + "*")) for method, prefix, endpoint in PREFIXED
+]
+# What the separate metrics port (`metrics.port`) serves, without a key.
+METRICS_PORT = {("GET", "/metrics"): Endpoint(_metrics, Access.PUBLIC, label="/metrics")}
 
 
 def find(method: str, path: str) -> Endpoint | None:

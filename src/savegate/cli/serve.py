@@ -25,6 +25,7 @@ from savegate.core.redact import Redactor, redact_logs
 from savegate.keys.spec import NewKey
 from savegate.keys.store import KeyStore
 from savegate.observe import logs
+from savegate.observe.shared import SnapshotDir
 from savegate.ops.reload import Reloader, plan
 from savegate.store.db import create_engine, create_schema, setup_lock
 
@@ -120,8 +121,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     created = asyncio.run(_first_start_keys(config))
     _announce(config, created, workers, redactor)
     load = _loader(args)
+    # The metrics' own port, if any, is served by the workers beside the main one.
+    extra = [] if config.metrics.port is None else [listen(config.server.host, config.metrics.port)]
     if workers == 1:
-        _serve(config, None, 0, load, redactor)
+        main = [listen(config.server.host, config.server.port)] if extra else []
+        _serve(config, main + extra, 0, load, redactor)
         return 0
     sock = listen(config.server.host, config.server.port)
     running = [config]  # what a worker started from now on runs: reloads change it
@@ -132,13 +136,21 @@ def run(args: argparse.Namespace, config: Config) -> int:
         except ConfigError as exc:
             logging.getLogger("savegate.supervisor").error("config reload refused: %s", exc)
 
-    return Supervisor(
-        sock,
-        workers,
-        lambda s, n: _serve(running[0], s, n, load, redactor),
-        config.server.shutdown_grace_seconds,
-        reload=reload,
-    ).run()
+    shared = SnapshotDir.create() if config.metrics.enabled else None
+    if shared is not None:
+        logging.getLogger("savegate.supervisor").info("workers share metrics in %s", shared.path)
+    try:
+        return Supervisor(
+            sock,
+            workers,
+            lambda s, n: _serve(running[0], [s, *extra], n, load, redactor, shared),
+            config.server.shutdown_grace_seconds,
+            reload=reload,
+            exited=shared.mark_dead if shared is not None else None,
+        ).run()
+    finally:
+        if shared is not None:
+            shared.remove()
 
 
 def _announce(
@@ -165,19 +177,21 @@ def _log_as(config: Config, redactor: Redactor, worker: int, who: str | None) ->
 
 def _serve(
     config: Config,
-    sock: socket.socket | None,
+    sockets: list[socket.socket],
     worker: int,
     load: Callable[[], Config],
     redactor: Redactor,
+    shared: SnapshotDir | None = None,
 ) -> None:
-    """One gateway process: alone (`sock` None: it binds its own), or worker `worker` of
-    several on the supervisor's socket. `load` reads the config again on a reload."""
+    """One gateway process: alone (no `sockets`: it binds its own), or worker `worker` of
+    several on the supervisor's sockets, sharing its metrics in `shared`. `load` reads
+    the config again on a reload."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the event loop handles it
-    if sock is not None:
+    if worker:
         _log_as(config, redactor, worker, f"worker {worker}")
     try:
-        gateway = Gateway(config)
-        siblings = None if sock is None else _supervisor_signal(os.getppid())
+        gateway = Gateway(config, str(shared.path) if shared is not None else None)
+        siblings = None if not worker else _supervisor_signal(os.getppid())
         gateway.reloader = Reloader(gateway, load, [redactor], siblings)
         app = ApiApp(gateway)
         grace = config.server.shutdown_grace_seconds
@@ -196,7 +210,7 @@ def _serve(
             # A backstop: the app cuts what outlives the grace itself, a little earlier.
             timeout_graceful_shutdown=int(grace) + 2,
         )
-        DrainingServer(settings, app, grace).run(sockets=None if sock is None else [sock])
+        DrainingServer(settings, app, grace).run(sockets=sockets or None)
     finally:
         logs.stop()  # a worker leaves by os._exit: what it logged must be written first
 

@@ -44,12 +44,15 @@ class Supervisor:
         worker: Worker,
         grace: float,
         reload: Callable[[], None] | None = None,
+        exited: Callable[[int], None] | None = None,
     ) -> None:
+        """`exited` is told the PID of each worker that is gone (its metrics are marked dead)."""
         self._sock = sock
         self._reload = reload
         self._count = count
         self._worker = worker
         self._grace = grace
+        self._exited = exited
         self._pids: dict[int, int] = {}  # pid → worker number
         self._started: dict[int, float] = {}  # worker number → when it last started
         self._failures: dict[int, int] = {}  # worker number → quick deaths in a row
@@ -67,6 +70,8 @@ class Supervisor:
             except ChildProcessError:
                 break
             number = self._pids.pop(pid, 0)
+            if number and self._exited is not None:
+                self._exited(pid)
             if not number or self._stopping:
                 continue
             self._restart(number, status)

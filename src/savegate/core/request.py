@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from savegate.core.keys import ApiKey
+from savegate.core.outcome import Outcome
 
 
 def _no_header(name: str) -> str | None:
@@ -34,8 +35,8 @@ class RequestContext:
     # A request header by its lower-case name, read only by what needs one (the cache).
     header: Callable[[str], str | None] = _no_header
     batch: BatchLine | None = None
-    attempts: int = 0  # upstream calls made for it so far
     last_attempt: object = None  # the last one's meter, once it ended: for the access log
+    outcome: Outcome = field(default_factory=Outcome)  # what the request came to, so far
 
 
 @dataclass(slots=True)

@@ -24,6 +24,15 @@ class TokenCounts:
         without prompt caching."""
         return replace(self, cached=0) if self.cached else self
 
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(
+            self.prompt + other.prompt,
+            self.completion + other.completion,
+            self.cached + other.cached,
+            self.cache_write + other.cache_write,
+            self.reasoning + other.reasoning,
+        )
+
     @classmethod
     def from_openai(cls, usage: dict[str, Any] | None) -> TokenCounts:
         """From an OpenAI `usage` object (chat, completions, embeddings, and the Responses

@@ -17,6 +17,7 @@ import logging
 from datetime import UTC, datetime
 
 from savegate.core.errors import AuthenticationFailed
+from savegate.core.faults import store_failed
 from savegate.core.keys import ApiKey
 from savegate.keys.secrets import hash_secret, well_formed
 from savegate.keys.store import KeyStore
@@ -86,4 +87,5 @@ class Authenticator:
                 if await self._store.revision() != self._revision:
                     await self.reload()
             except Exception:  # the store may be briefly unavailable; keep serving
+                store_failed("database", "keys")
                 log.warning("could not refresh API keys from the store", exc_info=True)

@@ -3,13 +3,16 @@
 The executor reports each attempt through the hooks of `routing.hooks`; this module
 implements them. A stream's usage chunk is noted as it passes and stripped from what the
 client receives unless the client asked for it. A request's meter adds up its attempts,
-so that the caller can settle budgets and rate limits with what was really used.
+so that the caller can settle budgets and rate limits with what was really used, and
+adds them to the request's `Outcome`. An optional observer (the metrics, the tracer) is
+told when each attempt starts and ends, and reads what it needs off the attempt.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import MutableSequence
+from typing import Any, Protocol
 
 from savegate.core.errors import GatewayError
 from savegate.core.media import MediaUse
@@ -25,11 +28,22 @@ from savegate.metering.sink import UsageSink
 from savegate.wire.chunks import Chunks
 
 
+class AttemptObserver(Protocol):
+    def attempt_started(self, attempt: AttemptMeter) -> None: ...
+
+    def attempt_ended(self, attempt: AttemptMeter) -> None:
+        """`attempt.record` is complete, and added to the request's outcome."""
+        ...
+
+
 class Meter:
-    def __init__(self, prices: PriceBook, sink: UsageSink) -> None:
+    def __init__(
+        self, prices: PriceBook, sink: UsageSink, observer: AttemptObserver | None = None
+    ) -> None:
         self._prices = prices
         self._sink = sink
         self._pricing: dict[tuple[str, str], Pricing] = {}
+        self.observer = observer
 
     def pricing(self, target: Target, model: str | None = None) -> Pricing:
         """The target's prices for `model` (by default the target's upstream model)."""
@@ -140,8 +154,12 @@ class RequestMeter:
         self.usage: dict[str, Any] | None = None
 
     def attempt(self, target: Target) -> AttemptMeter:
-        self.request.context.attempts += 1
-        return AttemptMeter(self, target)
+        self.request.context.outcome.attempts += 1
+        attempt = AttemptMeter(self, target)
+        observer = self.meter.observer
+        if observer is not None:
+            observer.attempt_started(attempt)
+        return attempt
 
 
 def _usages(where: Chunks | bytes) -> int:
@@ -160,10 +178,17 @@ class AttemptMeter:
         self._parent = parent
         self.target = target
         self._started = context.started
+        self.began = time.perf_counter()
+        self.first_byte_at: float | None = None
+        self.ended_at = 0.0
         self._streamed: int | None = None  # chunks relayed, once a stream started
         self._usage: dict[str, Any] | None = None
         self._model: str | None = None
         self._done = False
+        self.answer: Json | None = None  # a whole answer, once it came
+        # Where an observer that asked for them gets the stream's batches (or the last few).
+        self.kept: MutableSequence[Chunks] | None = None
+        self.observed: Any = None  # the observer's own state for this attempt (a span)
         self.record = UsageRecord(
             request_id=context.request_id,
             key_id=context.key.id,
@@ -175,11 +200,19 @@ class AttemptMeter:
             batch_id=context.batch.batch_id if context.batch is not None else None,
         )
 
+    @property
+    def request(self) -> ChatRequest:
+        return self._parent.request
+
     def first_byte(self) -> None:
         self._streamed = 0
-        self.record.ttft_ms = (time.perf_counter() - self._started) * 1000
+        self.first_byte_at = now = time.perf_counter()
+        self.record.ttft_ms = (now - self._started) * 1000
 
     def chunks(self, batch: Chunks) -> Chunks | None:
+        keeping = self.kept
+        if keeping is not None:
+            keeping.append(batch)
         if usages := _usages(batch):
             kept = self._take_usage(batch, usages)
             if kept is None:
@@ -225,13 +258,14 @@ class AttemptMeter:
         if self._done:
             return
         self._done = True
+        self.ended_at = ended_at = time.perf_counter()
         usage = None
         if use is not None:
             self._bill_units(use)
         else:
             usage = self._bill_tokens(answer, cancelled)
         record = self.record
-        record.latency_ms = (time.perf_counter() - self._started) * 1000
+        record.latency_ms = (ended_at - self._started) * 1000
         record.client_disconnected = cancelled
         if error is not None:
             record.status = error.status
@@ -244,7 +278,11 @@ class AttemptMeter:
         if error is None and not cancelled:
             self._parent.answered, self._parent.usage = record, usage
         self._parent.request.context.last_attempt = self
+        self._add_to_outcome(ended_at)
         self._parent.meter.record(record, self._parent.request.context)
+        observer = self._parent.meter.observer
+        if observer is not None:
+            observer.attempt_ended(self)
 
     def _bill_units(self, use: MediaUse) -> None:
         """An image, audio or moderation call: priced by its units (and any tokens)."""
@@ -260,6 +298,7 @@ class AttemptMeter:
         """Prices the call by its tokens; returns the usage the upstream reported."""
         usage, model = self._usage, self._model
         if answer is not None and isinstance(answer.data, dict):
+            self.answer = answer
             usage, model = answer.data.get("usage"), answer.data.get("model")
         record = self.record
         tokens = TokenCounts.from_openai(usage)
@@ -283,3 +322,19 @@ class AttemptMeter:
         record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
         record.savings = priced.savings
         return usage
+
+    def _add_to_outcome(self, ended_at: float) -> None:
+        record = self.record
+        outcome = self._parent.request.context.outcome
+        outcome.provider = record.provider
+        outcome.deployment = self.target.deployment
+        outcome.status = record.status
+        outcome.error_type = record.error_type
+        outcome.tokens = record.tokens if outcome.attempts == 1 else outcome.tokens + record.tokens
+        outcome.cost_usd += record.cost_usd
+        outcome.list_cost_usd += record.list_cost_usd
+        # Until the answer, or a stream's first chunk: what the upstream made the client wait.
+        answered_at = self.first_byte_at or ended_at
+        outcome.upstream_seconds += answered_at - self.began
+        if self.first_byte_at is not None:
+            outcome.ttft = self.first_byte_at - self._started

@@ -22,6 +22,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from savegate.core.faults import store_failed
 from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.metering.rows import UsageInsert
 from savegate.store.tables import usage_rejected
@@ -54,6 +55,7 @@ class UsageSink:
         self._writing: list[UsageRecord] = []  # the batch being written right now
         self.dropped = 0
         self.written = 0
+        self.flushes = 0  # batches written
         self.rejected = 0  # refused by the database, kept in usage_rejected
 
     def add(self, record: UsageRecord) -> None:
@@ -95,6 +97,7 @@ class UsageSink:
                 await self.flush()
                 backoff = self._interval
             except Exception:
+                store_failed("database", "usage")
                 backoff = min(30.0, backoff * 2)
                 log.warning(
                     "could not write usage (%d rows waiting); retrying in %.1f s",
@@ -122,6 +125,7 @@ class UsageSink:
                     raise
                 finally:
                     self._writing = []
+                self.flushes += 1
 
     async def _write_batch(self) -> None:
         """Write `_writing`, taking each row off it once it is stored or set aside."""

@@ -86,7 +86,7 @@ class _Line:
                 served_model=(used.model or "")[:MAX_NAME] or None,
                 provider=used.provider,
                 deployment=attempt.target.deployment or used.provider,
-                attempts=context.attempts,
+                attempts=context.outcome.attempts,
                 tokens_in=used.tokens.prompt,
                 tokens_out=used.tokens.completion,
                 cached_tokens=used.tokens.cached,

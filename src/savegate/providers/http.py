@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from savegate.config import ProviderConfig
 from savegate.core.errors import ProviderError
+from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.redact import Redactor
 from savegate.httpclient import ConnectionPool, HttpError, ProxyError, Response
 from savegate.providers import upstream_errors as errors
@@ -48,8 +49,12 @@ class HttpUpstream:
         """POST to the base URL + `path`; the response comes back with its body unread.
 
         An error status is read, closed and raised as ProviderError here."""
+        headers = {**headers, **self.extra_headers}
+        traceparent = UPSTREAM_TRACEPARENT.get()
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
-            response = await self._pool.post(path, {**headers, **self.extra_headers}, body)
+            response = await self._pool.post(path, headers, body)
         except HttpError as exc:
             if isinstance(exc, ProxyError):
                 log.warning("provider %s: proxy %s: %s", self.name, exc.proxy, exc)

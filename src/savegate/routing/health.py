@@ -55,6 +55,13 @@ class DeploymentHealth:
         self.remaining_requests: int | None = None
         self.remaining_tokens: int | None = None
         self.limits_reset_at = 0.0
+        self.cooldowns = 0  # times it was taken out of rotation, for the metrics
+
+    def state(self, now: float) -> str:
+        """`cooling_down` (out of rotation), `half_open` (a probe decides), or `healthy`."""
+        if now < self.cooldown_until:
+            return "cooling_down"
+        return "half_open" if self.failures >= self._threshold else "healthy"
 
     def available(self, now: float) -> bool:
         """In rotation: not cooling down, or cooled down and nobody probing yet."""
@@ -94,10 +101,13 @@ class DeploymentHealth:
         self.inflight -= 1
         self.failures += 1
         self.probing = False
+        cooling = now < self.cooldown_until
         if retry_after:
             self.cooldown_until = max(self.cooldown_until, now + retry_after)
         if self.failures >= self._threshold:
             self.cooldown_until = max(self.cooldown_until, now + self._cooldown)
+        if not cooling and now < self.cooldown_until:
+            self.cooldowns += 1
 
     def released(self) -> None:
         """The attempt is over: answered, or ended without a verdict (client went away,

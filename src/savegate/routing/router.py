@@ -166,6 +166,21 @@ class ModelRouter:
             cost = lambda deployment: quote(targets[id(deployment)], name, tokens)  # noqa: E731
         return [Attempt(d, d.route(name, peers, fallback)) for d in group.ordered(now, cost)]
 
+    def configured_name(self, model: str) -> str | None:
+        """The configured name a requested one resolves to: itself when it is a group's
+        or an alias, else the wildcard (or catch-all) group's pattern; None: no group."""
+        if model in self._exact or model in self._aliases:
+            return model
+        group = self.find(model)
+        return None if group is None else group.pattern
+
+    def groups(self) -> list[ModelGroup]:
+        """Every group, for the metrics of their deployments."""
+        found = [*self._exact.values(), *(group for _, group in self._wildcards)]
+        if self._catch_all is not None and self._catch_all not in found:
+            found.append(self._catch_all)
+        return found
+
     def listed(self) -> list[ModelGroup]:
         """Groups with a concrete name, for `GET /v1/models`."""
         return list(self._listed) + [

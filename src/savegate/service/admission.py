@@ -9,6 +9,7 @@ budget together. The ticket settles both with what was really used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from savegate.core.errors import GatewayError, PermissionDenied
@@ -101,10 +102,18 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, rate_limiter: RateLimiter, budgets: Ledger, meter: Meter) -> None:
+    def __init__(
+        self,
+        rate_limiter: RateLimiter,
+        budgets: Ledger,
+        meter: Meter,
+        refused: Callable[[GatewayError], None] | None = None,
+    ) -> None:
+        """`refused` is told of each request a limit refuses (the metrics)."""
         self._rate_limiter = rate_limiter
         self._budgets = budgets
         self._meter = meter
+        self._refused = refused
 
     async def admit(
         self,
@@ -119,13 +128,21 @@ class Admission:
         permit = None
         if key.rpm is not None or key.tpm is not None or key.max_concurrent is not None:
             limits = RateLimits(key.rpm, key.tpm, key.max_concurrent)
-            permit = await self._rate_limiter.acquire(key.id, limits, estimate_tokens(request.raw))
+            try:
+                permit = await self._rate_limiter.acquire(
+                    key.id, limits, estimate_tokens(request.raw)
+                )
+            except GatewayError as exc:
+                self._refuse(exc)
+                raise
         try:
             if bound is None:
                 request, reservation = await self._reserve(request, plan, endpoint)
             else:
                 reservation = await self._reserve_units(request, plan, bound)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):
+                self._refuse(exc)
             if permit is not None:
                 await permit.settle(0)
             raise
@@ -140,6 +157,10 @@ class Admission:
         permit = await self._rate_limiter.acquire(key.id, RateLimits(key.rpm, None, None), 0)
         await permit.settle(0)
         return permit.headers()
+
+    def _refuse(self, error: GatewayError) -> None:
+        if self._refused is not None:
+            self._refused(error)
 
     async def _reserve(
         self, request: ChatRequest, plan: list[Attempt], endpoint: str

@@ -68,6 +68,7 @@ class Pipeline:
     async def call(
         self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
     ) -> Reply[Json]:
+        request.context.outcome.model = request.model
         check_model_access(request)
         look = await self._cache.look(request, endpoint) if self._cache else None
         if look is None:
@@ -171,6 +172,8 @@ class Pipeline:
         has sent a byte, so they can still become an HTTP error status. A stream that
         `reports_usage` unasked (Responses events) is neither asked for it nor stripped
         of it."""
+        outcome = request.context.outcome
+        outcome.model, outcome.stream = request.model, True
         check_model_access(request)
         look = await self._cache.look(request, endpoint) if self._cache else None
         if look is None:

@@ -24,6 +24,7 @@ class QuotaExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+    limit = "budget"  # or "quota": which one refused, for the metrics
 
 
 class LedgerUnavailable(GatewayError):
@@ -97,11 +98,13 @@ def over(limits: Limits, balance: Balance, tokens: int, cost: float) -> Over | N
 def refusal(which: Over, limits: Limits, balance: Balance) -> QuotaExceeded:
     if which == "tokens":
         quota = limits.quota or 0
-        return QuotaExceeded(
+        error = QuotaExceeded(
             f"This key's monthly token quota ({quota:,} tokens) is used up"
             + (" or too small for this request." if balance.tokens < quota else ".")
             + f" Used this month: {balance.tokens:,}. It resets on the 1st (UTC)."
         )
+        error.limit = "quota"
+        return error
     return QuotaExceeded(
         f"This key's monthly budget (${limits.budget or 0:,.2f}) is spent or too small for "
         f"this request. Spent this month: ${balance.spend:,.4f}. It resets on the 1st (UTC)."

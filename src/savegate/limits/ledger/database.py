@@ -28,6 +28,7 @@ def _month_of(period: datetime) -> str:
 
 class DatabaseStore:
     errors: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
+    kind = "database"
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._serial = Serial(engine)

@@ -40,6 +40,7 @@ def _balance(values: list[Any]) -> Balance:
 
 class RedisStore:
     errors: tuple[type[BaseException], ...] = (RedisError, OSError)
+    kind = "redis"
 
     def __init__(self, url: str, *, prefix: str, timeout: float = 1.0) -> None:
         pool = BlockingConnectionPool.from_url(

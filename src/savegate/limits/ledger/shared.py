@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from savegate.core.faults import store_failed
 from savegate.core.keys import ApiKey
 from savegate.limits.ledger.base import (
     Alert,
@@ -77,6 +78,7 @@ class SharedLedger:
                 hold, lambda gen: self._store.reserve(hold, gen, limits, self._lease), wait=True
             )
         except self._errors as exc:
+            store_failed(self._store.kind, "budgets")
             raise LedgerUnavailable(f"Budgets cannot be checked just now ({exc}).") from exc
         if reply.over is not None:
             raise refusal(reply.over, limits, reply.balance)
@@ -105,6 +107,7 @@ class SharedLedger:
                 wait=False,
             )
         except self._settle_errors as exc:
+            store_failed(self._store.kind, "budgets")
             log.warning("budgets: could not settle for key %s (%s)", key.id, exc)
             return  # the hold ends with its lease; the usage table still has the row
         finally:
@@ -149,6 +152,7 @@ class SharedLedger:
                 try:
                     await self._adopt(month)
                 except self._errors as exc:
+                    store_failed(self._store.kind, "budgets")
                     if self._warning.ready():
                         log.warning("budgets: could not register holds (%s)", exc)
 

@@ -42,6 +42,8 @@ class Claim:
 
 
 class LedgerStore(Protocol):
+    kind: str  # "redis" or "database", for the error metrics
+
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
         """What it raises when it cannot be reached."""

@@ -63,7 +63,7 @@ class DatabaseBackend:
         self._postgres = engine.url.get_backend_name() == "postgresql"
         self._window = window
         self._lease = lease
-        self._outage = Outage(logger, "the database")
+        self._outage = Outage(logger, "the database", "database")
         self._settler = Settler(self._settle_now)
 
     async def acquire(self, key_id: str, limits: RateLimits, tokens: int) -> Decision:

@@ -74,7 +74,7 @@ class RedisBackend:
         self._prefix = prefix
         self._window_ms = _ms(window)
         self._lease_ms = _ms(lease)
-        self._outage = Outage(logger, "Redis")
+        self._outage = Outage(logger, "Redis", "redis")
         self._settler = Settler(self._settle_now)
 
     def _keys(self, key_id: str) -> list[str]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from savegate.core.faults import store_failed
 from savegate.limits.rate.model import Decision, Grant
 from savegate.limits.rate.throttle import Throttle
 
@@ -58,9 +59,10 @@ class Outage:
     limiter that turned its store's outage into 500s would take the gateway down with it;
     briefly unlimited keys are the lesser harm."""
 
-    def __init__(self, logger: logging.Logger, store: str) -> None:
+    def __init__(self, logger: logging.Logger, store: str, kind: str) -> None:
         self._logger = logger
         self._store = store
+        self._kind = kind  # "redis" or "database", for the error metrics
         self._until = 0.0
         self._warning = Throttle(10.0)
 
@@ -69,6 +71,7 @@ class Outage:
         return time.monotonic() < self._until
 
     def failed(self, exc: BaseException) -> None:
+        store_failed(self._kind, "rate_limits")
         self._until = time.monotonic() + _PAUSE
         if self._warning.ready():
             self._logger.warning(

@@ -1,0 +1,91 @@
+"""Finished spans, sent in batches to an OTLP/HTTP endpoint, off the request path.
+
+A task on the gateway's own event loop (no thread to contend with for the interpreter)
+sends what gathered every `INTERVAL` seconds, or sooner when a batch is full, over the
+gateway's keep-alive HTTP client. The queue is bounded: when the collector is away,
+spans beyond `MAX_QUEUE` are dropped and counted, never held without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from savegate.httpclient import ConnectionPool, HttpError
+from savegate.limits.rate.throttle import Throttle
+from savegate.observe.otlp import Encoder, SpanData
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0
+BATCH = 512
+MAX_QUEUE = 8192
+_TIMEOUT = 10.0
+
+
+class SpanExporter:
+    def __init__(self, endpoint: str, headers: dict[str, str], encoder: Encoder) -> None:
+        self._pool = ConnectionPool(
+            endpoint, limit=2, connect_timeout=_TIMEOUT, read_timeout=_TIMEOUT
+        )
+        self._headers = {"content-type": "application/x-protobuf", **headers}
+        self._encoder = encoder
+        self._queue: list[SpanData] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._warning = Throttle(10.0)
+        self.exported = 0
+        self.dropped = 0
+
+    def add(self, span: SpanData) -> None:
+        queue = self._queue
+        if len(queue) >= MAX_QUEUE:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if len(queue) == BATCH:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="savegate-span-exporter")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=INTERVAL)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            try:
+                await self._send(self._encoder.request(batch))
+            except (HttpError, OSError, TimeoutError) as exc:
+                self._failed(len(batch), str(exc))
+            else:
+                self.exported += len(batch)
+
+    async def _send(self, body: bytes) -> None:
+        async with asyncio.timeout(_TIMEOUT):
+            response = await self._pool.post("", self._headers, body)
+            try:
+                await response.read()
+            finally:
+                response.release()
+        if response.status >= 300:
+            raise HttpError(f"the collector answered {response.status}")
+
+    def _failed(self, count: int, reason: str) -> None:
+        self.dropped += count
+        if self._warning.ready():
+            log.warning("tracing: could not export %d spans (%s)", count, reason)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+        await self._pool.aclose()

@@ -1,0 +1,270 @@
+"""OpenTelemetry traces, received by an OTLP/HTTP receiver started here and decoded with
+the protocol's own messages (`opentelemetry-proto`).
+
+A request's SERVER span continues the caller's `traceparent`; each upstream attempt is
+a CLIENT span under it, with the GenAI attributes, and the upstream receives a
+`traceparent` naming that span. Prompts and answers appear only with `record_content`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.conftest import ROOT, Service, free_port, start_gateway, stop
+
+MESSAGES = [{"role": "user", "content": "Say hello, secret-prompt-words"}]
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER = "00f067aa0ba902b7"
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver: what it was sent, decoded."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.resources: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []
+        self.content_types: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.bodies.append(body)
+                receiver.content_types.append(self.headers["content-type"])
+                for resource_spans in request.resource_spans:
+                    receiver.resources.append(_attributes(resource_spans.resource.attributes))
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend(scope_spans.spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def of_trace(self, trace_id: str, count: int, timeout: float = 20) -> list[Span]:
+        """The spans of `trace_id`, once `count` of them came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [s for s in self.spans if s.trace_id.hex() == trace_id]
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        return [s for s in self.spans if s.trace_id.hex() == trace_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    return getattr(value, kind)
+
+
+def _attributes(attributes: Any) -> dict[str, Any]:
+    return {item.key: _value(item.value) for item in attributes}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def _gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Service, receiver: Receiver, **tracing: Any
+) -> Service:
+    os.environ.setdefault("FAKE_UPSTREAM_KEY", "sk-fake-upstream-key")
+    config = {
+        "local": {"enabled": False},
+        "tracing": {"enabled": True, "endpoint": receiver.url, **tracing},
+        "providers": {
+            "fake": {
+                "base_url": upstream.base_url,
+                "api_key_env": "FAKE_UPSTREAM_KEY",
+                "models": ["*"],
+            }
+        },
+    }
+    return start_gateway(tmp_path_factory.mktemp("tracing"), config)
+
+
+@pytest.fixture(scope="module")
+def traced(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service, receiver: Receiver
+) -> Iterator[Service]:
+    service = _gateway(tmp_path_factory, fake_upstream, receiver)
+    yield service
+    stop(service.process)
+
+
+def _upstream_requests(upstream: Service) -> list[dict[str, Any]]:
+    return list(httpx.get(upstream.url + "/_log").json()["requests"])
+
+
+def _client(service: Service, traceparent: str | None = None) -> openai.OpenAI:
+    headers = {"traceparent": traceparent} if traceparent else {}
+    return openai.OpenAI(
+        api_key=service.key, base_url=service.base_url, max_retries=0, default_headers=headers
+    )
+
+
+def test_a_request_continues_the_callers_trace_to_the_upstream(
+    traced: Service, receiver: Receiver, fake_upstream: Service
+) -> None:
+    client = _client(traced, f"00-{TRACE}-{CALLER}-01")
+    answer = client.chat.completions.create(model="text-basic", messages=MESSAGES, max_tokens=50)
+    server, attempt = _server_and_client(receiver.of_trace(TRACE, 2))
+    assert server.parent_span_id.hex() == CALLER
+    assert attempt.parent_span_id == server.span_id
+    assert server.name == "POST /v1/chat/completions"
+
+    sent = [
+        r for r in _upstream_requests(fake_upstream) if TRACE in r["headers"].get("traceparent", "")
+    ]
+    assert [r["headers"]["traceparent"] for r in sent] == [f"00-{TRACE}-{attempt.span_id.hex()}-01"]
+
+    attributes = _attributes(attempt.attributes)
+    assert attempt.name == "chat text-basic"
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == "text-basic"
+    assert attributes["gen_ai.request.max_tokens"] == 50
+    assert attributes["gen_ai.response.model"] == answer.model
+    assert attributes["gen_ai.response.id"] == answer.id
+    assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attributes["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens  # type: ignore[union-attr]
+    assert attributes["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens  # type: ignore[union-attr]
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["server.port"] == fake_upstream.port
+    top = _attributes(server.attributes)
+    assert top["http.response.status_code"] == 200
+    assert top["gen_ai.request.model"] == "text-basic"
+    assert top["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens  # type: ignore[union-attr]
+    assert server.start_time_unix_nano <= attempt.start_time_unix_nano
+    assert attempt.end_time_unix_nano <= server.end_time_unix_nano
+    assert receiver.resources[-1]["service.name"] == "savegate"
+    assert set(receiver.content_types) == {"application/x-protobuf"}
+
+
+def test_streams_and_failed_attempts_have_their_spans(
+    traced: Service, receiver: Receiver, fake_upstream: Service
+) -> None:
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    client = _client(traced, f"00-{trace}-{CALLER}-01")
+    chunks = list(
+        client.chat.completions.create(model="text-basic", messages=MESSAGES, stream=True)
+    )
+    assert chunks
+    server, attempt = _server_and_client(receiver.of_trace(trace, 2))
+    attributes = _attributes(attempt.attributes)
+    assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attributes["gen_ai.usage.output_tokens"] == 30
+    assert attempt.parent_span_id == server.span_id
+
+    failing = "11111111111111111111111111111111"
+    with pytest.raises(openai.InternalServerError):
+        _client(traced, f"00-{failing}-{CALLER}-01").chat.completions.create(
+            model="status-500", messages=MESSAGES
+        )
+    server, attempt = _server_and_client(receiver.of_trace(failing, 2))
+    assert _attributes(attempt.attributes)["error.type"] == "upstream_error"
+    assert attempt.status.code == 2  # ERROR
+    assert _attributes(server.attributes)["http.response.status_code"] == 500
+
+
+def test_no_content_is_recorded_unless_asked(
+    tmp_path_factory: pytest.TempPathFactory,
+    traced: Service,
+    receiver: Receiver,
+    fake_upstream: Service,
+) -> None:
+    trace = "22222222222222222222222222222222"
+    _client(traced, f"00-{trace}-{CALLER}-01").chat.completions.create(
+        model="text-basic", messages=MESSAGES
+    )
+    spans = receiver.of_trace(trace, 2)
+    assert len(spans) == 2
+    assert not any(b"secret-prompt-words" in body for body in receiver.bodies)
+    assert not any("gen_ai.input.messages" in _attributes(s.attributes) for s in receiver.spans)
+
+    recording = _gateway(tmp_path_factory, fake_upstream, receiver, record_content=True)
+    try:
+        trace = "33333333333333333333333333333333"
+        answer = _client(recording, f"00-{trace}-{CALLER}-01").chat.completions.create(
+            model="text-basic", messages=MESSAGES
+        )
+        _, attempt = _server_and_client(receiver.of_trace(trace, 2))
+    finally:
+        stop(recording.process)
+    attributes = _attributes(attempt.attributes)
+    assert "secret-prompt-words" in attributes["gen_ai.input.messages"]
+    assert answer.choices[0].message.content in attributes["gen_ai.output.messages"]
+
+
+def test_an_unsampled_caller_is_followed_and_new_traces_are_sampled(
+    traced: Service, receiver: Receiver, fake_upstream: Service
+) -> None:
+    trace = "44444444444444444444444444444444"
+    _client(traced, f"00-{trace}-{CALLER}-00").chat.completions.create(
+        model="text-basic", messages=MESSAGES
+    )
+    _client(traced).chat.completions.create(model="text-basic", messages=MESSAGES)
+    sent = _upstream_requests(fake_upstream)[-2:]
+    # The caller's unsampled trace goes on upstream, unrecorded here.
+    assert sent[0]["headers"]["traceparent"] == f"00-{trace}-{CALLER}-00"
+    # A request without a trace starts one (sample_ratio 1.0), and the upstream joins it.
+    version, new_trace, span_id, flags = sent[1]["headers"]["traceparent"].split("-")
+    assert (version, flags) == ("00", "01")
+    server, attempt = _server_and_client(receiver.of_trace(new_trace, 2))
+    assert attempt.span_id.hex() == span_id
+    assert server.parent_span_id == b""
+    time.sleep(1.5)  # an export interval: nothing of the unsampled trace comes
+    assert receiver.of_trace(trace, 1, timeout=0) == []
+
+
+def test_without_tracing_nothing_of_opentelemetry_is_loaded(tmp_path) -> None:
+    script = (
+        "import sys\n"
+        "from savegate.api.asgi import ApiApp\n"
+        "from savegate.app import Gateway\n"
+        "from savegate.config import Config\n"
+        f"ApiApp(Gateway(Config(data_dir={str(tmp_path)!r})))\n"
+        "loaded = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=60)
+
+
+def _server_and_client(spans: list[Span]) -> tuple[Span, Span]:
+    assert sorted(s.kind for s in spans) == [Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT], spans
+    server = next(s for s in spans if s.kind == Span.SPAN_KIND_SERVER)
+    attempt = next(s for s in spans if s.kind == Span.SPAN_KIND_CLIENT)
+    return server, attempt
