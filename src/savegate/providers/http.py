@@ -44,12 +44,14 @@ class HttpUpstream:
         body: bytes | Sequence[bytes | memoryview],
         headers: dict[str, str],
         observe: Callable[[Headers], None] | None = None,
+        method: str = "POST",
     ) -> Response:
-        """POST to the base URL + `path`; the response comes back with its body unread.
+        """POST (or `method`) to the base URL + `path`; the response comes back with its
+        body unread.
 
         An error status is read, closed and raised as ProviderError here."""
         try:
-            response = await self._pool.post(path, {**headers, **self.extra_headers}, body)
+            response = await self._pool.post(path, {**headers, **self.extra_headers}, body, method)
         except HttpError as exc:
             if isinstance(exc, ProxyError):
                 log.warning("provider %s: proxy %s: %s", self.name, exc.proxy, exc)
