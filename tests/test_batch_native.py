@@ -153,6 +153,9 @@ def test_a_restart_while_the_upstream_runs_ingests_once(tmp_path: Path, fake: Se
             before = set(_upstream(fake)["batches"])
             batch = _create(client, [chat_line(f"r{i}", model="nb-model") for i in range(4)])
             _forwarded(fake, before)
+            # Cut once the gateway has recorded the upstream batch it follows.
+            sql = "SELECT upstream_batch_id FROM batches WHERE id = :b"
+            wait_for(lambda: query(url, sql, {"b": batch.id})[0][0])
         finally:
             stop(first.process)
         _release(fake)
@@ -194,9 +197,10 @@ def test_an_upstream_failure_fails_the_batch(
 ) -> None:
     service, _ = gateway
     client = _client(service)
+    before = set(_upstream(fake)["batches"])
     batch = _create(client, [chat_line("f0", model=model)])
     if model == "upstream-fail":
-        wait(client, batch.id, until=lambda b: b.status != "validating")
+        _forwarded(fake, before)
         _release(fake)
     done = wait(client, batch.id)
     assert done.status == "failed", done
@@ -226,3 +230,14 @@ def test_mixed_providers_run_in_the_gateway(gateway: tuple[Service, str], fake: 
     assert done.request_counts.completed == 2
     assert set(_upstream(fake)["batches"]) == before
     assert len(_usage(url, batch.id)) == 2
+
+
+def test_batch_native_needs_an_openai_provider() -> None:
+    from pydantic import ValidationError
+
+    from savegate.config import ProviderConfig
+
+    base = {"base_url": "http://127.0.0.1:1/v1", "models": ["m"], "batch": "native"}
+    assert ProviderConfig.model_validate(base).batch == "native"
+    with pytest.raises(ValidationError, match="batch: native"):
+        ProviderConfig.model_validate({**base, "type": "anthropic"})

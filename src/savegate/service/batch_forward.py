@@ -44,6 +44,12 @@ def _endpoint_name(path: str) -> str:
     return "chat" if name == "chat/completions" else name
 
 
+def _renamed(line: dict[str, Any], models: dict[str, str]) -> bytes:
+    """An input line for the upstream: its model under the upstream's name."""
+    body = line["body"]
+    return orjson.dumps({**line, "body": {**body, "model": models[body["model"]]}}) + b"\n"
+
+
 class NativeJob(BatchJob):
     def __init__(self, row: Row, tools: JobTools, native: NativeBatches) -> None:
         super().__init__(row, tools)
@@ -109,16 +115,8 @@ class NativeJob(BatchJob):
             message = f"The batch's models no longer all route to the provider '{provider}'."
             await self._fail("upstream_unavailable", message)
             return None
-        renamed = b"".join(
-            orjson.dumps(
-                {
-                    **line,
-                    "body": {**line["body"], "model": forward.targets[line["body"]["model"]].model},
-                }
-            )
-            + b"\n"
-            for _, _, line in inputs
-        )
+        models = {name: target.model for name, target in forward.targets.items()}
+        renamed = b"".join(_renamed(line, models) for _, _, line in inputs)
         try:
             file_id = await client.upload(renamed, f"{self.id}.jsonl")
             answer = await client.create(
@@ -175,7 +173,7 @@ class NativeJob(BatchJob):
         tools = self._tools
         final: str = upstream["status"]
         now = time.time()
-        files: list[StoredFile] = []
+        files: dict[str, StoredFile] = {}
         records: list[UsageRecord] = []
         for kind in ("output", "error"):
             upstream_file = upstream.get(f"{kind}_file_id")
@@ -191,23 +189,17 @@ class NativeJob(BatchJob):
             await writer.write(data)
             await writer.commit(file_id)
             name = f"{self.id}_{kind}.jsonl"
-            files.append(
-                StoredFile(file_id, self.row["key_id"], "batch_output", name, len(data), now)
+            files[kind] = StoredFile(
+                file_id, self.row["key_id"], "batch_output", name, len(data), now
             )
             if kind == "output":
                 records = await self._records(data)
-        written = {file.id for file in files}
         values: dict[str, Any] = {
             **self._counts(upstream),
             **tokens_of(records),
             "status": final,
             f"{final}_at": now,
-            "output_file_id": output_file_id(self.id, "output")
-            if output_file_id(self.id, "output") in written
-            else None,
-            "error_file_id": output_file_id(self.id, "error")
-            if output_file_id(self.id, "error") in written
-            else None,
+            **{f"{kind}_file_id": file.id for kind, file in files.items()},
             "upstream_ingested": True,
             "runner": None,
             "lease_until": None,
@@ -220,7 +212,7 @@ class NativeJob(BatchJob):
                 await tools.usage.write(connection, records)
 
         if await tools.store.change(
-            self.id, tools.runner, values, files=tuple(files), extra=write_usage
+            self.id, tools.runner, values, files=tuple(files.values()), extra=write_usage
         ):
             await self._native.charge(self.row["key_id"], self.id, records)
         else:
