@@ -122,6 +122,7 @@ def test_a_forwarded_batch_completes_with_the_upstreams_answers(
     before = set(_upstream(fake)["batches"])
     batch = _create(client, [chat_line(f"n{i}", model="nb-model") for i in range(3)])
     upstream = _forwarded(fake, before)
+    assert upstream["metadata"] == {"savegate_batch_id": batch.id}
     state = _upstream(fake)
     sent = state["files"][upstream["input_file_id"]]
     assert sent.count('"model":"nb-upstream"') == 3 and "nb-model" not in sent
@@ -158,6 +159,9 @@ def test_a_restart_while_the_upstream_runs_ingests_once(tmp_path: Path, fake: Se
             wait_for(lambda: query(url, sql, {"b": batch.id})[0][0])
         finally:
             stop(first.process)
+        # As if cut between creating the upstream batch and recording it: it is found
+        # again by its tag, not created twice.
+        query(url, "UPDATE batches SET upstream_batch_id = NULL WHERE id = :b", {"b": batch.id})
         _release(fake)
         second = start_gateway(tmp_path, config, name="gateway-again")
         try:

@@ -154,6 +154,10 @@ async def handle(scope: dict[str, Any], body: bytes, send: Any) -> None:
             await _send(send, 200, found["data"], b"application/octet-stream")
     elif path == "/v1/batches" and method == "POST":
         await _create(orjson.loads(body), send)
+    elif path == "/v1/batches":
+        newest = sorted(STATE["batches"].values(), key=lambda b: b["created_at"], reverse=True)
+        shown = [{k: v for k, v in b.items() if k != "released"} for b in newest]
+        await _send(send, 200, {"object": "list", "data": shown, "has_more": False})
     elif path.startswith("/v1/batches/"):
         parts = path.split("/")
         batch = STATE["batches"].get(parts[3])
@@ -191,6 +195,7 @@ async def _create(request: dict[str, Any], send: Any) -> None:
         "created_at": now,
         "in_progress_at": now,
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+        "metadata": request.get("metadata"),
     }
     STATE["batches"][batch["id"]] = batch
     await _send(send, 200, batch)

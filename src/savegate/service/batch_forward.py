@@ -4,7 +4,8 @@ create the upstream batch, then follow it, mirroring its status and counts, forw
 cancel, and at its end take in its results: its output and error files stored as the
 gateway's own, and a usage row for each output line.
 
-The upstream batch's id is recorded as soon as it exists; the results are taken in with
+The upstream batch's id is recorded as soon as it exists (and found again by its tag if
+the process was cut before it could record it); the results are taken in with
 the batch's final status in one transaction (`upstream_ingested`), so whichever process
 runs the batch after a restart follows the same upstream batch and meters it once.
 """
@@ -118,14 +119,17 @@ class NativeJob(BatchJob):
         models = {name: target.model for name, target in forward.targets.items()}
         renamed = b"".join(_renamed(line, models) for _, _, line in inputs)
         try:
-            file_id = await client.upload(renamed, f"{self.id}.jsonl")
-            answer = await client.create(
-                file_id, self.row["endpoint"], self.row["completion_window"]
-            )
+            # A process cut between creating the upstream batch and recording it: the
+            # upstream batch is found again by the tag it was created with.
+            upstream_id = await client.find(self.id)
+            if upstream_id is None:
+                file_id = await client.upload(renamed, f"{self.id}.jsonl")
+                window = self.row["completion_window"]
+                answer = await client.create(file_id, self.row["endpoint"], window, self.id)
+                upstream_id = answer["id"]
         except GatewayError as exc:
             await self._fail(exc.code or "upstream_error", exc.message)
             return None
-        upstream_id: str = answer["id"]
         values = {"upstream_batch_id": upstream_id}
         if not await self._tools.store.change(self.id, self._tools.runner, values):
             self.lost = True

@@ -11,6 +11,9 @@ import orjson
 from savegate.core.errors import ProviderError
 from savegate.providers.http import HttpUpstream, Response
 
+_TAG = "savegate_batch_id"
+_FIND_LIMIT = 100  # OpenAI's largest page
+
 
 class UpstreamBatches:
     def __init__(self, name: str, http: HttpUpstream, key: str | None) -> None:
@@ -53,11 +56,27 @@ class UpstreamBatches:
         response = await self._http.open("/files", [head, data, tail], headers)
         return self._id(await self._json(response))
 
-    async def create(self, input_file_id: str, endpoint: str, window: str) -> dict[str, Any]:
-        body = {"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": window}
+    async def create(
+        self, input_file_id: str, endpoint: str, window: str, ours: str
+    ) -> dict[str, Any]:
+        """Create the upstream batch, tagged in its metadata with our batch id `ours`."""
+        body = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": window,
+            "metadata": {_TAG: ours},
+        }
         answer: dict[str, Any] = await self._call("POST", "/batches", body)
         self._id(answer)
         return answer
+
+    async def find(self, ours: str) -> str | None:
+        """The upstream batch already created for our batch `ours`, among the newest."""
+        answer = await self._call("GET", f"/batches?limit={_FIND_LIMIT}")
+        for batch in answer.get("data") or []:
+            if isinstance(batch, dict) and (batch.get("metadata") or {}).get(_TAG) == ours:
+                return self._id(batch)
+        return None
 
     async def retrieve(self, batch_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", f"/batches/{batch_id}")
