@@ -145,8 +145,30 @@ def test_a_forwarded_batch_completes_with_the_upstreams_answers(
     assert done.usage.input_tokens == 30 and done.usage.output_tokens == 12
 
 
-def test_a_restart_while_the_upstream_runs_ingests_once(tmp_path: Path, fake: Service) -> None:
-    with database("sqlite", tmp_path) as url:
+def test_the_upstreams_error_file_is_the_batchs(
+    gateway: tuple[Service, str], fake: Service
+) -> None:
+    service, url = gateway
+    client = _client(service)
+    before = set(_upstream(fake)["batches"])
+    lines = [chat_line("ok-1", model="nb-model"), chat_line("err-1", model="nb-model")]
+    batch = _create(client, lines)
+    _forwarded(fake, before)
+    _release(fake)
+    done = wait(client, batch.id)
+    assert done.status == "completed", done
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 1)
+    assert [line["custom_id"] for line in results(client, done.output_file_id)] == ["ok-1"]
+    errors = results(client, done.error_file_id)
+    assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("err-1", 400)]
+    assert len(_usage(url, batch.id)) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_restart_while_the_upstream_runs_ingests_once(
+    backend: str, tmp_path: Path, fake: Service
+) -> None:
+    with database(backend, tmp_path) as url:
         config = _config(fake, url)
         first = start_gateway(tmp_path, config)
         try:

@@ -1,11 +1,12 @@
 """OpenAI's Files and Batch APIs, faked: `POST /v1/files` (multipart, purpose batch),
-`GET /v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches/{id}` and
-`POST /v1/batches/{id}/cancel`.
+`GET /v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches` (newest first),
+`GET /v1/batches/{id}` and `POST /v1/batches/{id}/cancel`.
 
-A batch stays `in_progress` until `GET /_batches/release` (then it completes, with an
-answer and usage for each line); `GET /_batches` shows what was uploaded and asked.
-An input line for the model `upstream-reject` makes creating the batch fail with 400, and
-one for `upstream-fail` makes the batch end `failed`.
+A batch stays `in_progress` until `GET /_batches/release`; then it completes, with an
+answer and usage for each line, and an error for each line whose custom_id starts `err`.
+`GET /_batches` shows what was uploaded and asked. An input line for the model
+`upstream-reject` makes creating the batch fail with 400, and one for `upstream-fail`
+makes the batch end `failed`.
 """
 
 from __future__ import annotations
@@ -96,6 +97,18 @@ def _answer(line: dict[str, Any]) -> bytes:
     return orjson.dumps(result) + b"\n"
 
 
+def _refused(line: dict[str, Any]) -> bytes:
+    body = _error(f"the fake upstream refuses {line['custom_id']}")
+    response = {"status_code": 400, "request_id": secrets.token_hex(6), "body": body}
+    result = {
+        "id": "batch_req_up" + secrets.token_hex(6),
+        "custom_id": line["custom_id"],
+        "response": response,
+        "error": None,
+    }
+    return orjson.dumps(result) + b"\n"
+
+
 def _advance(batch: dict[str, Any]) -> None:
     """A released batch ends, and a cancelling one is cancelled, when it is next read."""
     lines = _lines(STATE["files"][batch["input_file_id"]]["data"])
@@ -115,13 +128,17 @@ def _advance(batch: dict[str, Any]) -> None:
                 errors={"object": "list", "data": [error]},
             )
             return
-        output = _new_file(b"".join(_answer(line) for line in lines), "batch_output")
+        good = [line for line in lines if not line["custom_id"].startswith("err")]
+        bad = [line for line in lines if line["custom_id"].startswith("err")]
+        output = _new_file(b"".join(_answer(line) for line in good), "batch_output")
         batch.update(
             status="completed",
             completed_at=int(time.time()),
             output_file_id=output["id"],
-            request_counts={"total": len(lines), "completed": len(lines), "failed": 0},
+            request_counts={"total": len(lines), "completed": len(good), "failed": len(bad)},
         )
+        if bad:
+            batch["error_file_id"] = _new_file(b"".join(map(_refused, bad)), "batch_output")["id"]
 
 
 async def handle(scope: dict[str, Any], body: bytes, send: Any) -> None:
