@@ -183,21 +183,14 @@ class NativeJob(BatchJob):
             upstream_file = upstream.get(f"{kind}_file_id")
             if not upstream_file:
                 continue
-            data = await client.content(upstream_file)
-            if blank(data):
-                continue
-            if not data.endswith(b"\n"):
-                data += b"\n"
             file_id = output_file_id(self.id, kind)
-            writer = await tools.blobs.writer()
-            await writer.write(data)
-            await writer.commit(file_id)
+            size = await self._take(client, upstream_file, file_id)
+            if not size:
+                continue
             name = f"{self.id}_{kind}.jsonl"
-            files[kind] = StoredFile(
-                file_id, self.row["key_id"], "batch_output", name, len(data), now
-            )
+            files[kind] = StoredFile(file_id, self.row["key_id"], "batch_output", name, size, now)
             if kind == "output":
-                records = await self._records(data)
+                records = await self._records(file_id)
         values: dict[str, Any] = {
             **self._counts(upstream),
             **tokens_of(records),
@@ -222,44 +215,75 @@ class NativeJob(BatchJob):
         else:
             self.lost = True
 
-    async def _records(self, data: bytes) -> list[UsageRecord]:
-        """A usage row for each line of the upstream's output file."""
+    async def _take(self, client: UpstreamBatches, upstream_file: str, file_id: str) -> int:
+        """Store an upstream file as ours, `file_id`, ending in a newline; its size (0:
+        it was empty, and is not stored)."""
+        writer = await self._tools.blobs.writer()
+        last = b"\n"
+
+        async def write(data: bytes) -> None:
+            nonlocal last
+            await writer.write(data)
+            last = data[-1:]
+
+        try:
+            await client.download(upstream_file, write)
+            if writer.size and last != b"\n":
+                await writer.write(b"\n")
+        except BaseException:
+            await writer.discard()
+            raise
+        if not writer.size:
+            await writer.discard()
+            return 0
+        await writer.commit(file_id)
+        return writer.size
+
+    async def _records(self, file_id: str) -> list[UsageRecord]:
+        """A usage row for each line of the upstream's output file, as stored here."""
         try:
             inputs = {custom_id: (index, line) for index, custom_id, line in await self._inputs()}
         except (FileNotFoundError, LineError):
             inputs = {}
         provider: str = self.row["upstream"]
         records = []
-        for raw in data.splitlines():
-            if blank(raw):
-                continue
-            try:
-                item = orjson.loads(raw)
-                custom_id, response = item["custom_id"], item.get("response") or {}
-                body = response.get("body") or {}
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                log.warning("batch %s: an output line of the upstream is not JSON", self.id)
-                continue
-            index, line = inputs.get(custom_id, (-1, {}))
-            public = str((line.get("body") or {}).get("model") or body.get("model") or "")
-            target = self._native.target(provider, public)
-            tokens = TokenCounts.from_openai(body.get("usage"))
-            priced = self._native.meter.priced(target, public, body.get("model"), tokens, True)
-            record = UsageRecord(
-                request_id=line_request_id(self.id, index) if index >= 0 else str(item.get("id")),
-                key_id=self.row["key_id"],
-                endpoint=_endpoint_name(self.row["endpoint"]),
-                requested_model=public,
-                stream=False,
-                model=body.get("model") or target.model,
-                provider=target.provider,
-                tokens=tokens,
-                cost_usd=priced.paid,
-                list_cost_usd=priced.listed,
-                savings=priced.savings,
-                status=int(response.get("status_code") or 200),
-                batch_id=self.id,
-            )
-            record.fit()
-            records.append(record)
+        lines = await self._tools.blobs.lines(file_id)
+        async with contextlib.aclosing(lines):
+            async for raw in lines:
+                if not blank(raw):
+                    records += self._record(raw, inputs, provider)
         return records
+
+    def _record(
+        self, raw: bytes, inputs: dict[str, tuple[int, dict[str, Any]]], provider: str
+    ) -> list[UsageRecord]:
+        """The usage row of one output line (none for a line that is not JSON)."""
+        try:
+            item = orjson.loads(raw)
+            custom_id, response = item["custom_id"], item.get("response") or {}
+            body = response.get("body") or {}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.warning("batch %s: an output line of the upstream is not JSON", self.id)
+            return []
+        index, line = inputs.get(custom_id, (-1, {}))
+        public = str((line.get("body") or {}).get("model") or body.get("model") or "")
+        target = self._native.target(provider, public)
+        tokens = TokenCounts.from_openai(body.get("usage"))
+        priced = self._native.meter.priced(target, public, body.get("model"), tokens, True)
+        record = UsageRecord(
+            request_id=line_request_id(self.id, index) if index >= 0 else str(item.get("id")),
+            key_id=self.row["key_id"],
+            endpoint=_endpoint_name(self.row["endpoint"]),
+            requested_model=public,
+            stream=False,
+            model=body.get("model") or target.model,
+            provider=target.provider,
+            tokens=tokens,
+            cost_usd=priced.paid,
+            list_cost_usd=priced.listed,
+            savings=priced.savings,
+            status=int(response.get("status_code") or 200),
+            batch_id=self.id,
+        )
+        record.fit()
+        return [record]

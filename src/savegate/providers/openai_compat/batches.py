@@ -4,6 +4,7 @@ upload its input, create, read and cancel the upstream batch, and download its r
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -86,11 +87,15 @@ class UpstreamBatches:
         answer: dict[str, Any] = await self._call("POST", f"/batches/{batch_id}/cancel", {})
         return answer
 
-    async def content(self, file_id: str) -> bytes:
-        response = await self._http.open(
-            f"/files/{file_id}/content", b"", self._headers(), None, "GET"
-        )
-        return await self._http.read(response)
+    async def download(self, file_id: str, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """A file's content, passed to `write` read by read, never held whole."""
+        path = f"/files/{file_id}/content"
+        response = await self._http.open(path, b"", self._headers(), None, "GET")
+        try:
+            while data := await self._http.next_read(response):
+                await write(data)
+        finally:
+            response.release()
 
     def _id(self, answer: dict[str, Any]) -> str:
         value = answer.get("id")
