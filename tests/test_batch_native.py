@@ -267,3 +267,16 @@ def test_batch_native_needs_an_openai_provider() -> None:
     assert ProviderConfig.model_validate(base).batch == "native"
     with pytest.raises(ValidationError, match="batch: native"):
         ProviderConfig.model_validate({**base, "type": "anthropic"})
+
+
+def test_models_the_key_may_not_use_stay_in_the_gateway(
+    gateway: tuple[Service, str], fake: Service
+) -> None:
+    service, _ = gateway
+    client = _client(service, other_key(service, allowed_models=["text-basic"]))
+    before = set(_upstream(fake)["batches"])
+    done = wait(client, _create(client, [chat_line("a0", model="nb-model")]).id)
+    assert done.status == "completed", done
+    assert set(_upstream(fake)["batches"]) == before
+    errors = results(client, done.error_file_id)
+    assert errors[0]["response"]["body"]["error"]["code"] == "model_not_allowed"

@@ -125,11 +125,14 @@ class NativeBatches:
                 default = 0 if endpoint == "/v1/embeddings" else DEFAULT_OUTPUT_CAP
                 output = (max_output(body) or default) * int(body.get("n") or 1)
                 demand.append((model, prompt_bound(raw), output))
-        forward = self.forward({model for model, _, _ in demand})
+        models = {model for model, _, _ in demand}
+        key = await self._keys.get(key_id)
+        if key is None or not all(key.allows(model) for model in models):
+            return None  # the gateway refuses the lines the key may not use, one by one
+        forward = self.forward(models)
         if forward is None:
             return None
-        key = await self._keys.get(key_id)
-        if key is not None and limited(key):
+        if limited(key):
             await self._check_budget(key, batch_id, forward, demand)
         return forward.provider
 
