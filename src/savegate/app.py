@@ -34,6 +34,7 @@ from savegate.service.admin import KeyAdmin
 from savegate.service.admission import Admission
 from savegate.service.batch_calls import BatchCalls
 from savegate.service.batch_job import JobTools, LineSlots
+from savegate.service.batch_native import NativeBatches
 from savegate.service.batch_runner import BatchRunner
 from savegate.service.batches import BatchService
 from savegate.service.cache import ResponseCache
@@ -149,9 +150,12 @@ class Gateway:
             ),
             BatchRunner.new_id(),
         )
-        self.batch_runner = BatchRunner(tools, batches)
+        native = NativeBatches(
+            lambda: self.providers, lambda: self.config, self.meter, self.budgets, self.keys, blobs
+        )
+        self.batch_runner = BatchRunner(tools, batches, native)
         self.batches = BatchService(
-            tools.store, self.files, batches.window_seconds, self.batch_runner.wake
+            tools.store, self.files, batches.window_seconds, self.batch_runner.wake, native
         )
 
     def _ledger(self) -> Ledger:

@@ -73,6 +73,9 @@ class ProviderConfig(_Strict):
     # `/v1/responses`: translated through chat, or passed through to an upstream that
     # serves it (OpenAI); only for `openai` providers.
     responses: Literal["chat", "native"] = "chat"
+    # `/v1/batches`: run by the gateway, or forwarded to the upstream's own Batch API
+    # (OpenAI's, for its discount); only for `openai` providers.
+    batch: Literal["gateway", "native"] = "gateway"
     api_key_env: list[str] = Field(default_factory=list)
     models: list[ModelRoute]
     headers: dict[str, str] = Field(default_factory=dict)
@@ -119,6 +122,8 @@ class ProviderConfig(_Strict):
     def _native_responses_need_openai(self) -> ProviderConfig:
         if self.responses == "native" and self.type != "openai":
             raise ValueError("responses: native needs a provider of type openai")
+        if self.batch == "native" and self.type != "openai":
+            raise ValueError("batch: native needs a provider of type openai")
         return self
 
     @model_validator(mode="after")

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from tests.fakes import anthropic, faults, gemini, media, openai_extra, responses
+from tests.fakes import anthropic, batches, faults, gemini, media, openai_extra, responses
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
@@ -137,6 +137,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     body = b"".join(parts)
+    if scope["path"].startswith(("/v1/files", "/v1/batches", "/_batches")):
+        await batches.handle(scope, body, send)
+        return
     if scope["path"].startswith(("/v1/images/", "/v1/audio/", "/v1/moderations")):
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         await media.handle(scope["path"], headers, body, send, LOG)

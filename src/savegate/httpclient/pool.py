@@ -107,7 +107,11 @@ class ConnectionPool:
         self._closed = False
 
     async def post(
-        self, target: str, headers: Mapping[str, str], body: bytes | Sequence[bytes | memoryview]
+        self,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | Sequence[bytes | memoryview],
+        method: str = "POST",
     ) -> Response:
         """Send `body` to the base URL's path + `target` and wait for the response head.
         A body in parts (an upload) is written part by part, never joined.
@@ -116,9 +120,10 @@ class ConnectionPool:
         request is then sent once more on a new connection (the upstream never saw it)."""
         message: bytes | list[bytes | memoryview]
         if isinstance(body, bytes):
-            message = self._head(target, headers, len(body)) + body
+            message = self._head(target, headers, len(body), method) + body
         else:
-            message = [self._head(target, headers, sum(len(part) for part in body)), *body]
+            length = sum(len(part) for part in body)
+            message = [self._head(target, headers, length, method), *body]
         retried = False
         while True:
             connection = await self._acquire()
@@ -163,11 +168,11 @@ class ConnectionPool:
             self._idle.pop()[1].close()
             self._open -= 1
 
-    def _head(self, target: str, headers: Mapping[str, str], length: int) -> bytes:
+    def _head(self, target: str, headers: Mapping[str, str], length: int, method: str) -> bytes:
         if not _SAFE_TARGET.fullmatch(target):
             target = quote(target, safe="/:?=&%@+,;!$'()*~")
         lines = [
-            f"POST {self._prefix}{target} HTTP/1.1",
+            f"{method} {self._prefix}{target} HTTP/1.1",
             f"host: {self._host_header}",
             f"content-length: {length}",
             *self._proxy_lines,

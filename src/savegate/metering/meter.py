@@ -23,7 +23,7 @@ from savegate.core.tokens import estimate_tokens
 from savegate.core.usage import TokenCounts
 from savegate.metering.prices import PriceBook, Pricing
 from savegate.metering.record import UsageRecord
-from savegate.metering.savings import Savings, price_call
+from savegate.metering.savings import Priced, Savings, price_call
 from savegate.metering.sink import UsageSink
 from savegate.wire.chunks import Chunks
 
@@ -84,6 +84,19 @@ class Meter:
             if pricing.known and cost > most:
                 dearest, most = pricing, cost
         return dearest
+
+    def priced(
+        self, target: Target, public: str, model: str | None, tokens: TokenCounts, batch: bool
+    ) -> Priced:
+        """What `tokens` of a call to `target` cost, listed and paid; `model` is the
+        model that answered, `batch` whether the call was a batch line's."""
+        pricing = self.pricing(target)
+        if pricing.list_price is None and model:
+            # No price for the routed name: price by the model that really answered
+            # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
+            pricing = self.pricing(target, model)
+        priced = price_call(pricing, self.baseline(pricing, target, public, tokens), tokens)
+        return priced.batched(target.billing.batch_discount) if batch else priced
 
     def reprice(self, prices: PriceBook) -> None:
         """New list prices and deployments' billing (a reload): for what ends from now on."""
@@ -310,15 +323,9 @@ class AttemptMeter:
         record.tokens = tokens
         record.model = model or record.model
         meter = self._parent.meter
-        pricing = meter.pricing(self.target)
-        if pricing.list_price is None and model:
-            # No price for the routed name: price by the model that really answered
-            # (a dated id such as gpt-4o-2024-08-06 finds gpt-4o).
-            pricing = meter.pricing(self.target, model)
-        baseline = meter.baseline(pricing, self.target, self._parent.request.model, tokens)
-        priced = price_call(pricing, baseline, tokens)
-        if record.batch_id is not None:
-            priced = priced.batched(self.target.billing.batch_discount)
+        priced = meter.priced(
+            self.target, self._parent.request.model, model, tokens, record.batch_id is not None
+        )
         record.cost_usd, record.list_cost_usd = priced.paid, priced.listed
         record.savings = priced.savings
         return usage

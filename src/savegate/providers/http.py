@@ -45,8 +45,10 @@ class HttpUpstream:
         body: bytes | Sequence[bytes | memoryview],
         headers: dict[str, str],
         observe: Callable[[Headers], None] | None = None,
+        method: str = "POST",
     ) -> Response:
-        """POST to the base URL + `path`; the response comes back with its body unread.
+        """POST (or `method`) to the base URL + `path`; the response comes back with its
+        body unread.
 
         An error status is read, closed and raised as ProviderError here."""
         headers = {**headers, **self.extra_headers}
@@ -54,7 +56,7 @@ class HttpUpstream:
         if traceparent is not None:
             headers["traceparent"] = traceparent
         try:
-            response = await self._pool.post(path, headers, body)
+            response = await self._pool.post(path, headers, body, method)
         except HttpError as exc:
             if isinstance(exc, ProxyError):
                 log.warning("provider %s: proxy %s: %s", self.name, exc.proxy, exc)

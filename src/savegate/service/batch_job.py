@@ -81,7 +81,7 @@ class JobTools:
     runner: str  # this process, as the lease names it
 
 
-def _tokens(records: list[UsageRecord]) -> dict[str, int]:
+def tokens_of(records: list[UsageRecord]) -> dict[str, int]:
     return {
         "input_tokens": sum(r.tokens.prompt for r in records),
         "cached_tokens": sum(r.tokens.cached for r in records),
@@ -299,7 +299,7 @@ class BatchJob:
                 index,
                 ok,
                 answered(request_id, line.custom_id, status, body).decode(),
-                _tokens(records),
+                tokens_of(records),
                 write_usage,
             )
         except Exception:

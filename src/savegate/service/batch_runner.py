@@ -16,7 +16,9 @@ import os
 import secrets
 
 from savegate.config import BatchesConfig
+from savegate.service.batch_forward import NativeJob
 from savegate.service.batch_job import BatchJob, JobTools
+from savegate.service.batch_native import NativeBatches
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,11 @@ STOP_WAIT = 5.0  # at shutdown, for lines in flight to finish before they are cu
 
 
 class BatchRunner:
-    def __init__(self, tools: JobTools, config: BatchesConfig) -> None:
+    def __init__(
+        self, tools: JobTools, config: BatchesConfig, native: NativeBatches | None = None
+    ) -> None:
         self._tools = tools
+        self._native = native
         self._config = config
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -77,7 +82,11 @@ class BatchRunner:
             row = await store.load(batch_id)
             if row is None:
                 return
-            job = BatchJob(row, self._tools)
+            job = (
+                NativeJob(row, self._tools, self._native)
+                if row["upstream"] and self._native is not None
+                else BatchJob(row, self._tools)
+            )
             keeper = asyncio.create_task(self._keep(job))
             await job.run()
         except Exception:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from savegate.core.errors import InvalidRequest, NotFound
+from savegate.service.batch_native import NativeBatches
 from savegate.service.files import FilesService
 from savegate.store.batches import ACTIVE, BatchStore, public
 from savegate.wire.batch import validate_batch_request
@@ -20,8 +21,14 @@ def not_found(batch_id: str) -> NotFound:
 
 class BatchService:
     def __init__(
-        self, store: BatchStore, files: FilesService, window: float, wake: Callable[[], None]
+        self,
+        store: BatchStore,
+        files: FilesService,
+        window: float,
+        wake: Callable[[], None],
+        native: NativeBatches | None = None,
     ) -> None:
+        self._native = native
         self._store = store
         self._files = files
         self._window = window
@@ -35,10 +42,15 @@ class BatchService:
                 f"The input file {file.id} must be uploaded with purpose 'batch'.",
                 param="input_file_id",
             )
+        batch_id = "batch_" + secrets.token_hex(12)
+        upstream = None
+        if self._native is not None:
+            upstream = await self._native.prepare(key_id, batch_id, file.id, body["endpoint"])
         now = time.time()
         row = await self._store.create(
             {
-                "id": "batch_" + secrets.token_hex(12),
+                "id": batch_id,
+                "upstream": upstream,
                 "key_id": key_id,
                 "endpoint": body["endpoint"],
                 "input_file_id": file.id,

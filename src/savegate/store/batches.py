@@ -165,9 +165,10 @@ class BatchStore:
         values: dict[str, Any],
         files: tuple[StoredFile, ...] = (),
         expect: str | None = None,
+        extra: Extra | None = None,
     ) -> bool:
-        """Update the batch (and add the files it wrote) if `runner` still holds it, and
-        it is still in status `expect`, if given."""
+        """Update the batch (and add the files it wrote, and `extra`, its usage rows) if
+        `runner` still holds it, and it is still in status `expect`, if given."""
         where = [batches.c.id == batch_id, batches.c.runner == runner]
         if expect is not None:
             where.append(batches.c.status == expect)
@@ -178,6 +179,8 @@ class BatchStore:
                 return False
             for file in files:
                 await insert_file(connection, file)
+            if extra is not None:
+                await extra(connection)
         return True
 
     async def done_lines(self, batch_id: str) -> set[int]:

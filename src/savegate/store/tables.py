@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -229,6 +230,11 @@ batches = Table(
     Column("stop_message", Text, nullable=True),
     Column("runner", String(32), nullable=True),
     Column("lease_until", Float, nullable=True),  # epoch seconds
+    # A batch forwarded to its provider's own Batch API (`batch: native`): the provider,
+    # the upstream batch, and whether its results are in (files and usage rows written).
+    Column("upstream", String(64), nullable=True),
+    Column("upstream_batch_id", String(128), nullable=True),
+    Column("upstream_ingested", Boolean, nullable=False, server_default=false()),
     Index("ix_batches_key_created", "key_id", "created_at"),
     Index("ix_batches_status", "status"),
 )

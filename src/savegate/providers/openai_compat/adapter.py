@@ -16,6 +16,7 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import Relayed
 from savegate.providers.http import HttpUpstream, Response
+from savegate.providers.openai_compat.batches import UpstreamBatches
 from savegate.providers.remote import RemoteAdapter, UpstreamBytes, UpstreamReader
 from savegate.wire import sse
 from savegate.wire.chunks import Chunks
@@ -53,6 +54,10 @@ class OpenAICompatProvider(RemoteAdapter):
 
     async def complete(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model)))
+
+    def batches(self) -> UpstreamBatches:
+        """The upstream's own Files and Batch APIs, with this adapter's key."""
+        return UpstreamBatches(self.name, self._http, self._key)
 
     async def stream(self, request: ChatRequest, model: str) -> UpstreamStream:
         return UpstreamStream(self._http, await self._open(request, model))
