@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from savegate.cache import CacheBackend, MemoryCache
-from savegate.cache.semantic import SemanticStore
 from savegate.composition import Providers, build_providers
 from savegate.config import Config, RoutingConfig
 from savegate.core.errors import GatewayError
@@ -38,6 +37,7 @@ from savegate.service.batch_native import NativeBatches
 from savegate.service.batch_runner import BatchRunner
 from savegate.service.batches import BatchService
 from savegate.service.cache import ResponseCache
+from savegate.service.caches import Caches
 from savegate.service.chat import ChatService
 from savegate.service.completions import CompletionService
 from savegate.service.embeddings import EmbeddingService
@@ -45,17 +45,16 @@ from savegate.service.files import FilesService
 from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
-from savegate.service.semantic import Caches, SemanticCache
 from savegate.store.batches import BatchStore
 from savegate.store.blobs import BlobStore
 from savegate.store.db import create_engine, create_schema
 from savegate.store.files import FileStore
 from savegate.store.responses import ResponseStore
-from savegate.store.semantic import SemanticTable
 from savegate.store.usage import month_totals
 
 if TYPE_CHECKING:
     from savegate.ops.reload import Reloader
+    from savegate.service.semantic import SemanticCache
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +208,11 @@ class Gateway:
         semantic = settings.semantic
         if not semantic.groups:
             return None
+        # Imported only here: numpy and the vector index cost a worker some 15 MB.
+        from savegate.cache.semantic import SemanticStore
+        from savegate.service.semantic import SemanticCache
+        from savegate.store.semantic import SemanticTable
+
         store = SemanticStore(
             SemanticTable(self.engine),
             ttl=semantic.ttl_seconds,

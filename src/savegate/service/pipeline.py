@@ -29,7 +29,8 @@ from savegate.service.admission import Admission, check_model_access, max_output
 from savegate.service.cache import Look
 
 if TYPE_CHECKING:  # the semantic cache needs the embeddings service, which needs this one
-    from savegate.service.semantic import Caches, SemanticLook
+    from savegate.service.caches import Caches
+    from savegate.service.semantic import SemanticLook
 
 T = TypeVar("T")
 # The answer length a request that sets no limit is priced at, to pick its cheapest route.
