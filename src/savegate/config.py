@@ -312,6 +312,12 @@ class Config(_Strict):
     cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
+    def _metrics_port_of_its_own(self) -> Config:
+        if self.metrics.port is not None and self.metrics.port == self.server.port:
+            raise ValueError("metrics.port must differ from server.port")
+        return self
+
+    @model_validator(mode="after")
     def _redis_cache_needs_redis(self) -> Config:
         if self.cache.backend == "redis" and not self.redis_url:
             raise ValueError("cache.backend: redis needs redis_url")

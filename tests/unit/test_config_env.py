@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from savegate.config import load_config
+import pytest
+
+from savegate.config import ConfigError, load_config
 
 
 def test_environment_overrides_the_file(tmp_path):
@@ -21,3 +23,10 @@ def test_environment_alone_without_a_file(tmp_path, monkeypatch):
     config = load_config(None, {"SAVEGATE_DATABASE_URL": url})
     assert config.database_url == url
     assert "pg-password" in config.upstream_secrets()
+
+
+def test_the_metrics_port_is_not_the_main_one(tmp_path):
+    path = tmp_path / "savegate.yaml"
+    path.write_text("server: {port: 8123}\nmetrics: {port: 8123}\n")
+    with pytest.raises(ConfigError, match=r"metrics\.port must differ from server\.port"):
+        load_config(str(path), {})
