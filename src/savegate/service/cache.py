@@ -22,7 +22,7 @@ import fnmatch
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -96,6 +96,27 @@ class Patterns:
         return matches
 
 
+def recording(
+    stream: ChatStream,
+    codec: Codec,
+    used: RequestMeter,
+    keep: Callable[[dict[str, Any] | None, RequestMeter], Awaitable[None]],
+    release: Callable[[], Awaitable[None]],
+) -> ChatStream:
+    """`stream`, folded as it passes: `keep` is told its answer when it ends whole, and
+    `release` is called however it ends."""
+    assert codec.assembler is not None
+
+    async def done(assembler: Assembler | None) -> None:
+        try:
+            if assembler is not None:
+                await keep(assembler.answer(used.usage), used)
+        finally:
+            await release()
+
+    return Recording(stream, codec.assembler(), done)
+
+
 class Look:
     """One request's dealings with the cache: a hit (`entry`), a miss whose answer is to
     be kept (`keep`, then `release` however the call ended), or a bypass."""
@@ -133,15 +154,7 @@ class Look:
         """The stream, its answer kept when it ends whole."""
         if self._cache is None or self.codec.assembler is None:
             return stream
-
-        async def done(assembler: Assembler | None) -> None:
-            try:
-                if assembler is not None:
-                    await self.keep(assembler.answer(used.usage), used)
-            finally:
-                await self.release()
-
-        return Recording(stream, self.codec.assembler(), done)
+        return recording(stream, self.codec, used, self.keep, self.release)
 
     def serve(self, request: ChatRequest, endpoint: str) -> Json:
         """A hit's whole answer (its usage row recorded)."""

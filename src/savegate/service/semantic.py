@@ -41,9 +41,10 @@ from savegate.service.cache import (
     Look,
     Patterns,
     directive,
+    recording,
     repeatable,
 )
-from savegate.service.cache_replay import CODECS, Assembler, Codec, Recording
+from savegate.service.cache_replay import CODECS, Codec
 from savegate.service.embeddings import EMBEDDINGS, embed_route
 from savegate.service.semantic_centre import VERSION, Centre, Vectors
 from savegate.service.semantic_text import Subject, subject
@@ -108,15 +109,7 @@ class SemanticLook:
         """The stream, its answer kept by both caches when it ends whole."""
         if self._cache is None or self.codec.assembler is None:
             return self._exact.record(stream, used) if self._exact is not None else stream
-
-        async def done(assembler: Assembler | None) -> None:
-            try:
-                if assembler is not None:
-                    await self.keep(assembler.answer(used.usage), used)
-            finally:
-                await self.release()
-
-        return Recording(stream, self.codec.assembler(), done)
+        return recording(stream, self.codec, used, self.keep, self.release)
 
     def serve(self, request: ChatRequest, endpoint: str) -> Json:
         entry = self._hit(request, endpoint)
