@@ -64,3 +64,19 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture):
         assert CONFIGURED not in caplog.text and caplog.text.count(MASK) == 2
     finally:
         logging.setLogRecordFactory(make)
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "AUTHORIZATION: BEARER {}",
+        "X-Api-Key={}",
+        "GET /x?KEY={}",
+        "bEaReR {}",
+        "authorization: \u00e9 bearer {}",  # not ASCII: searched without the quick test
+        "\u212a\u0435y Bearer {}",
+    ],
+)
+def test_credentials_are_found_in_any_case(named: str):
+    token = "tok-abcdef1234567890"
+    assert token not in Redactor([]).text(named.format(token))

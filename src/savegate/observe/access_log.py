@@ -1,10 +1,9 @@
 """One access line per request, on the `savegate.access` logger: who asked (the key's id,
 never its secret), for what, what served it, what came of it and how long it took.
 
-The request path only puts the line's facts on the log queue (`observe.logs.defer`): the
-writer thread makes the record (not through the record factory: the formatter masks its
-text fields) and writes it. Its fields are the record's extras, so they are JSON keys in
-the json format and `key=value` pairs in the text one.
+The request path only hands the line's facts to the log writer (`observe.logs.defer`):
+its thread makes the line and writes it, masking the text fields a client or an upstream
+chose. Its fields are JSON keys in the json format and `key=value` pairs in the text one.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from savegate.observe import logs
 LOGGER = "savegate.access"
 _log = logging.getLogger(LOGGER)
 MAX_NAME = 256  # a model name is the client's: a line need not carry a huge one
+# What a client or an upstream chose; the other fields are the gateway's own.
+_UNTRUSTED = ("path", "model", "served_model", "error")
 
 
 def write(
@@ -67,7 +68,7 @@ class _Line:
     error: str | None
     context: RequestContext | None
 
-    def record(self) -> logging.LogRecord:
+    def line(self) -> logs.Line:
         context, status, error = self.context, self.status, self.error
         fields: dict[str, Any] = {
             "request_id": self.request_id,
@@ -94,9 +95,5 @@ class _Line:
                 cache_hit=used.cache_hit,
             )
         fields.update(status=status, error=error, latency_ms=round(self.seconds * 1000, 1))
-        record = logging.LogRecord(
-            LOGGER, logging.INFO, __file__, 0, "%s %s %d", (self.method, self.path, status), None
-        )
-        record.created, record.msecs = self.created, (self.created % 1) * 1000
-        record.__dict__.update(fields)
-        return record
+        message = f"{self.method} {self.path} {status}"
+        return logs.Line(LOGGER, self.created, message, fields, _UNTRUSTED)

@@ -4,12 +4,16 @@ of their own so that a request never waits on stderr.
 Every record goes through a queue: the caller only enqueues it (its message is already
 formatted and redacted by the record factory `core.redact.redact_logs` installs); the
 writer thread formats and writes. A `Deferred` entry (the access log's) is cheaper
-still: the writer thread makes its record. Fields given as `extra` show as JSON keys, or
+still: the writer thread makes its record, and the event loop hands such entries over
+in batches, `GATHER_SECONDS` after the first: waking the writer thread costs a system
+call (tens of microseconds on a VM), which a request's tail should not pay, and a batch
+is written with one. Fields given as `extra` show as JSON keys, or
 as `key=value` pairs after the text message, their text values redacted as well.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import logging.handlers
@@ -17,6 +21,8 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -24,6 +30,7 @@ import orjson
 from savegate.core.redact import Redactor
 
 LogFormat = Literal["text", "json"]
+GATHER_SECONDS = 0.05
 
 # What every LogRecord has: anything else on a record came as an extra field (but
 # uvicorn's copy of its message with terminal colours).
@@ -44,10 +51,44 @@ def extra_fields(record: logging.LogRecord, redactor: Redactor) -> dict[str, Any
     }
 
 
-class Deferred(Protocol):
-    """A log entry whose record the writer thread makes: the caller pays for a put."""
+@dataclass(frozen=True, slots=True)
+class Line:
+    """An INFO line made by the writer thread, not through a `LogRecord`: `fields` are
+    its JSON keys or `key=value` pairs; those named in `untrusted` (and the message) may
+    hold a client's or an upstream's text, and are redacted as they are written."""
 
-    def record(self) -> logging.LogRecord: ...
+    logger: str
+    created: float
+    message: str
+    fields: dict[str, Any]
+    untrusted: tuple[str, ...]
+
+    def record(self) -> logging.LogRecord:
+        """The line as a record, for a logger without the writer thread."""
+        record = logging.LogRecord(self.logger, logging.INFO, __file__, 0, self.message, None, None)
+        record.created, record.msecs = self.created, (self.created % 1) * 1000
+        record.__dict__.update(self.fields)
+        return record
+
+
+class Deferred(Protocol):
+    """A log entry whose line the writer thread makes: the caller pays for an append."""
+
+    def line(self) -> Line: ...
+
+
+class _Stamps:
+    """`strftime` once a second, not once a line."""
+
+    def __init__(self, layout: str, clock: Callable[[float], time.struct_time]) -> None:
+        self._layout, self._clock = layout, clock
+        self._second, self._stamp = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime(self._layout, self._clock(second))
+        return self._stamp
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,12 +96,12 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self._worker = worker
         self._redactor = redactor
+        self._stamps = _Stamps("%Y-%m-%dT%H:%M:%S", time.gmtime)
+        self._pid = os.getpid()
 
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         data: dict[str, Any] = {
-            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "time": f"{self._stamps(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -68,7 +109,7 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,
         }
         extras = extra_fields(record, self._redactor)
-        if extras:  # not made by the record factory (the access log's): not redacted yet
+        if extras:  # not made by the record factory: not redacted yet
             data["message"] = self._redactor.text(data["message"])
             data.update(extras)
         if record.exc_text:
@@ -77,19 +118,56 @@ class JsonFormatter(logging.Formatter):
             data["stack"] = record.stack_info
         return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
+    def format_line(self, line: Line) -> str:
+        created = line.created
+        data: dict[str, Any] = {
+            "time": f"{self._stamps(created)}.{int(created % 1 * 1000):03d}Z",
+            "level": "info",
+            "logger": line.logger,
+            "message": self._redactor.text(line.message),
+            "worker": self._worker,
+            "pid": self._pid,
+            **_redacted(line, self._redactor),
+        }
+        return orjson.dumps(data, default=str).decode()
+
 
 class TextFormatter(logging.Formatter):
     def __init__(self, tag: str, redactor: Redactor) -> None:
         super().__init__(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s")
+        self._tag = tag
         self._redactor = redactor
+        self._stamps = _Stamps("%Y-%m-%d %H:%M:%S", time.localtime)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self._stamps(record.created)},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         extras = extra_fields(record, self._redactor)
         if not extras:
             return super().format(record)  # its message was redacted when it was made
         record.msg, record.args = self._redactor.text(record.getMessage()), None
-        pairs = " ".join(f"{key}={_text_value(value)}" for key, value in extras.items())
-        return f"{super().format(record)} {pairs}"
+        return f"{super().format(record)} {_pairs(extras)}"
+
+    def format_line(self, line: Line) -> str:
+        created = line.created
+        stamp = f"{self._stamps(created)},{int(created % 1 * 1000):03d}"
+        message = self._redactor.text(line.message)
+        pairs = _pairs(_redacted(line, self._redactor))
+        return f"{stamp} INFO {self._tag}{line.logger}: {message} {pairs}"
+
+
+def _redacted(line: Line, redactor: Redactor) -> dict[str, Any]:
+    fields = line.fields
+    for name in line.untrusted:
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = redactor.text(value)
+    return fields
+
+
+def _pairs(fields: dict[str, Any]) -> str:
+    return " ".join([f"{key}={_text_value(value)}" for key, value in fields.items()])
 
 
 def _text_value(value: Any) -> str:
@@ -113,20 +191,45 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
+class _Stream(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; a batch of deferred lines is written with one call, not one a line."""
+
+    def __init__(self, formatter: JsonFormatter | TextFormatter) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(formatter)
+        self._lines = formatter
+
+    def write_lines(self, entries: list[Deferred]) -> None:
+        text = "".join([f"{self._lines.format_line(entry.line())}\n" for entry in entries])
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(text)
+            self.stream.flush()
+
+
 class _Listener(logging.handlers.QueueListener):
-    def prepare(self, record: Any) -> logging.LogRecord:
-        made: logging.LogRecord = (
-            record if isinstance(record, logging.LogRecord) else record.record()
-        )
-        return made
+    def __init__(self, records: queue.SimpleQueue[Any], direct: _Stream) -> None:
+        super().__init__(records, direct)
+        self._direct = direct
+
+    def handle(self, record: Any) -> None:
+        if isinstance(record, list):
+            try:
+                self._direct.write_lines(record)
+            except Exception:  # a line that cannot be written must not stop the writer
+                self._direct.handleError(record[0].line().record())
+            return
+        super().handle(record)
 
 
 class _Output:
-    """The running listener, and how to fall back to writing directly."""
+    """The running listener, how to fall back to writing directly, and the deferred
+    entries not yet handed over."""
 
-    listener: logging.handlers.QueueListener | None = None
-    direct: logging.Handler | None = None
-    queue: queue.SimpleQueue[Any] | None = None
+    def __init__(self) -> None:
+        self.listener: logging.handlers.QueueListener | None = None
+        self.direct: logging.Handler | None = None
+        self.queue: queue.SimpleQueue[Any] | None = None
+        self.batch: list[Deferred] = []
 
 
 _output = _Output()
@@ -137,8 +240,7 @@ def configure(level: str, log_format: LogFormat, worker: int, tag: str, redactor
     (threads do not survive a fork: each worker calls this again). `worker` is 0 for the
     supervisor or a lone process; `tag` prefixes the text format's logger name."""
     stop()
-    direct = logging.StreamHandler(sys.stderr)
-    direct.setFormatter(
+    direct = _Stream(
         JsonFormatter(worker, redactor) if log_format == "json" else TextFormatter(tag, redactor)
     )
     records: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -151,14 +253,30 @@ def configure(level: str, log_format: LogFormat, worker: int, tag: str, redactor
 
 
 def defer(entry: Deferred) -> None:
-    """Have the writer thread make and write `entry`'s record; without one (not
-    configured, or stopped), it is logged here and now."""
+    """Have the writer thread make and write `entry`'s record (soon, with those that
+    follow it on this event loop); without one (not configured, or stopped), it is
+    logged here and now."""
     records = _output.queue if _output.listener is not None else None
-    if records is not None:
-        records.put(entry)
+    if records is None:
+        record = entry.line().record()
+        logging.getLogger(record.name).handle(record)
         return
-    record = entry.record()
-    logging.getLogger(record.name).handle(record)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on the event loop: no batch to join
+        records.put([entry])
+        return
+    batch = _output.batch
+    batch.append(entry)
+    if len(batch) == 1:
+        loop.call_later(GATHER_SECONDS, _hand_over)
+
+
+def _hand_over() -> None:
+    batch, records = _output.batch, _output.queue
+    if batch and records is not None:
+        _output.batch = []
+        records.put(batch)
 
 
 def set_level(level: str) -> None:
@@ -169,9 +287,10 @@ def stop() -> None:
     """Write what is queued, then write directly: records made after this (the last words
     of a worker about to exit) are not lost in a queue nobody reads."""
     listener, direct = _output.listener, _output.direct
-    _output.listener = None
     if listener is None or direct is None:
         return
+    _hand_over()
+    _output.listener = None
     listener.stop()
     _write_directly(direct)
 
@@ -187,7 +306,7 @@ def _forget_listener() -> None:
     """In a forked child the parent's writer thread does not exist: until the child
     configures its own, it writes directly."""
     if _output.listener is not None and _output.direct is not None:
-        _output.listener = None
+        _output.listener, _output.batch = None, []
         _write_directly(_output.direct)
 
 
