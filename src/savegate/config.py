@@ -241,7 +241,9 @@ class BatchesConfig(_Strict):
     concurrency: int = Field(default=4, ge=1)  # lines in flight per process
     yield_above_inflight: int = Field(default=32, ge=0)  # live requests that pause batches
     lease_seconds: float = Field(default=30.0, gt=0)  # a dead runner's batch is taken over
-    poll_seconds: float = Field(default=1.0, gt=0)
+    # A batch made here starts at once; this is for those made elsewhere or left by a
+    # dead process (whose lease runs longer anyway).
+    poll_seconds: float = Field(default=5.0, gt=0)
     window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
 
 

@@ -58,6 +58,7 @@ class Authenticator:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._store.aclose()
 
     async def reload(self) -> None:
         revision = await self._store.revision()

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from savegate.core.keys import ApiKey
 from savegate.keys.secrets import hash_secret, hint, new_secret
 from savegate.keys.spec import KeySettings, NewKey
+from savegate.store.serial import Serial
 from savegate.store.tables import api_keys, counters
 
 _REVISION = "keys_revision"
@@ -52,6 +53,7 @@ def _as_key(row: Any) -> ApiKey:
 class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reads: Serial | None = None  # made by the first `revision`: only polls need it
 
     async def create(self, spec: NewKey) -> tuple[ApiKey, str]:
         """Create a key; the secret is returned here once and never again."""
@@ -146,9 +148,15 @@ class KeyStore:
         return _as_key(row) if row else None
 
     async def revision(self) -> int:
+        if self._reads is None:
+            self._reads = Serial(self._engine, exclusive=False)
         query = select(counters.c.value).where(counters.c.name == _REVISION)
-        async with self._engine.connect() as connection:
-            return int((await connection.execute(query)).scalar() or 0)
+        return await self._reads.run(lambda connection: int(connection.scalar(query) or 0))
+
+    async def aclose(self) -> None:
+        if self._reads is not None:
+            await self._reads.aclose()
+            self._reads = None
 
 
 async def _bump_revision(connection: AsyncConnection) -> None:

@@ -6,6 +6,10 @@ both write) and the whole transaction runs in one hop to a thread of its own, on
 stdlib driver: through the async driver every statement, fetch and commit would be a
 hand-off between threads, some thirty of them for a reservation and its settlement.
 PostgreSQL locks rows instead and runs the same work on its async connection.
+
+A `Serial` that is not `exclusive` runs small reads the same way, in one hop (the key
+store's revision, polled several times a second by every process: through the async
+driver each poll cost some 3 ms of the event loop's time).
 """
 
 from __future__ import annotations
@@ -25,19 +29,23 @@ Work = Callable[[Connection], T]
 
 
 class Serial:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, exclusive: bool = True) -> None:
         self._engine = engine
+        self._exclusive = exclusive
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         if engine.url.get_backend_name() == "sqlite":
-            self._sync = _immediate(engine)
+            self._sync = _stdlib(engine, exclusive)
             # One thread: SQLite admits one writer at a time anyway.
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="savegate-serial")
 
     async def run(self, work: Work[T]) -> T:
-        """`work` on a connection inside one exclusive transaction, committed if it
-        returns, rolled back if it raises."""
+        """`work` on a connection inside one transaction (exclusive, if this `Serial`
+        is), committed if it returns, rolled back if it raises."""
         if self._sync is None:
+            if not self._exclusive:
+                async with self._engine.connect() as connection:
+                    return await connection.run_sync(work)
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
@@ -55,7 +63,7 @@ class Serial:
             self._thread.shutdown(wait=False)
 
 
-def _immediate(engine: AsyncEngine) -> Engine:
+def _stdlib(engine: AsyncEngine, exclusive: bool) -> Engine:
     url = engine.url.set(drivername="sqlite")
     sync = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -65,7 +73,7 @@ def _immediate(engine: AsyncEngine) -> Engine:
         dbapi_connection.isolation_level = None  # we say when transactions begin
 
     @event.listens_for(sync, "begin")
-    def _begin_immediate(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
 
     return sync
