@@ -6,7 +6,8 @@ model (`cache.models`, public names after aliases), it asks for a repeatable ans
 its headers allow it: `x-savegate-cache: no-store` or `Cache-Control: no-store` neither
 reads nor writes, `refresh` or `no-cache` does not read but writes. The key is a hash of
 the endpoint and the canonical request: the public model after aliases and every other
-field but `user`, `stream` and `stream_options`, as JSON with sorted keys.
+field but `user`, `stream` and `stream_options`, as JSON with sorted keys, its top-level
+numbers written alike when they are equal (`temperature: 0` and `0.0` are one key).
 
 Identical misses at once make one upstream call: the first leads, the others wait for its
 answer and are served it from the cache, or make their own call if it failed. Within a
@@ -43,6 +44,7 @@ HEADER = "x-savegate-cache"
 _IGNORED = ("user", "stream", "stream_options")
 _POLL = 0.025  # seconds between looks while another process makes the call
 _MEMO = 1024  # model names whose cache setting is remembered
+_EXACT = 2**53  # floats past it stay floats: orjson writes no int beyond 64 bits
 
 
 def directive(context: RequestContext) -> str | None:
@@ -63,6 +65,20 @@ def directive(context: RequestContext) -> str | None:
     if "no-store" in tokens:
         return "no-store"
     return "refresh" if "no-cache" in tokens else None
+
+
+def _number(value: float) -> float | int:
+    return int(value) if value.is_integer() and -_EXACT <= value <= _EXACT else value
+
+
+def canonical_fields(body: dict[str, Any], ignored: tuple[str, ...]) -> dict[str, Any]:
+    """The request's fields but the `ignored`, an integral float made an int: JSON has one
+    kind of number, and `top_p: 1` asks what `top_p: 1.0` does."""
+    return {
+        name: _number(value) if type(value) is float else value
+        for name, value in body.items()
+        if name not in ignored
+    }
 
 
 def repeatable(body: dict[str, Any], endpoint: str, cache_all: bool) -> bool:
@@ -199,7 +215,7 @@ class ResponseCache:
         return key.cache if key.cache is not None else model in self._models
 
     def _digest(self, request: ChatRequest, model: str, endpoint: str) -> str:
-        body = {name: value for name, value in request.body.items() if name not in _IGNORED}
+        body = canonical_fields(request.body, _IGNORED)
         body["model"] = model
         scope: list[Any] = [endpoint, body]
         if self._config.per_key:
