@@ -30,3 +30,9 @@ def test_repeatable_by_any_zero_temperature_or_a_seed():
         assert repeatable(body, "chat", cache_all=False), body
     assert not repeatable({"temperature": 0.2}, "chat", cache_all=False)
     assert repeatable({}, "embeddings", cache_all=False)
+
+
+def test_responses_that_change_state_upstream_are_never_repeatable():
+    for body in ({"conversation": "conv_1"}, {"background": True}):
+        assert not repeatable({**body, "temperature": 0}, "responses", cache_all=True), body
+    assert repeatable({"temperature": 0, "previous_response_id": "r"}, "responses", False)

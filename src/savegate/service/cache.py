@@ -83,7 +83,11 @@ def canonical_fields(body: dict[str, Any], ignored: tuple[str, ...]) -> dict[str
 
 def repeatable(body: dict[str, Any], endpoint: str, cache_all: bool) -> bool:
     """Whether a request may be answered from a cache: it asks for a repeatable answer
-    (embeddings always do), or the config caches all."""
+    (embeddings always do), or the config caches all; never a Responses API request
+    whose answer changes state upstream that a replay would leave as it is (a
+    `conversation` it adds to) or comes later (`background`)."""
+    if endpoint == "responses" and (body.get("conversation") is not None or body.get("background")):
+        return False
     return (
         cache_all
         or endpoint == "embeddings"
@@ -112,11 +116,14 @@ class Patterns:
         return matches
 
 
+Keep = Callable[[dict[str, Any] | None, RequestMeter, bytes | None], Awaitable[None]]
+
+
 def recording(
     stream: ChatStream,
     codec: Codec,
     used: RequestMeter,
-    keep: Callable[[dict[str, Any] | None, RequestMeter], Awaitable[None]],
+    keep: Keep,
     release: Callable[[], Awaitable[None]],
 ) -> ChatStream:
     """`stream`, folded as it passes: `keep` is told its answer when it ends whole, and
@@ -126,7 +133,7 @@ def recording(
     async def done(assembler: Assembler | None) -> None:
         try:
             if assembler is not None:
-                await keep(assembler.answer(used.usage), used)
+                await keep(assembler.answer(used.usage), used, assembler.events)
         finally:
             await release()
 
@@ -159,12 +166,17 @@ class Look:
         state = "hit" if self.entry is not None else "miss" if self._cache else "bypass"
         return {HEADER: state}
 
-    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
-        """Store the answer, if it is whole and the upstream said what it used."""
+    async def keep(
+        self, answer: dict[str, Any] | None, used: RequestMeter, events: bytes | None = None
+    ) -> None:
+        """Store the answer (and the stream's `events`, for a codec that replays them), if
+        it is whole and the upstream said what it used."""
         record = used.answered
         if self._cache is None or answer is None or record is None or record.estimated:
             return
-        await self._cache.put(self._digest, answer, record.provider, record.list_cost_usd)
+        if self.codec.kept(answer):
+            provider, listed = record.provider, record.list_cost_usd
+            await self._cache.put(self._digest, answer, provider, listed, events)
 
     def record(self, stream: ChatStream, used: RequestMeter) -> ChatStream:
         """The stream, its answer kept when it ends whole."""
@@ -182,8 +194,7 @@ class Look:
         """A hit as a stream (its usage row recorded)."""
         assert self._cache is not None and self.entry is not None
         self._cache.hit(request, endpoint, self.entry)
-        answer, request_id = self.entry.answer, request.context.request_id
-        return self.codec.stream(answer, request.include_usage, request_id)
+        return self.codec.stream(self.entry, request.include_usage, request.context.request_id)
 
     async def release(self) -> None:
         """Let those waiting for this call look again."""
@@ -286,9 +297,14 @@ class ResponseCache:
             await self._backend.release(digest)
 
     async def put(
-        self, digest: str, answer: dict[str, Any], provider: str | None, list_cost: float
+        self,
+        digest: str,
+        answer: dict[str, Any],
+        provider: str | None,
+        list_cost: float,
+        events: bytes | None,
     ) -> None:
-        entry, raw = Entry.make(answer, provider, list_cost)
+        entry, raw = Entry.make(answer, provider, list_cost, events)
         if len(raw) > self._config.max_entry_bytes:
             return
         with contextlib.suppress(CacheUnavailable):  # kept next time, then

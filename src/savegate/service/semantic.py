@@ -102,9 +102,11 @@ class SemanticLook:
         exact_writes = self._exact is not None and self._exact.headers[HEADER] == "miss"
         return {HEADER: "miss" if self._cache is not None or exact_writes else "bypass"}
 
-    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
+    async def keep(
+        self, answer: dict[str, Any] | None, used: RequestMeter, events: bytes | None = None
+    ) -> None:
         if self._exact is not None:
-            await self._exact.keep(answer, used)
+            await self._exact.keep(answer, used, events)
         record = used.answered
         if self._cache is None or answer is None or record is None or record.estimated:
             return
@@ -127,7 +129,7 @@ class SemanticLook:
 
     def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
         entry = self._hit(request, endpoint)
-        return self.codec.stream(entry.answer, request.include_usage, request.context.request_id)
+        return self.codec.stream(entry, request.include_usage, request.context.request_id)
 
     def _hit(self, request: ChatRequest, endpoint: str) -> Entry:
         assert self._cache is not None and self._found is not None
