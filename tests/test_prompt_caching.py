@@ -315,6 +315,58 @@ def test_auto_marks_a_long_system_prompt_and_tool_list(
     assert b"cache_control" not in orjson.dumps(upstream_body(fake_upstream))
 
 
+def text(value: str, **mark: Any) -> dict[str, Any]:
+    return {"type": "text", "text": value, **mark}
+
+
+def marks(body: dict[str, Any]) -> int:
+    return orjson.dumps(body.get("messages")).count(b"cache_control")
+
+
+def test_auto_marks_the_last_turn_of_a_long_conversation(cached: Service, fake_upstream: Service):
+    client = openai.OpenAI(api_key=cached.key, base_url=cached.base_url, max_retries=0)
+    document, question = long_text(), "What does it say first?"
+    turns: list[dict[str, Any]] = [
+        {"role": "user", "content": document},
+        {"role": "assistant", "content": "Read it."},
+        {"role": "user", "content": question},
+    ]
+    first = client.chat.completions.create(model="auto-basic", messages=turns)
+    seen = upstream_body(fake_upstream)
+    assert seen["messages"][-1]["content"] == [text(question, cache_control=EPHEMERAL)]
+    assert marks(seen) == 1  # only the last turn
+    written = prefix_tokens(text(document), text("Read it."), text(question))
+    assert first.usage.prompt_tokens_details.model_extra["cache_creation_tokens"] == written
+
+    # The next turn reads the conversation so far and writes only what it adds.
+    turns += [{"role": "assistant", "content": "Caching."}, {"role": "user", "content": "And?"}]
+    second = client.chat.completions.create(model="auto-basic", messages=turns)
+    seen = upstream_body(fake_upstream)
+    assert seen["messages"][-1]["content"] == [text("And?", cache_control=EPHEMERAL)]
+    assert marks(seen) == 1
+    whole = prefix_tokens(*(text(turn["content"]) for turn in turns))
+    details = second.usage.prompt_tokens_details
+    assert (details.cached_tokens, details.model_extra["cache_creation_tokens"]) == (
+        written,
+        whole - written,
+    )
+
+    # With a long system prompt and tool list too: three marks, within Anthropic's four.
+    tool = {"type": "function", "function": {"name": "f", "description": long_text()}}
+    system = {"role": "system", "content": long_text()}
+    client.chat.completions.create(model="auto-basic", messages=[system, *turns], tools=[tool])
+    seen = upstream_body(fake_upstream)
+    assert seen["system"][-1]["cache_control"] == seen["tools"][-1]["cache_control"] == EPHEMERAL
+    assert seen["messages"][-1]["content"][-1]["cache_control"] == EPHEMERAL
+
+    # No mark for one turn alone, a short conversation, or a conversation the client marks.
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}]
+    marked = {"role": "user", "content": [text(document, cache_control=EPHEMERAL)]}
+    for messages in (turns[:1], [*short, turns[-1]], [marked, *turns[1:]]):
+        client.chat.completions.create(model="auto-basic", messages=messages)
+        assert marks(upstream_body(fake_upstream)) == marks({"messages": messages})
+
+
 def test_auto_respects_the_four_breakpoints_a_client_already_set(
     cached: Service, fake_upstream: Service
 ):
