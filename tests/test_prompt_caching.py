@@ -28,6 +28,7 @@ EPHEMERAL = {"type": "ephemeral"}
 FRESH, OUTPUT = 11, 6
 OPUS = {"input": 15.0, "cached": 1.5, "write_5m": 18.75, "write_1h": 30.0, "output": 75.0}
 PAID_SHARE = 0.8  # the anthropic provider's discount is 0.2
+FLASH = {"input": 0.30, "cached_input": 0.075, "output": 2.50}  # USD per 1M tokens
 
 
 def opus(read: int = 0, write_5m: int = 0, write_1h: int = 0, *, uncached: bool = False) -> float:
@@ -55,10 +56,18 @@ def prefix_tokens(*blocks: Any) -> int:
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -> Iterator[Service]:
     os.environ.setdefault("FAKE_ANTHROPIC_KEY", "sk-ant-fake")
+    os.environ.setdefault("FAKE_GEMINI_KEY", "gm-fake")
     config = {
         "local": {"enabled": False},
         "usage": {"flush_seconds": 0.1},
+        "prices": {"gemini-2.5-flash": FLASH},
         "providers": {
+            "google": {
+                "type": "gemini",
+                "base_url": fake_upstream.base_url + "beta",
+                "api_key_env": "FAKE_GEMINI_KEY",
+                "models": ["text@cached-6"],
+            },
             "openai": {
                 "base_url": fake_upstream.base_url,
                 "models": ["text-basic", "text-basic@cached-10"],
@@ -306,6 +315,58 @@ def test_auto_marks_a_long_system_prompt_and_tool_list(
     assert b"cache_control" not in orjson.dumps(upstream_body(fake_upstream))
 
 
+def text(value: str, **mark: Any) -> dict[str, Any]:
+    return {"type": "text", "text": value, **mark}
+
+
+def marks(body: dict[str, Any]) -> int:
+    return orjson.dumps(body.get("messages")).count(b"cache_control")
+
+
+def test_auto_marks_the_last_turn_of_a_long_conversation(cached: Service, fake_upstream: Service):
+    client = openai.OpenAI(api_key=cached.key, base_url=cached.base_url, max_retries=0)
+    document, question = long_text(), "What does it say first?"
+    turns: list[dict[str, Any]] = [
+        {"role": "user", "content": document},
+        {"role": "assistant", "content": "Read it."},
+        {"role": "user", "content": question},
+    ]
+    first = client.chat.completions.create(model="auto-basic", messages=turns)
+    seen = upstream_body(fake_upstream)
+    assert seen["messages"][-1]["content"] == [text(question, cache_control=EPHEMERAL)]
+    assert marks(seen) == 1  # only the last turn
+    written = prefix_tokens(text(document), text("Read it."), text(question))
+    assert first.usage.prompt_tokens_details.model_extra["cache_creation_tokens"] == written
+
+    # The next turn reads the conversation so far and writes only what it adds.
+    turns += [{"role": "assistant", "content": "Caching."}, {"role": "user", "content": "And?"}]
+    second = client.chat.completions.create(model="auto-basic", messages=turns)
+    seen = upstream_body(fake_upstream)
+    assert seen["messages"][-1]["content"] == [text("And?", cache_control=EPHEMERAL)]
+    assert marks(seen) == 1
+    whole = prefix_tokens(*(text(turn["content"]) for turn in turns))
+    details = second.usage.prompt_tokens_details
+    assert (details.cached_tokens, details.model_extra["cache_creation_tokens"]) == (
+        written,
+        whole - written,
+    )
+
+    # With a long system prompt and tool list too: three marks, within Anthropic's four.
+    tool = {"type": "function", "function": {"name": "f", "description": long_text()}}
+    system = {"role": "system", "content": long_text()}
+    client.chat.completions.create(model="auto-basic", messages=[system, *turns], tools=[tool])
+    seen = upstream_body(fake_upstream)
+    assert seen["system"][-1]["cache_control"] == seen["tools"][-1]["cache_control"] == EPHEMERAL
+    assert seen["messages"][-1]["content"][-1]["cache_control"] == EPHEMERAL
+
+    # No mark for one turn alone, a short conversation, or a conversation the client marks.
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}]
+    marked = {"role": "user", "content": [text(document, cache_control=EPHEMERAL)]}
+    for messages in (turns[:1], [*short, turns[-1]], [marked, *turns[1:]]):
+        client.chat.completions.create(model="auto-basic", messages=messages)
+        assert marks(upstream_body(fake_upstream)) == marks({"messages": messages})
+
+
 def test_auto_respects_the_four_breakpoints_a_client_already_set(
     cached: Service, fake_upstream: Service
 ):
@@ -345,6 +406,30 @@ def test_openai_cached_tokens_are_priced_as_cached_input(cached: Service):
     assert row["list_cost_usd"] == pytest.approx((14 * 2.5 + 30 * 10) / 1e6, abs=1e-12)
     assert row["saving_prompt_cache_usd"] == pytest.approx(10 * 1.25 / 1e6, abs=1e-12)
     assert row["saving_discount_usd"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_cached_content_through_the_gateway(cached: Service, stream: bool):
+    key_id, secret = new_key(cached)
+    client = openai.OpenAI(api_key=secret, base_url=cached.base_url, max_retries=0)
+    request = {"model": "text@cached-6", "messages": [{"role": "user", "content": "sky?"}]}
+    if stream:
+        options = {"include_usage": True}
+        with client.chat.completions.stream(**request, stream_options=options) as answer:
+            usage = answer.get_final_completion().usage
+    else:
+        usage = client.chat.completions.create(**request).usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (9, 6)
+    (row,) = rows(cached, key_id)
+    # The text fixture: 9 prompt tokens (6 of them cached), 11 answer and 25 thinking tokens.
+    assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (9, 6, 36)
+    fresh, read, output = 3 * FLASH["input"], 6 * FLASH["cached_input"], 36 * FLASH["output"]
+    assert row["cost_usd"] == pytest.approx((fresh + read + output) / 1e6, abs=1e-9)
+    assert row["list_cost_usd"] == pytest.approx((9 * FLASH["input"] + output) / 1e6, abs=1e-9)
+    saved = 6 * (FLASH["input"] - FLASH["cached_input"]) / 1e6
+    assert row["saving_prompt_cache_usd"] == pytest.approx(saved, abs=1e-9)
+    assert row["provider"] == "google" and row["model"] == "gemini-2.5-flash"
 
 
 def test_gemini_cached_content_is_priced_as_cached_input():

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import Service, start_gateway, stop
@@ -117,6 +118,23 @@ def test_the_key_is_the_canonical_request(cached: Service, fake_upstream: Servic
     for other in ({**body, "max_tokens": 51}, {**body, "stop": ["x"]}, {**body, "n": 2}):
         assert post(cached, other).headers["x-savegate-cache"] == "miss", other
     assert upstream_calls(fake_upstream, messages) == 4
+
+
+def test_equal_numbers_are_one_key(cached: Service, fake_upstream: Service):
+    messages = marker()
+    body = {"model": "text-basic", "messages": messages, "temperature": 0, "top_p": 1}
+    body["presence_penalty"] = 0
+    assert post(cached, body).headers["x-savegate-cache"] == "miss"
+    floats = {**body, "temperature": 0.0, "top_p": 1.0, "presence_penalty": -0.0}
+    assert post(cached, floats).headers["x-savegate-cache"] == "hit"
+    exponent = orjson.dumps({**body, "top_p": "ONE"}).replace(b'"ONE"', b"1e0")
+    headers = {"Authorization": f"Bearer {cached.key}", "Content-Type": "application/json"}
+    answer = httpx.post(cached.base_url + "/chat/completions", content=exponent, headers=headers)
+    assert answer.headers["x-savegate-cache"] == "hit"
+    assert post(cached, {**body, "top_p": 0.5}).headers["x-savegate-cache"] == "miss"
+    assert upstream_calls(fake_upstream, messages) == 2
+    # A seed must be an integer, as OpenAI's: `3.0` is refused, not a key of its own.
+    assert post(cached, {**body, "seed": 3.0}).status_code == 400
 
 
 def _stream(service: Service, body: dict) -> tuple[httpx.Headers, bytes]:

@@ -18,6 +18,7 @@ import redis
 
 from tests.conftest import Service, free_port, start_gateway, stop
 from tests.fakes.upstream import assemble, fixture_events
+from tests.test_response_cache_native import events, stream, turn
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -113,6 +114,30 @@ def test_two_workers_share_the_redis_cache(tmp_path: Path, fake_upstream: Servic
         states = [_state(service, body) for _ in range(8)]
         assert states == ["miss"] + ["hit"] * 7
         assert _calls(fake_upstream, body) == 1
+    finally:
+        stop(service.process)
+
+
+def test_native_responses_events_are_kept_in_redis(
+    tmp_path: Path, fake_upstream: Service, prefix: str
+):
+    config = {**_config(fake_upstream, backend="redis"), "redis_url": REDIS_URL}
+    config["redis_prefix"] = prefix
+    native = {"base_url": fake_upstream.base_url, "api_key_env": "FAKE_UPSTREAM_KEY"}
+    config["providers"] = {"native": {**native, "responses": "native", "models": ["resp-*"]}}
+    service = start_gateway(tmp_path, config)
+    try:
+        body = turn()
+        (live_state, live), (state, replayed) = stream(service, body), stream(service, body)
+        assert (live_state, state) == ("miss", "hit")
+        assert replayed == live
+        whole = httpx.post(
+            service.base_url + "/responses",
+            json=body,
+            headers={"Authorization": f"Bearer {service.key}"},
+        )
+        assert whole.headers["x-savegate-cache"] == "hit"
+        assert whole.json() == events(live)[-1]["response"]
     finally:
         stop(service.process)
 

@@ -9,6 +9,7 @@ country about 0.8, the near-duplicates here 0.93-0.94: the threshold is 0.9.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ def semantic(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service) -
     workdir = tmp_path_factory.mktemp("semantic")
     config = {
         "usage": {"flush_seconds": 0.1},
-        "cache": {"semantic": {"groups": ["text-basic"], "threshold": 0.9}},
+        "cache": {"semantic": {"groups": ["text-basic", "ticks-*", "status-*"], "threshold": 0.9}},
         "aliases": {"basic-alias": "text-basic"},
         "providers": {
             "fake": {
@@ -226,6 +227,51 @@ def test_hits_are_usage_rows_flagged_semantic(semantic: Service):
     assert len(mine) == 2
     assert {row["endpoint"] for row in mine} == {"embeddings"}
     assert all(row["prompt_tokens"] > 0 and row["cost_usd"] == 0 for row in mine)  # free
+
+
+def _at_once(service: Service, requests: list[dict]) -> list[httpx.Response]:
+    async def fire() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {service.key}"}
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=60) as client:
+            calls = [client.post("/chat/completions", json=r, headers=headers) for r in requests]
+            return list(await asyncio.gather(*calls))
+
+    return asyncio.run(fire())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_near_identical_misses_at_once_make_one_upstream_call(
+    semantic: Service, fake_upstream: Service, stream: bool
+):
+    seed = next(_seeds)
+    texts = [QUESTION, SAME_TEXT, QUESTION.upper(), *NEAR]  # the answer takes a second
+    answers = _at_once(semantic, [body(t, seed, model="ticks-20", stream=stream) for t in texts])
+    assert {a.status_code for a in answers} == {200}
+    assert upstream_calls(fake_upstream, seed) == 1
+    states = sorted(state(a.headers) for a in answers)
+    assert states == [("hit", "semantic")] * 4 + [("miss", None)]
+    if stream:
+        replies = [
+            "".join(
+                c["choices"][0]["delta"].get("content") or ""
+                for c in chat_stream_chunks(a.content, include_usage=False)
+                if c["choices"]
+            )
+            for a in answers
+        ]
+    else:
+        replies = [a.json()["choices"][0]["message"]["content"] for a in answers]
+    assert len(set(replies)) == 1
+
+
+def test_waiting_misses_make_their_own_calls_when_the_first_fails(
+    semantic: Service, fake_upstream: Service
+):
+    seed = next(_seeds)
+    texts = [QUESTION, SAME_TEXT, QUESTION.upper()]
+    answers = _at_once(semantic, [body(t, seed, model="status-500") for t in texts])
+    assert {a.status_code for a in answers} == {500}
+    assert upstream_calls(fake_upstream, seed) >= 3  # each its own; nothing was kept
 
 
 def test_a_key_with_the_cache_off_is_not_served_from_it(semantic: Service):

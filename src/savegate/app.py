@@ -221,7 +221,10 @@ class Gateway:
         )
         model = semantic.embedding_model or self.config.local.name
         centre = semantic.embedding_model is None  # the embedded model's vectors need it
-        return SemanticCache(settings, store, self.executor, self.meter, model, centre=centre)
+        wait = self.config.routing.total_timeout_seconds
+        return SemanticCache(
+            settings, store, self.executor, self.meter, model, centre=centre, wait=wait
+        )
 
     async def start(self) -> None:
         await create_schema(self.engine)

@@ -1,6 +1,7 @@
 """The Gemini half of the fake upstream: replays `tests/fixtures/gemini/*.sse`.
 
-Models: `<fixture>`, `status-<code>` (a Google error body), `cut` (a stream that closes
+Models: `<fixture>`, `<fixture>@cached-<n>` (n of its prompt tokens reported as read from
+cached content), `status-<code>` (a Google error body), `cut` (a stream that closes
 before any finishReason), `finish-<REASON>` (one candidate ending with that finishReason
 and no content), `empty` (a response with neither candidates nor promptFeedback);
 `*-image` answers `generateContent` with one image (`tests/fixtures/openai-media/
@@ -45,7 +46,21 @@ def finish_event(reason: str) -> bytes:
 EMPTY = b'data: {"usageMetadata": {"promptTokenCount": 12}, "modelVersion": "gemini-2.5-flash"}\n\n'
 
 
+def with_cached_content(events: list[bytes], cached: int) -> list[bytes]:
+    """`events` with `cachedContentTokenCount` in their usage, as Gemini reports reads of a
+    cache (implicit or explicit): part of `promptTokenCount`."""
+    out = []
+    for event in events:
+        chunk = orjson.loads(event.removeprefix(b"data: "))
+        chunk["usageMetadata"]["cachedContentTokenCount"] = cached
+        out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return out
+
+
 def events_for(model: str) -> list[bytes]:
+    if "@cached-" in model:
+        name, _, cached = model.partition("@cached-")
+        return with_cached_content(events_for(name), int(cached))
     if model.startswith("finish-"):
         return [finish_event(model.removeprefix("finish-"))]
     if model == "empty":

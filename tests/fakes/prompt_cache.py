@@ -2,11 +2,12 @@
 
 Each block marked with `cache_control` caches the request's prefix up to it (tools, then
 system, then messages), unless that prefix is under 1,024 tokens (here: its JSON's bytes
-/ 4). A request reads the longest marked prefix cached before and writes the rest of its
-marked prefixes, each for its mark's `ttl`. The usage it reports is Anthropic's:
-`cache_read_input_tokens`, `cache_creation_input_tokens` and their split by lifetime,
-with `input_tokens` (the rest) as recorded. Its faults are Anthropic's too: a fifth mark,
-or a mark on a message rather than on one of its blocks, is a 400.
+/ 4; a string content counts as its text block). A request reads the longest prefix
+cached before that ends at one of its marks or at one of the 20 blocks before a mark,
+and writes the rest of its marked prefixes, each for its mark's `ttl`. The usage it
+reports is Anthropic's: `cache_read_input_tokens`, `cache_creation_input_tokens` and their
+split by lifetime, with `input_tokens` (the rest) as recorded. Its faults are Anthropic's
+too: a fifth mark, or a mark on a message rather than on one of its blocks, is a 400.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 MIN_TOKENS = 1024
+LOOKBACK = 20  # blocks before a mark at whose ends a cached prefix is looked for
 CACHED: set[str] = set()  # prefixes cached so far, by digest
 
 
@@ -27,13 +29,19 @@ def _bare(block: Any) -> Any:
 
 
 def _blocks(request: dict[str, Any]) -> list[Any]:
+    """The request's blocks in prefix order, a string content (or system) as the one text
+    block it stands for."""
     system = request.get("system")
     blocks = [*(request.get("tools") or [])]
-    blocks += system if isinstance(system, list) else [system] if system else []
+    blocks += system if isinstance(system, list) else [_text(system)] if system else []
     for message in request.get("messages") or []:
         content = message.get("content")
-        blocks += content if isinstance(content, list) else [content]
+        blocks += content if isinstance(content, list) else [_text(content)]
     return blocks
+
+
+def _text(content: Any) -> Any:
+    return {"type": "text", "text": content} if isinstance(content, str) else content
 
 
 def fault(request: dict[str, Any]) -> str | None:
@@ -47,20 +55,29 @@ def fault(request: dict[str, Any]) -> str | None:
     return None
 
 
+def _prefix(blocks: list[Any], end: int) -> tuple[str, int]:
+    raw = orjson.dumps([_bare(b) for b in blocks[:end]])
+    return hashlib.sha256(raw).hexdigest(), len(raw) // 4
+
+
 def usage(request: dict[str, Any]) -> dict[str, Any] | None:
     """The cache fields of the request's usage; None if it marks nothing."""
     blocks = _blocks(request)
-    prefixes: list[tuple[str, int, str]] = []  # digest, tokens, ttl
-    for end, block in enumerate(blocks, 1):
-        if not (isinstance(block, dict) and "cache_control" in block):
-            continue
-        raw = orjson.dumps([_bare(b) for b in blocks[:end]])
-        if len(raw) // 4 >= MIN_TOKENS:
-            ttl = block["cache_control"].get("ttl", "5m")
-            prefixes.append((hashlib.sha256(raw).hexdigest(), len(raw) // 4, ttl))
-    if not any(isinstance(b, dict) and "cache_control" in b for b in blocks):
+    marks = [end for end, b in enumerate(blocks, 1) if isinstance(b, dict) and "cache_control" in b]
+    if not marks:
         return None
-    read = max((tokens for digest, tokens, _ in prefixes if digest in CACHED), default=0)
+    prefixes: list[tuple[str, int, str]] = []  # digest, tokens, ttl
+    read = 0
+    for end in marks:
+        digest, tokens = _prefix(blocks, end)
+        if tokens >= MIN_TOKENS:
+            prefixes.append((digest, tokens, blocks[end - 1]["cache_control"].get("ttl", "5m")))
+        # Read: the longest prefix cached before, ending at this mark or a block before it.
+        for start in range(end, max(0, end - LOOKBACK), -1):
+            digest, tokens = _prefix(blocks, start)
+            if digest in CACHED:
+                read = max(read, tokens)
+                break
     written = {"5m": 0, "1h": 0}
     covered = read
     for digest, tokens, ttl in prefixes:

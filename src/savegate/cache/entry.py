@@ -17,13 +17,16 @@ class CacheUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A whole answer in the endpoint's neutral form (a `chat.completion`, a legacy
-    `text_completion`, an embeddings list), who really answered it, and what it cost at
-    list price: a hit's saving. Shared by every hit: never changed once made."""
+    `text_completion`, an embeddings list, a Responses API `response`), who really
+    answered it, and what it cost at list price: a hit's saving; and, for an answer
+    replayed as it came (the Responses API served natively), the stream's own bytes when
+    it was streamed. Shared by every hit: never changed once made."""
 
     answer: dict[str, Any]
     provider: str | None
     list_cost_usd: float
     size: int = field(default=0, compare=False)
+    events: bytes | None = None
     tokens: TokenCounts = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -36,28 +39,33 @@ class Entry:
         answer: dict[str, Any],
         provider: str | None,
         list_cost_usd: float,
+        events: bytes | None = None,
     ) -> tuple[Entry, bytes]:
-        """A new entry, and its encoding (whose length is its size)."""
-        raw = cls(answer, provider, list_cost_usd).encode()
-        return cls(answer, provider, list_cost_usd, len(raw)), raw
+        """A new entry, and its encoding (whose length is its size); `events` must be
+        UTF-8, as SSE is."""
+        raw = cls(answer, provider, list_cost_usd, events=events).encode()
+        return cls(answer, provider, list_cost_usd, len(raw), events), raw
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "answer": self.answer,
-                "provider": self.provider,
-                "list_cost_usd": self.list_cost_usd,
-            }
-        )
+        data: dict[str, Any] = {
+            "answer": self.answer,
+            "provider": self.provider,
+            "list_cost_usd": self.list_cost_usd,
+        }
+        if self.events is not None:
+            data["events"] = self.events.decode()
+        return orjson.dumps(data)
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
         data = orjson.loads(raw)
+        events = data.get("events")
         return cls(
             data["answer"],
             data["provider"],
             float(data["list_cost_usd"]),
             len(raw),
+            events.encode() if isinstance(events, str) else None,
         )
 
 

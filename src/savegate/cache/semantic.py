@@ -54,8 +54,9 @@ class SemanticStore:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="semantic-cache")
 
-    def same_text(self, scope: str, text: str) -> Entry | None:
-        return self.index.same_text(scope, text_key(text), time.time())
+    def same_text(self, scope: str, key: bytes) -> Entry | None:
+        """A live entry whose text is the one `key` (`text_key`) stands for."""
+        return self.index.same_text(scope, key, time.time())
 
     def nearest(self, scope: str, vector: Vector) -> Found | None:
         return self.index.nearest(scope, vector, time.time())

@@ -6,7 +6,8 @@ model (`cache.models`, public names after aliases), it asks for a repeatable ans
 its headers allow it: `x-savegate-cache: no-store` or `Cache-Control: no-store` neither
 reads nor writes, `refresh` or `no-cache` does not read but writes. The key is a hash of
 the endpoint and the canonical request: the public model after aliases and every other
-field but `user`, `stream` and `stream_options`, as JSON with sorted keys.
+field but `user`, `stream` and `stream_options`, as JSON with sorted keys, its top-level
+numbers written alike when they are equal (`temperature: 0` and `0.0` are one key).
 
 Identical misses at once make one upstream call: the first leads, the others wait for its
 answer and are served it from the cache, or make their own call if it failed. Within a
@@ -43,6 +44,7 @@ HEADER = "x-savegate-cache"
 _IGNORED = ("user", "stream", "stream_options")
 _POLL = 0.025  # seconds between looks while another process makes the call
 _MEMO = 1024  # model names whose cache setting is remembered
+_EXACT = 2**53  # floats past it stay floats: orjson writes no int beyond 64 bits
 
 
 def directive(context: RequestContext) -> str | None:
@@ -65,9 +67,27 @@ def directive(context: RequestContext) -> str | None:
     return "refresh" if "no-cache" in tokens else None
 
 
+def _number(value: float) -> float | int:
+    return int(value) if value.is_integer() and -_EXACT <= value <= _EXACT else value
+
+
+def canonical_fields(body: dict[str, Any], ignored: tuple[str, ...]) -> dict[str, Any]:
+    """The request's fields but the `ignored`, an integral float made an int: JSON has one
+    kind of number, and `top_p: 1` asks what `top_p: 1.0` does."""
+    return {
+        name: _number(value) if type(value) is float else value
+        for name, value in body.items()
+        if name not in ignored
+    }
+
+
 def repeatable(body: dict[str, Any], endpoint: str, cache_all: bool) -> bool:
     """Whether a request may be answered from a cache: it asks for a repeatable answer
-    (embeddings always do), or the config caches all."""
+    (embeddings always do), or the config caches all; never a Responses API request
+    whose answer changes state upstream that a replay would leave as it is (a
+    `conversation` it adds to) or comes later (`background`)."""
+    if endpoint == "responses" and (body.get("conversation") is not None or body.get("background")):
+        return False
     return (
         cache_all
         or endpoint == "embeddings"
@@ -96,11 +116,14 @@ class Patterns:
         return matches
 
 
+Keep = Callable[[dict[str, Any] | None, RequestMeter, bytes | None], Awaitable[None]]
+
+
 def recording(
     stream: ChatStream,
     codec: Codec,
     used: RequestMeter,
-    keep: Callable[[dict[str, Any] | None, RequestMeter], Awaitable[None]],
+    keep: Keep,
     release: Callable[[], Awaitable[None]],
 ) -> ChatStream:
     """`stream`, folded as it passes: `keep` is told its answer when it ends whole, and
@@ -110,7 +133,7 @@ def recording(
     async def done(assembler: Assembler | None) -> None:
         try:
             if assembler is not None:
-                await keep(assembler.answer(used.usage), used)
+                await keep(assembler.answer(used.usage), used, assembler.events)
         finally:
             await release()
 
@@ -143,12 +166,17 @@ class Look:
         state = "hit" if self.entry is not None else "miss" if self._cache else "bypass"
         return {HEADER: state}
 
-    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
-        """Store the answer, if it is whole and the upstream said what it used."""
+    async def keep(
+        self, answer: dict[str, Any] | None, used: RequestMeter, events: bytes | None = None
+    ) -> None:
+        """Store the answer (and the stream's `events`, for a codec that replays them), if
+        it is whole and the upstream said what it used."""
         record = used.answered
         if self._cache is None or answer is None or record is None or record.estimated:
             return
-        await self._cache.put(self._digest, answer, record.provider, record.list_cost_usd)
+        if self.codec.kept(answer):
+            provider, listed = record.provider, record.list_cost_usd
+            await self._cache.put(self._digest, answer, provider, listed, events)
 
     def record(self, stream: ChatStream, used: RequestMeter) -> ChatStream:
         """The stream, its answer kept when it ends whole."""
@@ -166,8 +194,7 @@ class Look:
         """A hit as a stream (its usage row recorded)."""
         assert self._cache is not None and self.entry is not None
         self._cache.hit(request, endpoint, self.entry)
-        answer, request_id = self.entry.answer, request.context.request_id
-        return self.codec.stream(answer, request.include_usage, request_id)
+        return self.codec.stream(self.entry, request.include_usage, request.context.request_id)
 
     async def release(self) -> None:
         """Let those waiting for this call look again."""
@@ -199,7 +226,7 @@ class ResponseCache:
         return key.cache if key.cache is not None else model in self._models
 
     def _digest(self, request: ChatRequest, model: str, endpoint: str) -> str:
-        body = {name: value for name, value in request.body.items() if name not in _IGNORED}
+        body = canonical_fields(request.body, _IGNORED)
         body["model"] = model
         scope: list[Any] = [endpoint, body]
         if self._config.per_key:
@@ -270,9 +297,14 @@ class ResponseCache:
             await self._backend.release(digest)
 
     async def put(
-        self, digest: str, answer: dict[str, Any], provider: str | None, list_cost: float
+        self,
+        digest: str,
+        answer: dict[str, Any],
+        provider: str | None,
+        list_cost: float,
+        events: bytes | None,
     ) -> None:
-        entry, raw = Entry.make(answer, provider, list_cost)
+        entry, raw = Entry.make(answer, provider, list_cost, events)
         if len(raw) > self._config.max_entry_bytes:
             return
         with contextlib.suppress(CacheUnavailable):  # kept next time, then

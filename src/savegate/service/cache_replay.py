@@ -5,6 +5,8 @@ streamed answer is folded into the whole object as it passes (`Recording`), and 
 streaming request for a cached answer gets it back as the chunks of a stream
 (`Replay`), which the dialect's framer turns into its wire like any other stream. Each
 replay has a fresh `id` and `created`; `model` stays the model that really answered.
+Native Responses API answers are the exception: their events are kept and replayed as
+the upstream sent them, ids included (`wire.responses_replay`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,25 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from savegate.cache import Entry
 from savegate.core.payload import Json
 from savegate.providers.base import ChatStream
 from savegate.wire.chunks import Chunks
 from savegate.wire.replay import ChatAssembler, TextAssembler, chat_chunks, text_chunks
+from savegate.wire.responses_replay import ResponsesAssembler, answered, response_events
 
 
 class Assembler(Protocol):
-    def feed(self, chunk: dict[str, Any]) -> None: ...
+    def feed(self, batch: Chunks) -> None: ...
 
-    def answer(self, usage: dict[str, Any] | None) -> dict[str, Any] | None: ...
+    def answer(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The whole answer, None unless the stream ended with one."""
+        ...
+
+    @property
+    def events(self) -> bytes | None:
+        """The stream's own bytes, when they are what a replay sends (else None)."""
+        ...
 
 
 Chunker = Callable[..., list[Json]]
@@ -43,6 +54,10 @@ class Codec:
         assert self.prefix is not None
         return self.prefix + request_id.removeprefix("req_"), int(time.time())
 
+    def kept(self, answer: dict[str, Any]) -> bool:
+        """Whether an answer is one to keep."""
+        return True
+
     def whole(self, answer: dict[str, Any], request_id: str) -> dict[str, Any]:
         """The answer to a non-streaming request."""
         if self.prefix is None:
@@ -50,27 +65,42 @@ class Codec:
         id, created = self.fresh(request_id)
         return {**answer, "id": id, "created": created}
 
-    def stream(self, answer: dict[str, Any], include_usage: bool, request_id: str) -> ChatStream:
+    def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
         assert self.chunks is not None
         id, created = self.fresh(request_id)
-        return Replay(self.chunks(answer, include_usage, id=id, created=created))
+        return Replay(Chunks(self.chunks(entry.answer, include_usage, id=id, created=created)))
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesCodec(Codec):
+    """The Responses API served natively: the upstream's response whole, or its events;
+    only responses that answered (`completed`, `incomplete`) are kept."""
+
+    def kept(self, answer: dict[str, Any]) -> bool:
+        return answered(answer)
+
+    def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
+        if entry.events is not None:
+            return Replay(Chunks(sse=entry.events))
+        return Replay(response_events(entry.answer))
 
 
 CODECS = {
     "chat": Codec("chatcmpl-", ChatAssembler, chat_chunks),
     "completions": Codec("cmpl-", TextAssembler, text_chunks),
     "embeddings": Codec(None),
+    "responses": ResponsesCodec(None, ResponsesAssembler),
 }
 
 
 class Replay:
     """A cached answer as a stream: all its chunks in one batch."""
 
-    def __init__(self, chunks: list[Json]) -> None:
-        self._chunks = chunks
+    def __init__(self, batch: Chunks) -> None:
+        self._batch = batch
 
     async def _batches(self) -> AsyncGenerator[Chunks, None]:
-        yield Chunks(self._chunks)
+        yield self._batch
 
     def __aiter__(self) -> AsyncIterator[Chunks]:
         return self._batches()
@@ -103,8 +133,7 @@ class Recording:
     async def _relay(self) -> AsyncGenerator[Chunks, None]:
         feed = self._assembler.feed
         async for batch in self._stream:
-            for chunk in batch:
-                feed(chunk.data)
+            feed(batch)
             yield batch
         self._whole = True
 

@@ -6,7 +6,8 @@ It is on for the model groups `cache.semantic.groups` names (public names after
 aliases), unless the key's cache setting is off; it follows the exact cache's rules for
 which requests may be answered from a cache (`repeatable`) and for the request's
 directives (`no-store`, `refresh`). The exact cache is asked first; the semantic cache
-only on its miss or bypass, and a miss is kept by both.
+only on its miss or bypass, and a miss is kept by both. Near-identical misses at once in
+one process make one upstream call, the others served its answer (`semantic_flights`).
 
 The embeddings come from `embedding_model`, routed by the gateway's own router and
 executor like any call (the embedded model by default). They are not billed to the
@@ -27,7 +28,7 @@ import orjson
 
 from savegate.cache import Entry
 from savegate.cache.semantic import SemanticStore
-from savegate.cache.vectors import Found, Vector
+from savegate.cache.vectors import Found, Vector, text_key
 from savegate.config import CacheConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
@@ -47,6 +48,7 @@ from savegate.service.cache import (
 from savegate.service.cache_replay import CODECS, Codec
 from savegate.service.embeddings import EMBEDDINGS, embed_route
 from savegate.service.semantic_centre import VERSION, Centre, Vectors
+from savegate.service.semantic_flights import Flight, Flights
 from savegate.service.semantic_text import Subject, subject
 
 log = logging.getLogger(__name__)
@@ -76,13 +78,17 @@ class SemanticLook:
         subject: Subject | None = None,
         vector: Vector | None = None,
         found: Found | None = None,
+        *,
+        flight: Flight | None = None,
     ) -> None:
+        """`flight`: this miss's call, which others may be waiting for."""
         self._cache = cache
         self._exact = exact
         self.codec = codec
         self._subject = subject
         self._vector = vector
         self._found = found
+        self._flight = flight
 
     @property
     def entry(self) -> Entry | None:
@@ -96,14 +102,20 @@ class SemanticLook:
         exact_writes = self._exact is not None and self._exact.headers[HEADER] == "miss"
         return {HEADER: "miss" if self._cache is not None or exact_writes else "bypass"}
 
-    async def keep(self, answer: dict[str, Any] | None, used: RequestMeter) -> None:
+    async def keep(
+        self, answer: dict[str, Any] | None, used: RequestMeter, events: bytes | None = None
+    ) -> None:
         if self._exact is not None:
-            await self._exact.keep(answer, used)
+            await self._exact.keep(answer, used, events)
         record = used.answered
         if self._cache is None or answer is None or record is None or record.estimated:
             return
         assert self._subject is not None and self._vector is not None
-        self._cache.put(self._subject, self._vector, answer, record.provider, record.list_cost_usd)
+        entry = self._cache.put(
+            self._subject, self._vector, answer, record.provider, record.list_cost_usd
+        )
+        if self._flight is not None:
+            self._flight.land(entry)
 
     def record(self, stream: ChatStream, used: RequestMeter) -> ChatStream:
         """The stream, its answer kept by both caches when it ends whole."""
@@ -117,7 +129,7 @@ class SemanticLook:
 
     def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
         entry = self._hit(request, endpoint)
-        return self.codec.stream(entry.answer, request.include_usage, request.context.request_id)
+        return self.codec.stream(entry, request.include_usage, request.context.request_id)
 
     def _hit(self, request: ChatRequest, endpoint: str) -> Entry:
         assert self._cache is not None and self._found is not None
@@ -125,6 +137,8 @@ class SemanticLook:
         return self._found.entry
 
     async def release(self) -> None:
+        if self._flight is not None:
+            self._flight.land(None)  # no answer kept: those waiting make their own calls
         if self._exact is not None:
             await self._exact.release()
 
@@ -139,7 +153,9 @@ class SemanticCache:
         embedding_model: str,
         *,
         centre: bool,
+        wait: float,
     ) -> None:
+        """`wait`: how long a miss may wait for a near-identical call made at once."""
         self._config = config
         self._semantic = config.semantic
         self._groups = Patterns(config.semantic.groups)
@@ -150,6 +166,8 @@ class SemanticCache:
         # The embedded model's vectors are centred (see `semantic_centre`); others' not.
         self._centre = Centre(self._vectors_for_reference) if centre else None
         self._inflight = 0
+        self._flights = Flights()
+        self._wait = wait
         self._warned = 0.0
 
     def start(self) -> None:
@@ -174,19 +192,47 @@ class SemanticCache:
         about = subject(request.body, model, context)
         if len(about.text) > self._semantic.max_chars:
             return SemanticLook(None, exact, codec)
+        text = text_key(about.text)
         if asked != "refresh":
-            same = self._store.same_text(about.scope, about.text)
-            if same is not None:  # the same text: no need to embed it
+            same = self._store.same_text(about.scope, text)
+            ahead = self._flights.same_text(about.scope, text) if same is None else None
+            if ahead is not None:  # the same text is being asked: its answer, unembedded
+                same = await ahead.wait(self._wait)
+            if same is not None:
                 return SemanticLook(self, exact, codec, about, found=Found(same, 1.0))
-        vector = await self._embed(request, about.text)
+        flight = self._flights.start(about.scope, text)
+        try:
+            vector = await self._embed(request, about.text)
+            found = None
+            if vector is not None:
+                found = await self._search(about.scope, flight, vector, asked != "refresh")
+        except BaseException:
+            flight.land(None)
+            raise
         if vector is None:
+            flight.land(None)
             return SemanticLook(None, exact, codec)
-        found = None
-        if asked != "refresh":
-            nearest = self._store.nearest(about.scope, vector)
-            if nearest is not None and nearest.similarity >= self._semantic.threshold:
-                found = nearest
-        return SemanticLook(self, exact, codec, about, vector, found)
+        if found is not None:
+            flight.land(found.entry)  # those waiting for this request are answered alike
+            return SemanticLook(self, exact, codec, about, vector, found)
+        return SemanticLook(self, exact, codec, about, vector, flight=flight)
+
+    async def _search(self, scope: str, flight: Flight, vector: Vector, read: bool) -> Found | None:
+        """The stored entry nearest `vector`, if similar enough, else the answer of a
+        flight as near (`read`: this request may be answered from the cache); None: this
+        request makes the call, others waiting for it."""
+        threshold = self._semantic.threshold
+        ahead = self._flights.embedded(flight, vector, threshold)
+        if not read:
+            return None
+        nearest = self._store.nearest(scope, vector)
+        if nearest is not None and nearest.similarity >= threshold:
+            return nearest
+        if ahead is None:
+            return None
+        leader, similarity = ahead
+        entry = await leader.wait(self._wait)
+        return Found(entry, similarity) if entry is not None else None
 
     async def _embed(self, request: ChatRequest, text: str) -> Vector | None:
         """`text`'s unit vector (centred, for the embedded model), None if it could not
@@ -240,10 +286,12 @@ class SemanticCache:
         answer: dict[str, Any],
         provider: str | None,
         list_cost: float,
-    ) -> None:
+    ) -> Entry:
+        """The new entry, kept unless it is too large."""
         entry, raw = Entry.make(answer, provider, list_cost)
         if len(raw) <= self._config.max_entry_bytes:
             self._store.add(about.scope, vector, about.text, entry, raw)
+        return entry
 
     def hit(self, request: ChatRequest, endpoint: str, entry: Entry) -> None:
         """A hit's usage row: flagged semantic, nothing paid, its list cost saved."""

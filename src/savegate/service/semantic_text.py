@@ -5,11 +5,12 @@ text is its string content or its text parts joined by a space; each is normalis
 (Unicode NFKC, case folded, runs of white space made one space). Everything else must be
 the same for two requests to be compared at all, and is hashed into their scope: the
 public model after aliases, every other field but `user`, `stream` and `stream_options`
-(tools, `tool_choice`, `response_format`, sampling parameters, …), the system and
-developer messages (their text normalised likewise), the other messages (assistant
-turns, tool results) whole, and the user messages without their text (their number and
-order, names, image parts). System prompts are not compared but must match: a long one
-shared by every request would make any two questions look alike.
+(tools, `tool_choice`, `response_format`, sampling parameters, …, equal numbers written
+alike as in the exact cache's key), the system and developer messages (their text
+normalised likewise), the other messages (assistant turns, tool results) whole, and the
+user messages without their text (their number and order, names, image parts). System
+prompts are not compared but must match: a long one shared by every request would make
+any two questions look alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from savegate.service.cache import canonical_fields
 
 _IGNORED = ("user", "stream", "stream_options", "messages")
 _NORMALISED = frozenset({"system", "developer"})  # their text in the scope, normalised
@@ -62,7 +65,7 @@ def subject(body: dict[str, Any], model: str, context: list[Any]) -> Subject:
             shape.append({**rest, "text": normalise(text)})
         else:
             shape.append(message)
-    fields = {name: value for name, value in body.items() if name not in _IGNORED}
+    fields = canonical_fields(body, _IGNORED)
     fields["model"] = model
     canonical = orjson.dumps([*context, fields, shape], option=orjson.OPT_SORT_KEYS)
     return Subject("\n".join(lines), hashlib.blake2b(canonical, digest_size=20).hexdigest())

@@ -3,7 +3,8 @@
 Streams move in batches so that what is paid per step (a generator hop per layer, an
 ASGI send, a socket write) is paid once per upstream read rather than once per chunk.
 A batch relayed from an OpenAI-compatible upstream keeps the upstream's own SSE bytes:
-on the usual path they are forwarded without being split, parsed or re-encoded.
+on the usual path they are forwarded without being split, parsed or re-encoded. The SSE
+bytes may also be named events (the Responses API's, with `event:` lines).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Chunks:
     def items(self) -> list[Json]:
         if self._items is None:
             assert self._sse is not None
-            self._items = [Json(raw=payload) for payload in sse.data_payloads(self._sse)]
+            self._items = [Json(raw=payload) for payload in sse.payloads(self._sse)]
         return self._items
 
     @property

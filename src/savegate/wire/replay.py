@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from savegate.core.payload import Json
+from savegate.wire.chunks import Chunks
 
 _TEXTS = ("content", "refusal", "reasoning_content")
 
@@ -96,16 +97,19 @@ class ChatAssembler:
     """Folds a `chat.completion.chunk` stream into the `chat.completion` it stands for."""
 
     kind = "chat.completion"
+    events = None  # a replay is made of the answer, not of the chunks that made it
 
     def __init__(self) -> None:
         self._head: dict[str, Any] | None = None
         self._choices: dict[int, dict[str, Any]] = {}
 
-    def feed(self, chunk: dict[str, Any]) -> None:
-        if self._head is None:
-            self._head = chunk
-        for choice in chunk.get("choices") or []:
-            self._choice(choice)
+    def feed(self, batch: Chunks) -> None:
+        for item in batch:
+            chunk = item.data
+            if self._head is None:
+                self._head = chunk
+            for choice in chunk.get("choices") or []:
+                self._choice(choice)
 
     def _choice(self, choice: dict[str, Any]) -> None:
         index = choice.get("index", 0)
@@ -168,21 +172,24 @@ class TextAssembler:
     """Folds a legacy `text_completion` stream into one `text_completion`."""
 
     kind = "text_completion"
+    events = None
 
     def __init__(self) -> None:
         self._head: dict[str, Any] | None = None
         self._choices: dict[int, dict[str, Any]] = {}
 
-    def feed(self, chunk: dict[str, Any]) -> None:
-        if self._head is None:
-            self._head = chunk
-        for choice in chunk.get("choices") or []:
-            index = choice.get("index", 0)
-            state = self._choices.setdefault(
-                index, {"text": "", "index": index, "logprobs": None, "finish_reason": None}
-            )
-            state["text"] += choice.get("text") or ""
-            state["finish_reason"] = choice.get("finish_reason") or state["finish_reason"]
+    def feed(self, batch: Chunks) -> None:
+        for item in batch:
+            chunk = item.data
+            if self._head is None:
+                self._head = chunk
+            for choice in chunk.get("choices") or []:
+                index = choice.get("index", 0)
+                state = self._choices.setdefault(
+                    index, {"text": "", "index": index, "logprobs": None, "finish_reason": None}
+                )
+                state["text"] += choice.get("text") or ""
+                state["finish_reason"] = choice.get("finish_reason") or state["finish_reason"]
 
     def answer(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
         choices = [self._choices[i] for i in sorted(self._choices)]

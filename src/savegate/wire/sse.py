@@ -52,6 +52,14 @@ def data_payloads(raw: bytes) -> list[bytes]:
     return [block[6:] for block in raw[:-2].split(b"\n\n")]
 
 
+def payloads(raw: bytes) -> list[bytes]:
+    """The payloads of whole events: cut at C speed when they are `data:` lines only (as
+    `json_data_events` found them), else parsed (named events: the Responses API's)."""
+    if raw.startswith(b"data: "):
+        return data_payloads(raw)
+    return [event.data for event in SSEDecoder().decode(raw) if event.data]
+
+
 class SSEDecoder:
     """Incremental SSE parser: `decode()` bytes as they arrive, `flush()` at the end.
 

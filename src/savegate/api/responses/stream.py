@@ -223,15 +223,14 @@ class NativeFramer:
 
     def __init__(self) -> None:
         self._sequence = 0
-        self._response: dict[str, Any] | None = None  # as `response.created` told it
+        self._first: Chunks | None = None  # its `response.created`, read only on a failure
 
     def start(self) -> bytes:
         return b""
 
     def feed(self, batch: Chunks) -> bytes:
-        if self._response is None and len(batch):
-            first = batch.items[0].data.get("response")
-            self._response = first if isinstance(first, dict) else {}
+        if self._first is None and len(batch):
+            self._first = batch
         self._sequence += len(batch)
         return batch.sse
 
@@ -239,4 +238,7 @@ class NativeFramer:
         return b""
 
     def fail(self, error: GatewayError) -> bytes:
-        return failure_events(error, self._sequence, self._response or None)
+        first = self._first.items[0].data if self._first is not None else None
+        response = first.get("response") if isinstance(first, dict) else None
+        known = response if isinstance(response, dict) and response else None
+        return failure_events(error, self._sequence, known)
