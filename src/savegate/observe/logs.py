@@ -4,7 +4,7 @@ of their own so that a request never waits on stderr.
 Every record goes through a queue: the caller only enqueues it (its message is already
 formatted and redacted by the record factory `core.redact.redact_logs` installs); the
 writer thread formats and writes. A `Deferred` entry (the access log's) is cheaper
-still: the writer thread makes its record, and the event loop hands such entries over
+still: the writer thread makes its line (no `LogRecord`), and the event loop hands such entries over
 in batches, `GATHER_SECONDS` after the first: waking the writer thread costs a system
 call (tens of microseconds on a VM), which a request's tail should not pay, and a batch
 is written with one. Fields given as `extra` show as JSON keys, or
@@ -158,6 +158,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _redacted(line: Line, redactor: Redactor) -> dict[str, Any]:
+    """The line's fields, its untrusted ones redacted in place (a line is written once)."""
     fields = line.fields
     for name in line.untrusted:
         value = fields.get(name)
@@ -253,7 +254,7 @@ def configure(level: str, log_format: LogFormat, worker: int, tag: str, redactor
 
 
 def defer(entry: Deferred) -> None:
-    """Have the writer thread make and write `entry`'s record (soon, with those that
+    """Have the writer thread make and write `entry`'s line (soon, with those that
     follow it on this event loop); without one (not configured, or stopped), it is
     logged here and now."""
     records = _output.queue if _output.listener is not None else None
