@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 
 import pytest
+from sqlalchemy import Connection
 
 from savegate.core.usage import TokenCounts
 from savegate.metering.record import UsageRecord
@@ -16,7 +17,7 @@ from savegate.store.db import create_engine, create_schema
 from tests.stores import database, query
 
 
-async def _no_touch(_: dict[str, datetime]) -> None:
+def _no_touch(_: Connection, __: dict[str, datetime]) -> None:
     return None
 
 

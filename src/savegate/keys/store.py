@@ -6,7 +6,7 @@ import secrets as _random
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from savegate.core.keys import ApiKey
@@ -17,6 +17,9 @@ from savegate.store.tables import api_keys, counters
 
 _REVISION = "keys_revision"
 DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+_TOUCH = (
+    update(api_keys).where(api_keys.c.id == bindparam("key")).values(last_used_at=bindparam("when"))
+)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -125,13 +128,12 @@ class KeyStore:
             await _bump_revision(connection)
         return True
 
-    async def touch(self, last_used: dict[str, datetime]) -> None:
-        """Record when keys were last used (batched by the usage writer)."""
-        async with self._engine.begin() as connection:
-            for key_id, when in last_used.items():
-                await connection.execute(
-                    update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=when)
-                )
+    @staticmethod
+    def touch(connection: Connection, last_used: dict[str, datetime]) -> None:
+        """Record when keys were last used (in the usage writer's transaction)."""
+        if last_used:
+            rows = [{"key": key_id, "when": when} for key_id, when in last_used.items()]
+            connection.execute(_TOUCH, rows)
 
     async def active_by_hash(self) -> dict[str, ApiKey]:
         query = select(api_keys).where(api_keys.c.revoked_at.is_(None))

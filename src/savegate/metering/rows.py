@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.store.tables import usage
+
+# Statements of a few rows: on PostgreSQL a batch runs on the event loop, awaiting each
+# statement, and preparing a statement's parameters holds the loop: requests get a turn.
+ROWS_PER_STATEMENT = 100
 
 
 class UsageInsert:
@@ -43,5 +47,11 @@ class UsageInsert:
             values = processed
         return tuple(values) if self._positional else dict(zip(COLUMNS, values, strict=True))
 
-    async def write(self, connection: AsyncConnection, records: Sequence[UsageRecord]) -> None:
-        await connection.exec_driver_sql(self._sql, [self._parameters(r) for r in records])
+    def write(self, connection: Connection, records: Sequence[UsageRecord]) -> None:
+        for start in range(0, len(records), ROWS_PER_STATEMENT):
+            rows = records[start : start + ROWS_PER_STATEMENT]
+            connection.exec_driver_sql(self._sql, [self._parameters(r) for r in rows])
+
+    async def write_in(self, connection: AsyncConnection, records: Sequence[UsageRecord]) -> None:
+        """`write` inside a transaction of the async engine's (a batch's own)."""
+        await connection.run_sync(self.write, records)

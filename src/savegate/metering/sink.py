@@ -1,7 +1,10 @@
 """Usage rows are written in batches, off the request path.
 
 `add()` only appends to a bounded in-memory buffer. A background task writes what has
-gathered every `interval` seconds (or sooner when a batch is full); when the database
+gathered every `interval` seconds (or sooner when a batch is full), the rows and their
+keys' last use in one transaction, run in one hop to a thread on SQLite (`Serial`: through
+the async driver each statement and the commit were hand-offs between threads, some
+4 million instructions of the event loop's a flush, more than its rows). When the database
 is unavailable it keeps the rows and retries with backoff. A row the database refuses
 while it is up is set aside in `usage_rejected` (logged and counted), never retried in
 front of the rows behind it. `close()` (graceful shutdown, SIGTERM) writes everything
@@ -15,21 +18,23 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.core.faults import store_failed
 from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.metering.rows import UsageInsert
+from savegate.store.serial import Serial
 from savegate.store.tables import usage_rejected
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_STATEMENT = 100
+# Records on a connection when each key was last used.
+TouchKeys = Callable[[Connection, dict[str, datetime]], None]
 
 
 class UsageSink:
@@ -37,13 +42,14 @@ class UsageSink:
         self,
         engine: AsyncEngine,
         *,
-        touch_keys: Callable[[dict[str, datetime]], Awaitable[None]],
+        touch_keys: TouchKeys,
         interval: float = 0.5,
         batch_size: int = 1000,
         capacity: int = 1_000_000,
     ) -> None:
         self._engine = engine
         self._insert = UsageInsert(engine.dialect)
+        self._serial = Serial(engine)
         self._touch_keys = touch_keys
         self._interval = interval
         self._batch_size = batch_size
@@ -131,7 +137,7 @@ class UsageSink:
         """Write `_writing`, taking each row off it once it is stored or set aside."""
         batch = self._writing
         try:
-            await self._insert_rows(batch)
+            await self._serial.run(lambda connection: self._write(connection, batch))
         except Exception as exc:
             if _outage(exc):
                 raise
@@ -153,14 +159,13 @@ class UsageSink:
             return
         self._writing = []
         self.written += len(batch)
-        await self._touch(batch)
+
+    def _write(self, connection: Connection, records: Sequence[UsageRecord]) -> None:
+        self._insert.write(connection, records)
+        self._touch_keys(connection, _last_used(records))
 
     async def _insert_rows(self, records: Sequence[UsageRecord]) -> None:
-        async with self._engine.begin() as connection:
-            # Statements of a few rows: preparing a statement's parameters holds the
-            # event loop, so requests get a turn in between.
-            for start in range(0, len(records), ROWS_PER_STATEMENT):
-                await self._insert.write(connection, records[start : start + ROWS_PER_STATEMENT])
+        await self._serial.run(lambda connection: self._insert.write(connection, records))
 
     async def _set_aside(self, record: UsageRecord, exc: Exception) -> None:
         """Keep a refused row in `usage_rejected`. Writing it there is also the test that
@@ -183,9 +188,9 @@ class UsageSink:
         )
 
     async def _touch(self, records: list[UsageRecord]) -> None:
-        last_used = {record.key_id: record.created_at for record in records}
+        last_used = _last_used(records)
         with contextlib.suppress(Exception):
-            await self._touch_keys(last_used)
+            await self._serial.run(lambda connection: self._touch_keys(connection, last_used))
 
     async def close(self, grace_seconds: float = 30.0) -> None:
         if self._task is not None:
@@ -199,8 +204,13 @@ class UsageSink:
             except Exception:
                 if asyncio.get_running_loop().time() > deadline:
                     log.error("shutting down with %d usage rows unwritten", len(self._buffer))
-                    return
+                    break
                 await asyncio.sleep(0.5)
+        await self._serial.aclose()
+
+
+def _last_used(records: Sequence[UsageRecord]) -> dict[str, datetime]:
+    return {record.key_id: record.created_at for record in records}
 
 
 def _outage(exc: Exception) -> bool:

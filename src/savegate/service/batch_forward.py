@@ -206,7 +206,7 @@ class NativeJob(BatchJob):
 
         async def write_usage(connection: AsyncConnection) -> None:
             if records:
-                await tools.usage.write(connection, records)
+                await tools.usage.write_in(connection, records)
 
         if await tools.store.change(
             self.id, tools.runner, values, files=tuple(files.values()), extra=write_usage

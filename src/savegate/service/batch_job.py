@@ -291,7 +291,7 @@ class BatchJob:
 
             async def write_usage(connection: AsyncConnection) -> None:
                 if records:
-                    await tools.usage.write(connection, records)
+                    await tools.usage.write_in(connection, records)
 
             await tools.store.finish_line(
                 self.id,
