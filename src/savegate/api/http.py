@@ -218,7 +218,7 @@ DISCONNECT_EXTENSION = "savegate.disconnect"
 class DisconnectSignal:
     """The server's word that a request's client went away, passed to one listener.
 
-    Our server (`api/server.py`) puts one in each request's scope, under
+    Our server (`api/protocol.py`) puts one in each request's scope, under
     `extensions["savegate.disconnect"]["signal"]`: a callback costs nothing per request,
     where a task waiting on `receive` for `http.disconnect` costs two task steps.
     """

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from savegate import __version__
 from savegate.api.asgi import ApiApp
-from savegate.api.server import DrainingServer, PairedWritesProtocol
+from savegate.api.protocol import HttpProtocol
+from savegate.api.server import DrainingServer
 from savegate.app import Gateway
 from savegate.cli.workers import Supervisor, listen
 from savegate.config import Config, ConfigError, ServerConfig
@@ -199,7 +200,7 @@ def _serve(
             app,
             host=config.server.host,
             port=config.server.port,
-            http=PairedWritesProtocol,
+            http=HttpProtocol,
             loop="uvloop",
             ws="none",  # no WebSocket endpoint: its modules are never loaded
             lifespan="on",
