@@ -20,18 +20,33 @@ NODE_PACKAGES := examples/node tests/codex
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
 
+# llama-cpp-python builds llama.cpp from source, by default for the build machine's own
+# CPU (GGML_NATIVE): on a VM whose CPU reports AVX-512 and AMX, that build dies of a
+# protection fault at the first prompt of more than a token (seen here). The portable
+# x86-64-v3 build instead (AVX2, FMA, F16C; the Dockerfile's flags). Its wheel is kept in
+# a cache of our own, named by the pin and the flags: pip's wheel cache ignores CMAKE_ARGS
+# and would hand back a build made with other flags.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_PIN := $(shell grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)
+LLAMA_WHEELS := $(HOME)/.cache/savegate/llama-$(shell echo '$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+
 .PHONY: serve test lint bench bench-quick constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e .
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+		--wheel-dir $(LLAMA_WHEELS) "$(LLAMA_PIN)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(PIP_INSTALL) --find-links $(LLAMA_WHEELS) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[test]'
+	$(PIP_INSTALL) --find-links $(LLAMA_WHEELS) -e '.[test]'
 	touch $@
 
 $(CHROMIUM):
