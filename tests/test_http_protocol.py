@@ -123,7 +123,9 @@ def test_garbage_gets_400_and_the_connection_closes(relay_gateway: Service) -> N
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
-    assert data.startswith(b"HTTP/1.1 400") and data.endswith(b"Invalid HTTP request received.")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and body == b"Invalid HTTP request received."
+    assert b"content-length: %d" % len(body) in head
 
 
 def test_a_body_over_the_limit_is_refused_and_the_connection_serves_on(

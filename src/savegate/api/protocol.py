@@ -57,9 +57,10 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+_INVALID = b"Invalid HTTP request received."
 _BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 28\r\nconnection: close\r\n\r\nInvalid HTTP request received."
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_INVALID), _INVALID)
 )
 
 
@@ -98,6 +99,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expects_continue = False
+        self._receiving = False  # a request's head has begun to arrive
 
     # --- the transport's side ---------------------------------------------------------
 
@@ -160,6 +162,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expects_continue = False
+        self._receiving = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -171,6 +174,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._receiving = False
         parser = self._parser
         version = parser.get_http_version()
         url = httptools.parse_url(self._url)
@@ -258,6 +262,9 @@ class HttpProtocol(asyncio.Protocol):
         self._idle_timer = None
         if self._serving is not None:
             return  # set again when this request is answered
+        if self._receiving:  # a request on its way: its head is slow, not idle
+            self._arm_idle()
+            return
         deadline = self._idle_since + self._keep_alive_seconds
         if self._loop.time() >= deadline:
             self.close()
