@@ -282,12 +282,12 @@ class HttpProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def shutdown(self) -> None:
-        """The server is shutting down: close now if idle, else after this answer."""
+        """The server is shutting down: close now if idle, else once every request it
+        has received is answered (probes pipelined behind a stream still are)."""
         if self._serving is None:
             self.close()
         else:
-            for exchange in (self._serving, *self._queued):
-                exchange.keep_alive = False
+            (self._queued[-1] if self._queued else self._serving).keep_alive = False
 
     # --- writing ----------------------------------------------------------------------
 
