@@ -130,6 +130,7 @@ def input_items(request: dict[str, Any]) -> list[dict[str, Any]]:
         value = [{"type": "message", "role": "user", "content": value}]
     items = []
     for item in value:
+        listed = {**item, "id": item.get("id") or new_id("msg")}
         if item.get("type", "message") == "message":
             content = item["content"]
             if isinstance(content, str):
@@ -137,19 +138,18 @@ def input_items(request: dict[str, Any]) -> list[dict[str, Any]]:
                 if item["role"] == "assistant":
                     part = {"type": "output_text", "text": content, "annotations": []}
                 content = [part]
-            item = {"type": "message", "role": item["role"], "content": content}
-            item["status"] = "completed"
-        items.append({"id": item.get("id") or new_id("msg"), **item})
+            listed.update(type="message", content=content, status="completed")
+        items.append(listed)
     return items
 
 
-async def send_json(send: Any, status: int, payload: Any) -> None:
+async def _json(send: Any, status: int, payload: Any) -> None:
     headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": orjson.dumps(payload)})
 
 
-def error(message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def _error(message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {
         "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
     }
@@ -159,10 +159,10 @@ async def handle(request: dict[str, Any], authorization: str | None, send: Any) 
     model: str = request["model"]
     previous = request.get("previous_response_id")
     if previous is not None and (authorization, previous) not in STORED:
-        await send_json(
+        await _json(
             send,
             404,
-            error(
+            _error(
                 f"Previous response with id '{previous}' not found.",
                 "previous_response_id",
                 "previous_response_not_found",
@@ -177,7 +177,7 @@ async def handle(request: dict[str, Any], authorization: str | None, send: Any) 
         )
         STORED[authorization, response_id] = (kept, input_items(request))
     if not request.get("stream"):
-        await send_json(send, 200, body(request, response_id))
+        await _json(send, 200, body(request, response_id))
         return
     await send(
         {
@@ -213,33 +213,33 @@ async def stored(scope: dict[str, Any], authorization: str | None, send: Any, lo
     response_id, _, tail = path.removeprefix("/v1/responses/").partition("/")
     kept = STORED.get((authorization, response_id))
     if (method, tail) not in (("GET", ""), ("DELETE", ""), ("GET", "input_items")):
-        await send_json(send, 404, error(f"Invalid URL ({method} {path})"))
+        await _json(send, 404, _error(f"Invalid URL ({method} {path})"))
         return
     if kept is None:
-        await send_json(send, 404, error(f"Response with id '{response_id}' not found."))
+        await _json(send, 404, _error(f"Response with id '{response_id}' not found."))
         return
     response, items = kept
     if method == "DELETE":
         del STORED[authorization, response_id]
-        await send_json(send, 200, {"id": response_id, "object": "response", "deleted": True})
+        await _json(send, 200, {"id": response_id, "object": "response", "deleted": True})
         return
     if not tail:
-        await send_json(send, 200, response)
+        await _json(send, 200, response)
         return
     params = {name: values[-1] for name, values in parse_qs(query).items()}
     limit = int(params.get("limit", 20))
     if not 1 <= limit <= 100:
-        await send_json(send, 400, error("limit must be between 1 and 100", "limit"))
+        await _json(send, 400, _error("limit must be between 1 and 100", "limit"))
         return
     ordered = items if params.get("order", "desc") == "asc" else items[::-1]
     ids = [item["id"] for item in ordered]
     after = params.get("after")
     if after is not None and after not in ids:
-        await send_json(send, 400, error(f"No item with id '{after}' in this list.", "after"))
+        await _json(send, 400, _error(f"No item with id '{after}' in this list.", "after"))
         return
     start = ids.index(after) + 1 if after is not None else 0
     page = ordered[start : start + limit]
-    await send_json(
+    await _json(
         send,
         200,
         {
