@@ -107,7 +107,7 @@ def test_a_whole_answer_is_the_upstreams_response_again(native: Service, fake_up
         "miss",
         "hit",
     ]
-    assert second.json() == first.json() == fake.body(body)  # its id too
+    assert second.json() == first.json() == fake.body(body, first.json()["id"])  # its id too
     assert upstream_calls(fake_upstream, body) == 1
     assert post(native, {**body, "temperature": 1}).headers["x-savegate-cache"] == "bypass"
 
@@ -115,7 +115,8 @@ def test_a_whole_answer_is_the_upstreams_response_again(native: Service, fake_up
 def test_a_streamed_answer_is_replayed_byte_for_byte(native: Service, fake_upstream: Service):
     body = turn()
     state, live = stream(native, body)
-    assert state == "miss" and live == b"".join(fake.events({**body, "stream": True}))
+    made = fake.streamed_id(live)
+    assert state == "miss" and live == b"".join(fake.events({**body, "stream": True}, made))
     state, replayed = stream(native, body)
     assert state == "hit" and replayed == live  # the upstream's events, as they came
     whole = post(native, body)
@@ -162,9 +163,9 @@ def test_conversation_state_upstream_is_never_broken(native: Service, fake_upstr
     answers = [post(native, follow) for _ in range(2)]
     assert [a.headers["x-savegate-cache"] for a in answers] == ["miss", "hit"]
     assert answers[1].json()["id"] == answers[0].json()["id"]
-    assert (
-        post(native, {**follow, "previous_response_id": "resp_other"}).headers["x-savegate-cache"]
-        == "miss"
+    other = post(native, turn()).json()["id"]
+    assert post(native, {**follow, "previous_response_id": other}).headers["x-savegate-cache"] == (
+        "miss"
     )
     # What the upstream stored differs with `store`: never one answer for the other.
     unstored = turn(store=False)
@@ -200,3 +201,24 @@ def test_hits_are_usage_rows_that_save_their_list_cost(native: Service):
         assert (hit["prompt_tokens"], hit["completion_tokens"]) == (21, 9)
         assert (hit["cached_tokens"], hit["reasoning_tokens"]) == (5, 4)
         assert hit["model"] == "resp-text-2025-01-01" and hit["endpoint"] == "responses"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_hit_is_read_back_by_the_key_whose_miss_made_it(native: Service, streamed: bool):
+    headers = {"Authorization": f"Bearer {native.keys['admin']}"}
+    other = httpx.post(native.url + "/admin/keys", headers=headers, json={"name": "hit"}).json()
+    body = turn()
+    if streamed:
+        _, live = stream(native, body)
+        made = fake.streamed_id(live)
+        state, replayed = stream(native, body, other["secret"])
+        assert (state, fake.streamed_id(replayed)) == ("hit", made)
+    else:
+        made = post(native, body).json()["id"]
+        hit = post(native, body, other["secret"])
+        assert (hit.headers["x-savegate-cache"], hit.json()["id"]) == ("hit", made)
+    client = openai.OpenAI(api_key=native.key, base_url=native.base_url, max_retries=0)
+    assert client.responses.retrieve(made).id == made  # the hit changed nothing
+    someone_else = openai.OpenAI(api_key=other["secret"], base_url=native.base_url, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        someone_else.responses.retrieve(made)  # read back by the key whose miss made it only

@@ -61,7 +61,7 @@ def test_request_goes_upstream_as_sent(native_gateway: Service, fake_upstream: S
     }
     answer = post(native_gateway, body)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == fake.body({**body, "model": "resp-text"})
+    assert answer.json() == fake.body({**body, "model": "resp-text"}, answer.json()["id"])
     sent = last_upstream(fake_upstream)
     assert sent["path"] == "/v1/responses"
     assert sent["body"] == {**body, "model": "resp-text"}  # only the model renamed
@@ -79,7 +79,7 @@ def test_stream_is_the_upstreams_bytes(native_gateway: Service, fake_upstream: S
         assert response.status_code == 200
         streamed = b"".join(response.iter_bytes())
     assert last_upstream(fake_upstream)["body"] == body  # no stream_options, no max_tokens
-    assert streamed == b"".join(fake.events(body))
+    assert streamed == b"".join(fake.events(body, fake.streamed_id(streamed)))
 
 
 def test_sdk_stream_keeps_reasoning_and_hosted_tools(client: openai.OpenAI):
@@ -117,7 +117,7 @@ def test_mid_stream_error_ends_with_response_failed(client: openai.OpenAI):
     ]
     assert [e.type for e in events[3:]] == ["error", "response.failed"]
     assert [e.sequence_number for e in events] == list(range(5))
-    assert events[-1].response.id == "resp_fake_upstream"  # type: ignore[union-attr]
+    assert events[-1].response.id == events[0].response.id  # type: ignore[union-attr]
 
 
 def test_a_limited_key_caps_output_in_the_responses_field(

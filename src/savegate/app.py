@@ -45,11 +45,12 @@ from savegate.service.files import FilesService
 from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
 from savegate.service.responses import ResponsesService
+from savegate.service.responses_native import NativeResponses
 from savegate.store.batches import BatchStore
 from savegate.store.blobs import BlobStore
 from savegate.store.db import create_engine, create_schema
 from savegate.store.files import FileStore
-from savegate.store.responses import ResponseStore
+from savegate.store.responses import NativeResponseStore, ResponseStore
 from savegate.store.usage import month_totals
 
 if TYPE_CHECKING:
@@ -114,7 +115,13 @@ class Gateway:
         self.embeddings = EmbeddingService(pipeline)
         self.media = MediaService(pipeline)
         self.response_store = ResponseStore(self.engine)
-        self.responses = ResponsesService(pipeline, self.chat, self.response_store)
+        # Through the gateway: a reload swaps the providers.
+        self.native_responses = NativeResponses(
+            NativeResponseStore(self.engine), lambda: self.providers.adapters
+        )
+        self.responses = ResponsesService(
+            pipeline, self.chat, self.response_store, self.native_responses
+        )
         self.key_admin = KeyAdmin(self.keys, self.auth, self.budgets)
         self.live_requests: Callable[[], int] = lambda: 0  # the HTTP surface tells
         self._files_and_batches()
@@ -255,6 +262,7 @@ class Gateway:
         await self.rate_limiter.aclose()
         await self.budgets.aclose()
         await self.cache.aclose()
+        await self.native_responses.aclose()
         await asyncio.gather(*(provider.aclose() for provider in self.providers.adapters))
         await asyncio.gather(*(http.aclose() for http in self.providers.transports))
         await self.readiness.aclose()

@@ -16,7 +16,8 @@ behaviour:
 - `slow-json`: answer a non-streaming request only after 30 s;
 - `tool-call-first`: `tool-call-single`, calling the request's first tool by its name;
 - `<fixture>@cached-<n>`: the fixture, n of its prompt tokens reported as cached.
-Images, audio and moderations are answered by `media.py`.
+Images, audio and moderations are answered by `media.py`, stored Responses API
+responses by `responses.py`.
 `GET /_log` returns what it received and saw (requests, disconnects).
 """
 
@@ -36,7 +37,13 @@ from tests.fakes import anthropic, batches, faults, gemini, media, openai_extra,
 from tests.fakes.recordings import sse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-streams"
-LOG: dict[str, list[Any]] = {"requests": [], "disconnects": [], "completed": [], "webhooks": []}
+LOG: dict[str, list[Any]] = {
+    "requests": [],
+    "disconnects": [],
+    "completed": [],
+    "webhooks": [],
+    "stored": [],  # calls on stored responses (`responses.stored`)
+}
 
 
 def fixture_events(name: str) -> list[bytes]:
@@ -144,6 +151,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         await media.handle(scope["path"], headers, body, send, LOG)
         return
+    if scope["path"].startswith("/v1/responses/"):
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        await responses.stored(scope, headers.get("authorization"), send, LOG)
+        return
     request = orjson.loads(body)
     if scope["path"] == "/_webhook":
         LOG["webhooks"].append(request)
@@ -197,7 +208,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await hold_until_disconnect(model, receive)
         return
     if scope["path"].endswith("/responses"):
-        await responses.handle(request, send)
+        await responses.handle(request, headers.get("authorization"), send)
         return
     if scope["path"].endswith("/embeddings"):
         await send_json(send, 200, openai_extra.embeddings_body(request))

@@ -67,11 +67,20 @@ class EmbeddingProvider(Protocol):
 class ResponsesProvider(Protocol):
     """Optional: `/v1/responses` natively, the request passed through as the client sent
     it. Others are served through a translation to chat instead. The stream's batches are
-    the upstream's Responses events (items and bytes), not chat chunks."""
+    the upstream's Responses events (items and bytes), not chat chunks. What it made and
+    stored is read back and deleted there too, with the same upstream key."""
+
+    name: str
+    account: str | None  # which upstream key it calls with, as a digest (None: it has none)
 
     async def respond(self, request: ChatRequest, model: str) -> Json: ...
 
     async def stream_response(self, request: ChatRequest, model: str) -> ChatStream: ...
+
+    async def stored(self, method: str, path: str) -> Json:
+        """`GET` or `DELETE /responses/<path>` upstream (`path`: the response's id, maybe
+        `/input_items`, and a query string)."""
+        ...
 
 
 @runtime_checkable

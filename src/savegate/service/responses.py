@@ -6,7 +6,9 @@ native`), the request goes upstream as the client sent it, through the same pipe
 and the conversation is the upstream's to keep. Otherwise a turn loads the conversation
 named by `previous_response_id` (only the key that made it can see it), adds this
 turn's input, and is answered through chat. A finished response is stored with the
-input that led to it, unless the request said `store: false`.
+input that led to it, unless the request said `store: false`. Either kind is read back
+and deleted by the key that made it: one kept here from the database, a native one from
+the upstream that keeps it (`responses_native`).
 """
 
 from __future__ import annotations
@@ -21,30 +23,16 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest, RequestContext
 from savegate.providers.base import ChatStream, ResponsesProvider
 from savegate.routing.executor import Capability
-from savegate.routing.router import Route
 from savegate.service.chat import ChatService
 from savegate.service.pipeline import Pipeline, Reply
-from savegate.store.responses import ResponseStore, StoredResponse
+from savegate.service.responses_native import NativeCall, NativeResponses
+from savegate.store.responses import NativeResponse, ResponseStore, StoredResponse
 from savegate.wire.responses import chat_body, from_chat, input_items, new_id
 from savegate.wire.validate import validate_chat_request
 
 NATIVE = Capability(
     "the Responses API natively", lambda provider: isinstance(provider, ResponsesProvider)
 )
-
-
-def _native(route: Route) -> ResponsesProvider:
-    provider = route.provider
-    assert isinstance(provider, ResponsesProvider)
-    return provider
-
-
-async def _respond(route: Route, request: ChatRequest) -> Json:
-    return await _native(route).respond(request, route.upstream_model)
-
-
-async def _open(route: Route, request: ChatRequest) -> ChatStream:
-    return await _native(route).stream_response(request, route.upstream_model)
 
 
 def not_found(response_id: str, param: str | None = None) -> NotFound:
@@ -62,7 +50,7 @@ class Turn:
     key_id: str
     conversation: list[dict[str, Any]]  # the stored history and this turn's input
     store: ResponseStore | None
-    native: bool = False
+    native: NativeCall | None = None
 
     async def remember(self, response: dict[str, Any]) -> None:
         if self.store is not None:
@@ -70,17 +58,26 @@ class Turn:
 
 
 class ResponsesService:
-    def __init__(self, pipeline: Pipeline, chat: ChatService, store: ResponseStore) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        chat: ChatService,
+        store: ResponseStore,
+        native: NativeResponses,
+    ) -> None:
         self._pipeline = pipeline
         self._chat = chat
         self._store = store
+        self._native = native
 
     async def start(self, body: dict[str, Any], raw: bytes, context: RequestContext) -> Turn:
         """The turn for the request `body` (`raw`: its bytes, as the client sent them)."""
         key_id = context.key.id
+        keep = body.get("store", True) is not False
         if self._pipeline.served_with(body["model"], NATIVE):
             request = ChatRequest(body, raw, context)
-            return Turn(new_id("resp"), body, request, key_id, [], None, native=True)
+            call = self._native.call(key_id, keep)
+            return Turn(new_id("resp"), body, request, key_id, [], None, native=call)
         history: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
         if previous is not None:
@@ -90,7 +87,6 @@ class ResponsesService:
             history = stored.conversation()
         items = [*history, *input_items(body)]
         chat = validate_chat_request(chat_body(body, items))
-        keep = body.get("store", True) is not False
         return Turn(
             new_id("resp"),
             body,
@@ -101,8 +97,11 @@ class ResponsesService:
         )
 
     async def complete(self, turn: Turn) -> Reply[Json]:
-        if turn.native:
-            return await self._pipeline.call(turn.request, "responses", _respond, NATIVE)
+        call = turn.native
+        if call is not None:
+            reply = await self._pipeline.call(turn.request, "responses", call.respond, NATIVE)
+            await call.written()
+            return reply
         reply = await self._chat.complete(turn.request)
         response = from_chat(turn.response_id, turn.body, reply.value.data)
         await turn.remember(response)
@@ -110,18 +109,51 @@ class ResponsesService:
 
     async def stream(self, turn: Turn) -> Reply[ChatStream]:
         """Chat chunks, or the upstream's Responses events when the turn is native."""
-        if turn.native:
-            return await self._pipeline.stream(
-                turn.request, "responses", _open, NATIVE, reports_usage=True
+        call = turn.native
+        if call is not None:
+            reply = await self._pipeline.stream(
+                turn.request, "responses", call.open, NATIVE, reports_usage=True
             )
+            return Reply(call.remembering(reply.value), reply.headers)
         return await self._chat.stream(turn.request)
 
-    async def load(self, key_id: str, response_id: str) -> StoredResponse:
+    async def retrieve(self, key_id: str, response_id: str, query: bytes) -> Json:
+        """`GET /v1/responses/{id}`: kept here, else by the upstream that made it."""
         stored = await self._store.load(key_id, response_id)
-        if stored is None:
-            raise not_found(response_id)
-        return stored
+        if stored is not None:
+            return Json.of(stored.response)
+        found = await self._upstream(key_id, response_id)
+        return await self._native.retrieve(found, response_id, query)
 
-    async def delete(self, key_id: str, response_id: str) -> None:
-        if not await self._store.delete(key_id, response_id):
+    async def input_items(self, key_id: str, response_id: str, query: bytes) -> Json:
+        stored = await self._store.load(key_id, response_id)
+        if stored is not None:
+            return Json.of(_item_list(stored))
+        found = await self._upstream(key_id, response_id)
+        return await self._native.input_items(found, response_id, query)
+
+    async def delete(self, key_id: str, response_id: str) -> Json:
+        if await self._store.delete(key_id, response_id):
+            return Json.of({"id": response_id, "object": "response", "deleted": True})
+        found = await self._upstream(key_id, response_id)
+        return await self._native.delete(key_id, found, response_id)
+
+    async def _upstream(self, key_id: str, response_id: str) -> NativeResponse:
+        """Where a native response the key made lives; not found for any other (the
+        upstream is not asked)."""
+        found = await self._native.find(key_id, response_id)
+        if found is None:
             raise not_found(response_id)
+        return found
+
+
+def _item_list(stored: StoredResponse) -> dict[str, Any]:
+    """A stored response's input items, as OpenAI lists them (in one page)."""
+    items = [{"id": item.get("id") or new_id("msg"), **item} for item in stored.input_items]
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": False,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+    }

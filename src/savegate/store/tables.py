@@ -70,6 +70,19 @@ responses = Table(
     Column("input_items", JSON, nullable=False),
 )
 
+# Responses a native upstream (`responses: native`) made and keeps: the provider and the
+# upstream key (a digest of it, `account`) whose account holds each, and the key that may
+# read it back through the gateway.
+native_responses = Table(
+    "native_responses",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("account", String(16), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 # One row per upstream call (or per refused request), written in batches off the hot path.
 usage = Table(
     "usage",

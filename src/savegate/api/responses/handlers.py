@@ -6,7 +6,6 @@ from savegate.api.http import (
     HttpRequest,
     Response,
     answer_response,
-    json_response,
     stream_response,
 )
 from savegate.api.relay import Framer
@@ -14,7 +13,6 @@ from savegate.api.responses.stream import NativeFramer, ResponsesFramer
 from savegate.core.errors import NotFound
 from savegate.core.keys import ApiKey
 from savegate.service.responses import ResponsesService
-from savegate.wire.responses import new_id
 from savegate.wire.validate import parse_json_object
 from savegate.wire.validate_responses import validate_responses_request
 
@@ -28,7 +26,7 @@ async def create_response(
         reply = await responses.stream(turn)
         framer: Framer = (
             NativeFramer()
-            if turn.native
+            if turn.native is not None
             else ResponsesFramer(turn.response_id, body, turn.remember)
         )
         return stream_response(reply.value, framer, reply.headers, request.request_id)
@@ -46,24 +44,14 @@ def _response_id(request: HttpRequest) -> tuple[str, str]:
 
 async def get_response(request: HttpRequest, key: ApiKey, responses: ResponsesService) -> Response:
     response_id, tail = _response_id(request)
-    stored = await responses.load(key.id, response_id)
-    if not tail:
-        return json_response(stored.response)
-    items = [{"id": item.get("id") or new_id("msg"), **item} for item in stored.input_items]
-    return json_response(
-        {
-            "object": "list",
-            "data": items,
-            "has_more": False,
-            "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None,
-        }
-    )
+    query: bytes = request.scope.get("query_string", b"")
+    if tail:
+        return answer_response(await responses.input_items(key.id, response_id, query), {})
+    return answer_response(await responses.retrieve(key.id, response_id, query), {})
 
 
 async def delete_response(
     request: HttpRequest, key: ApiKey, responses: ResponsesService
 ) -> Response:
     response_id, _ = _response_id(request)
-    await responses.delete(key.id, response_id)
-    return json_response({"id": response_id, "object": "response", "deleted": True})
+    return answer_response(await responses.delete(key.id, response_id), {})

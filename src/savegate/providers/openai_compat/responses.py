@@ -8,14 +8,15 @@ each batch holds whole events: metering finds the usage in `response.completed`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import hashlib
+from collections.abc import AsyncGenerator, Callable
 
 import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
-from savegate.providers.http import HttpUpstream, Response
+from savegate.providers.http import Headers, HttpUpstream, Response
 from savegate.providers.openai_compat.adapter import OpenAICompatProvider
 from savegate.providers.remote import UpstreamReader
 from savegate.wire.chunks import Chunks
@@ -30,11 +31,27 @@ class OpenAIResponsesProvider(OpenAICompatProvider):
     """An OpenAI-compatible provider that also speaks the Responses API (`responses:
     native` in its config)."""
 
+    def __init__(
+        self,
+        name: str,
+        http: HttpUpstream,
+        key: str | None,
+        observe: Callable[[Headers], None] | None = None,
+    ) -> None:
+        super().__init__(name, http, key, observe)
+        # Names the upstream account a stored response lives in, never the key itself.
+        self.account = hashlib.blake2b(key.encode(), digest_size=8).hexdigest() if key else None
+
     async def respond(self, request: ChatRequest, model: str) -> Json:
         return Json(raw=await self._http.read(await self._open(request, model, _PATH)))
 
     async def stream_response(self, request: ChatRequest, model: str) -> ResponsesEventStream:
         return ResponsesEventStream(self._http, await self._open(request, model, _PATH))
+
+    async def stored(self, method: str, path: str) -> Json:
+        headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
+        response = await self._http.open(f"{_PATH}/{path}", b"", headers, self._observe, method)
+        return Json(raw=await self._http.read(response))
 
 
 def _event_end(buffer: bytes) -> int:
