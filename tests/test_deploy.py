@@ -261,6 +261,30 @@ def test_compose_replicas_wait_for_shared_stores_and_drain_in_time(
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
 
 
+def test_compose_publishes_each_replicas_metrics_port_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    config = load_config(str(DEPLOY / "savegate.yaml"))
+    port = config.metrics.port
+    assert port is not None and config.metrics.enabled
+    main = build_parser().parse_args(entrypoint()[1:]).port
+    assert port != main
+    published = []
+    for name in nginx_replicas():
+        (mapping,) = compose["services"][name]["ports"]
+        host, host_port, container_port = mapping.split(":")
+        assert (host, int(container_port)) == ("127.0.0.1", port), mapping  # not public
+        published.append(int(host_port))
+    assert len(set(published)) == len(published)
+    # The file's opening comment tells where to scrape.
+    header = (DEPLOY / "docker-compose.yaml").read_text().partition("\nx-savegate")[0]
+    assert all(str(number) in header for number in [port, *published])
+    # nginx and the health check stay on the main port: the metrics one serves /metrics only.
+    assert f":{port}" not in NGINX_CONF.read_text()
+    assert f":{main}/health/ready" in " ".join(healthcheck_command())
+    assert ("GET", "/metrics") in routes.METRICS_PORT and len(routes.METRICS_PORT) == 1
+
+
 def _compose_defaults(env: dict[str, str]) -> dict[str, str]:
     """A replica's environment as compose sets it with no variable given: `${X:-d}` is d."""
     return {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in env.items()}
@@ -376,7 +400,8 @@ def test_chart_probes_health_and_drains_before_it_is_killed() -> None:
     for probe, path in paths.items():
         assert app[probe]["httpGet"] == {"path": path, "port": "http"}, probe
         assert routes.find("GET", path) is not None, path
-    assert app["ports"] == [{"name": "http", "containerPort": 8000}]
+    ports = {port["name"]: port["containerPort"] for port in app["ports"]}
+    assert ports["http"] == build_parser().parse_args(entrypoint()[1:]).port
     sleep = app["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"
     grace = Config.model_validate(one_config(kinds)).server.shutdown_grace_seconds
@@ -411,7 +436,7 @@ def test_chart_config_is_the_values_config_and_valid() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     kinds = render()
     config = one_config(kinds)
-    assert config == values["config"]
+    assert config == {**values["config"], "metrics": {"port": values["metrics"]["port"]}}
     parsed = Config.model_validate(config)
     assert (parsed.database_url or "").startswith("postgresql+asyncpg://")
     assert parsed.redis_url
@@ -483,6 +508,73 @@ def test_chart_ingress_streams_server_sent_events() -> None:
     (rule,) = ingress["spec"]["rules"]
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": one(kinds, "Service")["metadata"]["name"], "port": {"name": "http"}}
+
+
+def test_chart_serves_metrics_on_a_port_of_its_own() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]
+    assert values["enabled"] and not values["serviceMonitor"]["enabled"]
+    kinds = render()
+    port = values["port"]
+    # The gateway's metrics.port, beside its main one (which the probes keep).
+    config = Config.model_validate(one_config(kinds))
+    app = container(kinds)
+    main = build_parser().parse_args([*entrypoint()[1:], *app["args"]]).port
+    assert config.metrics.enabled and config.metrics.port == port != main
+    assert {"name": "metrics", "containerPort": port} in app["ports"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert app[probe]["httpGet"]["port"] == "http", probe
+    service = one(kinds, "Service")
+    assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service["spec"]["ports"]
+    pod = one(kinds, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert pod["prometheus.io/scrape"] == "true"
+    assert pod["prometheus.io/port"] == str(port)
+    assert ("GET", pod["prometheus.io/path"]) in routes.METRICS_PORT
+    assert "ServiceMonitor" not in kinds
+    # A port of the operator's choosing follows everywhere; their own metrics fields stay.
+    moved = render({"metrics": {"port": 9100}, "config": {"metrics": {"enabled": True}}})
+    assert one_config(moved)["metrics"] == {"enabled": True, "port": 9100}
+    assert {"name": "metrics", "containerPort": 9100} in container(moved)["ports"]
+    assert one(moved, "Service")["spec"]["ports"][1]["port"] == 9100
+    annotations = one(moved, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9100"
+
+
+def test_chart_without_the_metrics_port_exposes_none() -> None:
+    kinds = render({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
+    assert "metrics" not in one_config(kinds)
+    assert [port["name"] for port in container(kinds)["ports"]] == ["http"]
+    assert [port["name"] for port in one(kinds, "Service")["spec"]["ports"]] == ["http"]
+    annotations = one(kinds, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert not any(name.startswith("prometheus.io/") for name in annotations)
+    assert "ServiceMonitor" not in kinds
+
+
+def test_chart_service_monitor_scrapes_the_services_metrics_port() -> None:
+    monitor = {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}
+    kinds = render({"metrics": {"serviceMonitor": monitor}})
+    found = one(kinds, "ServiceMonitor")
+    assert found["apiVersion"] == "monitoring.coreos.com/v1"
+    assert found["metadata"]["labels"]["release"] == "prometheus"
+    service = one(kinds, "Service")
+    assert found["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = found["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+    }
+
+
+def test_chart_refuses_a_metrics_port_the_gateway_would_refuse() -> None:
+    helm_python = tool("helm_python")
+    with pytest.raises(helm_python.HelmRenderError, match=r"metrics\.port must differ"):
+        render({"metrics": {"port": 8000}})
+    with pytest.raises(helm_python.HelmRenderError, match=r"config\.metrics\.enabled"):
+        render({"config": {"metrics": {"enabled": False}}})
+    kinds = render({"metrics": {"enabled": False}, "config": {"metrics": {"enabled": False}}})
+    assert one_config(kinds)["metrics"] == {"enabled": False}
 
 
 def test_chart_refuses_replicas_that_would_not_share_the_stores() -> None:

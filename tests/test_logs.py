@@ -1,6 +1,6 @@
-"""`savegate serve --log-format json`: every line a JSON object, one access line per
-request with what served it, and no key's secret anywhere; the text format carries the
-same access fields."""
+"""`savegate serve --log-format json`: every line a JSON object (the embedded model's
+process's too), one access line per request with what served it, and no key's secret
+anywhere; the text format carries the same access fields."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import ROOT, Service, start_gateway, stop
+from tests.conftest import ROOT, Service, model_pid, start_gateway, stop, stop_model
 
 UPSTREAM_KEY = "sk-upstream-" + secrets.token_hex(16)
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -121,6 +121,33 @@ def test_json_logs_parse_line_by_line_and_name_no_secret(tmp_path, fake_upstream
     upstream = [r for r in access if r["status"] >= 500]
     assert len(upstream) == 2
     assert all(r["provider"] == "fake" and r["error"] for r in upstream)
+
+
+def test_json_logs_of_the_embedded_model_process_too(tmp_path):
+    """The embedded model runs in a process of its own, which a worker starts: its lines
+    are JSON as well, and say they are the model process's."""
+    data_dir = tmp_path / "data"
+    key = _create_key(data_dir, "--name", "logs")
+    config = {"server": {"workers": 2}}  # no provider: the model process starts at once
+    service = start_gateway(tmp_path, config, args=("--log-format", "json"))
+    try:
+        client = openai.OpenAI(api_key=key, base_url=service.base_url, max_retries=0)
+        answer = client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=4)
+        assert answer.model == "SmolLM2-135M-Instruct" and answer.choices[0].message.content
+        pid = model_pid(data_dir)
+    finally:
+        stop(service.process)
+        ended_by_itself = stop_model(data_dir)
+    assert ended_by_itself  # so it has written its last line too
+    records = [json.loads(line) for line in service.output().splitlines() if line.strip()]
+    model = [r for r in records if r.get("process") == "model"]
+    assert model and {r["pid"] for r in model} == {pid}
+    for record in model:
+        assert {"time", "level", "logger", "message"} <= record.keys() and "worker" not in record
+    messages = [r["message"] for r in model]
+    assert any(m.startswith("embedded model SmolLM2") and "ready" in m for m in messages)
+    assert messages[-1] == "embedded model stopped"
+    assert all(isinstance(r["worker"], int) for r in records if r not in model)
 
 
 def test_text_logs_carry_the_access_fields(tmp_path, fake_upstream: Service):

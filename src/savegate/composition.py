@@ -140,6 +140,7 @@ def build_providers(
                 data_dir=Path(config.data_dir),
                 eager=not groups,
                 log_level=config.server.log_level,
+                log_format=config.server.log_format,
             )
         built.local = local
         built.adapters.append(local)

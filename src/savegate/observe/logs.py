@@ -92,9 +92,12 @@ class _Stamps:
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, worker: int, redactor: Redactor) -> None:
+    """`worker`: the gateway process's number; None in the embedded model's process, whose
+    lines say `"process": "model"` instead (it serves every worker)."""
+
+    def __init__(self, worker: int | None, redactor: Redactor) -> None:
         super().__init__()
-        self._worker = worker
+        self._origin = {"worker": worker} if worker is not None else {"process": "model"}
         self._redactor = redactor
         self._stamps = _Stamps("%Y-%m-%dT%H:%M:%S", time.gmtime)
         self._pid = os.getpid()
@@ -105,7 +108,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "worker": self._worker,
+            **self._origin,
             "pid": record.process,
         }
         extras = extra_fields(record, self._redactor)
@@ -125,7 +128,7 @@ class JsonFormatter(logging.Formatter):
             "level": "info",
             "logger": line.logger,
             "message": self._redactor.text(line.message),
-            "worker": self._worker,
+            **self._origin,
             "pid": self._pid,
             **_redacted(line, self._redactor),
         }
@@ -236,10 +239,13 @@ class _Output:
 _output = _Output()
 
 
-def configure(level: str, log_format: LogFormat, worker: int, tag: str, redactor: Redactor) -> None:
+def configure(
+    level: str, log_format: LogFormat, worker: int | None, tag: str, redactor: Redactor
+) -> None:
     """Log at `level` in `log_format` through a writer thread of this process's own
     (threads do not survive a fork: each worker calls this again). `worker` is 0 for the
-    supervisor or a lone process; `tag` prefixes the text format's logger name."""
+    supervisor or a lone process, None for the model process; `tag` prefixes the text
+    format's logger name."""
     stop()
     direct = _Stream(
         JsonFormatter(worker, redactor) if log_format == "json" else TextFormatter(tag, redactor)

@@ -45,3 +45,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* savegate.yaml: the values' config, its metrics.port set to metrics.port when enabled. */}}
+{{- define "savegate.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- if .Values.metrics.enabled -}}
+{{- $metrics := $config.metrics | default dict -}}
+{{- if and (hasKey $metrics "enabled") (not $metrics.enabled) -}}
+{{- fail "metrics.enabled serves config.metrics on a port of its own: config.metrics.enabled must not be false" -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) 8000 -}}
+{{- fail "metrics.port must differ from 8000, the main port" -}}
+{{- end -}}
+{{- $_ := set $metrics "port" (int .Values.metrics.port) -}}
+{{- $_ = set $config "metrics" $metrics -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}

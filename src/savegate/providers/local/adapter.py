@@ -29,12 +29,13 @@ class LocalProvider:
         data_dir: Path = Path(".savegate"),
         eager: bool = True,
         log_level: str = "info",
+        log_format: str = "text",
         name: str = "local",
     ) -> None:
         self.name = name
         self._config = config or LocalModelConfig()
         self.eager = eager
-        self.process = ModelProcess(self._config, data_dir, log_level)
+        self.process = ModelProcess(self._config, data_dir, log_level, log_format)
 
     async def start(self) -> None:
         if self.eager:

@@ -42,11 +42,13 @@ def unavailable(model: str, why: str) -> ProviderError:
 
 
 class ModelProcess:
-    def __init__(self, config: LocalModelConfig, data_dir: Path, log_level: str) -> None:
+    def __init__(
+        self, config: LocalModelConfig, data_dir: Path, log_level: str, log_format: str
+    ) -> None:
         self._config = config
         self.socket = data_dir.resolve() / SOCKET_NAME
         self._lock = self.socket.with_suffix(".lock")
-        self._log_level = log_level
+        self._logging = ["--log-level", log_level, "--log-format", log_format]  # the gateway's
         self._starting: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._child: subprocess.Popen[bytes] | None = None  # spawned, not up yet
@@ -148,8 +150,7 @@ class ModelProcess:
                     self._config.model_dump_json(),
                     "--exit-when-idle",
                     str(IDLE_EXIT),
-                    "--log-level",
-                    self._log_level,
+                    *self._logging,
                 ],
                 pass_fds=(lock.fileno(),),
                 stdin=subprocess.DEVNULL,

@@ -23,7 +23,9 @@ import uvloop
 from savegate.config import LocalModelConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
+from savegate.core.redact import Redactor, redact_logs
 from savegate.core.request import ChatRequest, RequestContext
+from savegate.observe import logs
 from savegate.providers.local.process import take_lock
 from savegate.providers.local.protocol import Connection, Message, address, error_message
 
@@ -150,11 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help="the `local:` settings, as JSON")
     parser.add_argument("--exit-when-idle", type=float, help="seconds with no gateway")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s [model] %(name)s: %(message)s",
-    )
+    # The gateway's format, naming this process. It knows no upstream key, but masks
+    # credentials in its lines as the gateway does.
+    redactor = Redactor(())
+    redact_logs(redactor)
+    logs.configure(args.log_level, args.log_format, None, "[model] ", redactor)
     # Whoever started us took the lock for us; started by hand, we take it ourselves.
     lock = (
         os.fdopen(args.lock_fd, "a+")
