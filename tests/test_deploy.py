@@ -475,7 +475,7 @@ def test_chart_service_pdb_and_hpa_select_the_replicas() -> None:
     deployment = one(kinds, "Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    service = one(kinds, "Service")
+    service = services(kinds)[0]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     pdb = one(kinds, "PodDisruptionBudget")
@@ -507,7 +507,14 @@ def test_chart_ingress_streams_server_sent_events() -> None:
     assert annotations["team"] == "llm"
     (rule,) = ingress["spec"]["rules"]
     backend = rule["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": one(kinds, "Service")["metadata"]["name"], "port": {"name": "http"}}
+    assert backend == {"name": services(kinds)[0]["metadata"]["name"], "port": {"name": "http"}}
+
+
+def services(kinds: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The main Service and the metrics one."""
+    (main,) = [s for s in kinds["Service"] if not s["metadata"]["name"].endswith("-metrics")]
+    (metrics,) = [s for s in kinds["Service"] if s["metadata"]["name"].endswith("-metrics")]
+    return main, metrics
 
 
 def test_chart_serves_metrics_on_a_port_of_its_own() -> None:
@@ -523,8 +530,11 @@ def test_chart_serves_metrics_on_a_port_of_its_own() -> None:
     assert {"name": "metrics", "containerPort": port} in app["ports"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert app[probe]["httpGet"]["port"] == "http", probe
-    service = one(kinds, "Service")
-    assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service["spec"]["ports"]
+    service, metrics = services(kinds)
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]  # never the keyless port
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics"}]
+    assert metrics["spec"]["selector"] == service["spec"]["selector"]
     pod = one(kinds, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert pod["prometheus.io/scrape"] == "true"
     assert pod["prometheus.io/port"] == str(port)
@@ -534,7 +544,7 @@ def test_chart_serves_metrics_on_a_port_of_its_own() -> None:
     moved = render({"metrics": {"port": 9100}, "config": {"metrics": {"enabled": True}}})
     assert one_config(moved)["metrics"] == {"enabled": True, "port": 9100}
     assert {"name": "metrics", "containerPort": 9100} in container(moved)["ports"]
-    assert one(moved, "Service")["spec"]["ports"][1]["port"] == 9100
+    assert services(moved)[1]["spec"]["ports"][0]["port"] == 9100
     annotations = one(moved, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9100"
 
@@ -544,6 +554,7 @@ def test_chart_without_the_metrics_port_exposes_none() -> None:
     assert "metrics" not in one_config(kinds)
     assert [port["name"] for port in container(kinds)["ports"]] == ["http"]
     assert [port["name"] for port in one(kinds, "Service")["spec"]["ports"]] == ["http"]
+    assert "-metrics" not in one(kinds, "Service")["metadata"]["name"]
     annotations = one(kinds, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert not any(name.startswith("prometheus.io/") for name in annotations)
     assert "ServiceMonitor" not in kinds
@@ -555,8 +566,11 @@ def test_chart_service_monitor_scrapes_the_services_metrics_port() -> None:
     found = one(kinds, "ServiceMonitor")
     assert found["apiVersion"] == "monitoring.coreos.com/v1"
     assert found["metadata"]["labels"]["release"] == "prometheus"
-    service = one(kinds, "Service")
-    assert found["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    service, metrics = services(kinds)
+    selector = found["spec"]["selector"]["matchLabels"].items()
+    assert selector <= metrics["metadata"]["labels"].items()
+    assert not selector <= service["metadata"]["labels"].items()
+    service = metrics
     (endpoint,) = found["spec"]["endpoints"]
     assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
     assert endpoint == {
