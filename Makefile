@@ -16,6 +16,11 @@ REDIS_SERVER := /usr/bin/redis-server
 # tests/test_metrics.py has a real Prometheus server scrape the gateway.
 PROMETHEUS := /usr/bin/prometheus
 NODE_PACKAGES := examples/node tests/codex
+# make image-test builds deploy/Dockerfile with Debian's podman (run by runc) on a Debian
+# base that debootstrap makes: Docker Hub need not be reachable.
+PODMAN := /usr/bin/podman
+RUNC := /usr/sbin/runc
+DEBOOTSTRAP := /usr/sbin/debootstrap
 
 # Every install is pinned to what CI tested (constraints.txt; `make constraints` renews it).
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
@@ -30,7 +35,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_PIN := $(shell grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)
 LLAMA_WHEELS := $(HOME)/.cache/savegate/llama-$(shell echo '$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-.PHONY: serve test lint bench bench-quick constraints
+.PHONY: serve test image-test lint bench bench-quick constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +72,15 @@ $(REDIS_SERVER):
 $(PROMETHEUS):
 	apt-get update -q && apt-get install -y -q prometheus
 
+$(PODMAN):
+	apt-get update -q && apt-get install -y -q podman
+
+$(RUNC):
+	apt-get update -q && apt-get install -y -q runc
+
+$(DEBOOTSTRAP):
+	apt-get update -q && apt-get install -y -q debootstrap
+
 %/node_modules/.installed: %/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	npm ci --prefix $* --no-audit --no-fund
@@ -80,6 +94,11 @@ test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(COMPOSE) $(TINYPROXY) $(RED
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
+
+# tests/test_image.py, opt-in: a cold build compiles llama.cpp (about 20 minutes on 2 busy
+# cores), a warm one (podman keeps its layers) takes seconds.
+image-test: $(VENV)/.installed-test $(PODMAN) $(RUNC) $(DEBOOTSTRAP)
+	SAVEGATE_IMAGE_TEST=1 $(BIN)/python -m pytest tests/test_image.py $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

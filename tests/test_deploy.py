@@ -4,7 +4,8 @@ another and with the gateway itself (its config schema, its command line, the ng
 
 No container engine or cluster runs here: the chart is rendered by Helm's own engine
 (helm-python-sdk, Helm's Go SDK as a library), the compose file is read as YAML (and
-checked by docker-compose when installed), the Dockerfile as its instructions."""
+checked by docker-compose when installed), the Dockerfile as its instructions (and built
+and run by tests/test_image.py, opt-in)."""
 
 from __future__ import annotations
 
