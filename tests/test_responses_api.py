@@ -129,6 +129,7 @@ def test_unknown_previous_response_is_404(client: openai.OpenAI):
     with pytest.raises(openai.NotFoundError) as info:
         client.responses.create(model="text-basic", input="x", previous_response_id="resp_nope")
     assert info.value.param == "previous_response_id"
+    assert info.value.code == "previous_response_not_found"  # as OpenAI says it
 
 
 NAMESPACE = {

@@ -1,14 +1,16 @@
-"""Responses made natively upstream (`responses: native`) read back and deleted through the
-gateway: `GET`/`DELETE /v1/responses/{id}` and `GET .../input_items` reach the provider and
-the upstream key that made the response, for the gateway key that made it only; where it
-lives is kept in the database (SQLite and PostgreSQL), so every worker finds it."""
+"""Responses made natively upstream (`responses: native`) read back, deleted and continued
+through the gateway: `GET`/`DELETE /v1/responses/{id}` and `GET .../input_items` reach the
+provider and the upstream key that made the response, and so does a turn naming it in
+`previous_response_id`, for the gateway key that made it only (and those a cache hit
+replayed it to); where it lives is kept in the database (SQLite and PostgreSQL), so every
+worker finds it."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from tests.stores import database, query
 
 POOL_KEYS = {"FAKE_POOL_KEY_A": "sk-fake-pool-key-a", "FAKE_POOL_KEY_B": "sk-fake-pool-key-b"}
 UPSTREAM_KEY = "Bearer sk-fake-upstream-key"
+ENV = {**POOL_KEYS, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY.removeprefix("Bearer ")}
 
 
 @dataclass
@@ -49,6 +52,14 @@ class Native:
     def rows(self, response_id: str) -> list[tuple[str, str, str | None]]:
         sql = "SELECT key_id, provider, account FROM native_responses WHERE id = :id"
         return [tuple(row) for row in query(self.database_url, sql, {"id": response_id})]
+
+    def keys_that_reach(self, response_id: str) -> dict[str, bool]:
+        """The keys that may reach the response, each with whether a cache hit gave it."""
+        sql = "SELECT key_id, replayed FROM native_responses WHERE id = :id"
+        return {
+            key: bool(replayed)
+            for key, replayed in query(self.database_url, sql, {"id": response_id})
+        }
 
 
 def config(fake_upstream: Service, doomed: Service, **extra: object) -> dict:
@@ -81,13 +92,14 @@ def native(
     tmp_path_factory: pytest.TempPathFactory,
     fake_upstream: Service,
 ) -> Iterator[Native]:
-    os.environ.setdefault("FAKE_UPSTREAM_KEY", UPSTREAM_KEY.removeprefix("Bearer "))
     workdir = tmp_path_factory.mktemp(f"native-stored-{request.param}")
     doomed = start_fake_upstream(workdir / "doomed")
     try:
         with database(request.param, workdir) as url:
-            settings = config(fake_upstream, doomed, database_url=url)
-            service = start_gateway(workdir, settings, name="native", env=POOL_KEYS)
+            settings = config(
+                fake_upstream, doomed, database_url=url, cache={"models": ["resp-cached"]}
+            )
+            service = start_gateway(workdir, settings, name="native", env=ENV)
             try:
                 yield Native(service, url, doomed)
             finally:
@@ -318,16 +330,22 @@ def test_store_false_is_404_without_asking_the_upstream(
     assert native.rows(made["id"]) == []
 
 
-def test_a_pool_response_is_read_with_the_upstream_key_that_made_it(
-    native: Native, fake_upstream: Service
-):
-    made: dict[str, str] = {}  # response id -> the upstream key that made it
+def made_by_both_pool_keys(native: Native, fake_upstream: Service) -> dict[str, str]:
+    """Responses of the pool, each with the upstream key that made it: some of each."""
+    made: dict[str, str] = {}
     for turn in range(40):  # the pool's keys are picked at random: until both made some
         response = create(native, stream=turn % 2 == 1, model="pool-text")
         made[response["id"]] = log(fake_upstream)["requests"][-1]["authorization"]
         if len(set(made.values())) == 2 and len(made) >= 4:
             break
     assert set(made.values()) == {f"Bearer {key}" for key in POOL_KEYS.values()}
+    return made
+
+
+def test_a_pool_response_is_read_with_the_upstream_key_that_made_it(
+    native: Native, fake_upstream: Service
+):
+    made = made_by_both_pool_keys(native, fake_upstream)
     for response_id, authorization in made.items():
         assert get(native, f"/responses/{response_id}").status_code == 200
         assert get(native, f"/responses/{response_id}/input_items").status_code == 200
@@ -348,6 +366,122 @@ def test_previous_response_id_still_continues_upstream(native: Native, fake_upst
     with pytest.raises(openai.NotFoundError) as missing:  # the upstream's word, relayed
         client.responses.create(model="resp-text", input="x", previous_response_id="resp_none")
     assert missing.value.param == "previous_response_id"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_another_key_cannot_continue_a_response(
+    native: Native, fake_upstream: Service, stream: bool
+):
+    made = create(native, stream)
+    other = native.client(native.new_key())
+    before = len(log(fake_upstream)["requests"])
+    with pytest.raises(openai.NotFoundError) as missing:
+        other.responses.create(
+            model="resp-text",
+            input="What did they say?",
+            previous_response_id=made["id"],
+            stream=stream,
+        )
+    assert missing.value.body == {  # OpenAI's own words for it
+        "message": f"Previous response with id '{made['id']}' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }
+    assert len(log(fake_upstream)["requests"]) == before  # the upstream was not asked
+    mine = native.client().responses.create(
+        model="resp-text", input="And then?", previous_response_id=made["id"]
+    )
+    sent = log(fake_upstream)["requests"][-1]
+    assert sent["body"]["previous_response_id"] == made["id"] == mine.previous_response_id
+    assert native.rows(mine.id)  # a turn that continues is remembered like any other
+
+
+def test_a_response_unknown_here_is_the_upstreams_to_find(native: Native, fake_upstream: Service):
+    # Made at the upstream directly (or before the gateway remembered responses): whose it
+    # is cannot be told, and the upstream keeps it in its account as it would anyway.
+    direct = httpx.post(
+        fake_upstream.base_url + "/responses",
+        json={"model": "resp-text", "input": "Hi"},
+        headers={"Authorization": UPSTREAM_KEY},
+    ).json()
+    for key in (native.gateway.key, native.new_key()):
+        follow = native.client(key).responses.create(
+            model="resp-text", input="And then?", previous_response_id=direct["id"]
+        )
+        assert follow.previous_response_id == direct["id"]
+        assert log(fake_upstream)["requests"][-1]["body"]["previous_response_id"] == direct["id"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_pool_turn_continues_with_the_upstream_key_that_made_it(
+    native: Native, fake_upstream: Service, stream: bool
+):
+    # Another key of the pool would not find it (the fake keeps it under the key that made
+    # it, as OpenAI keeps it in that key's project): one turn in two would be a 404.
+    for response_id, authorization in made_by_both_pool_keys(native, fake_upstream).items():
+        for _ in range(3):
+            follow = create(native, stream, model="pool-text", previous_response_id=response_id)
+            assert follow["previous_response_id"] == response_id
+            assert log(fake_upstream)["requests"][-1]["authorization"] == authorization
+
+
+CACHE_HITS = [(False, False), (True, True), (False, True), (True, False)]
+
+
+@pytest.mark.parametrize(("made_streamed", "hit_streamed"), CACHE_HITS)
+def test_a_cache_hit_may_be_continued_by_the_key_it_was_replayed_to(
+    native: Native, fake_upstream: Service, made_streamed: bool, hit_streamed: bool
+):
+    body = {"model": "resp-cached", "input": f"hi {uuid.uuid4().hex}", "temperature": 0}
+    made = create(native, made_streamed, **body)
+    assert create(native, hit_streamed, **body)["id"] == made["id"]  # its own hit
+    ((mine, replayed),) = native.keys_that_reach(made["id"]).items()
+    assert not replayed  # its own hit changed nothing
+    secret = native.new_key()
+    calls = len(log(fake_upstream)["requests"])
+    # A hit: the upstream's response again, its id too. The key it goes to has seen all
+    # the response holds (the cache key is the whole request): it may go on from it.
+    assert create(native, hit_streamed, key=secret, **body)["id"] == made["id"]
+    assert len(log(fake_upstream)["requests"]) == calls
+    reach = native.keys_that_reach(made["id"])
+    assert reach.pop(mine) is False and list(reach.values()) == [True]
+    replayed_to = native.client(secret)
+    assert replayed_to.responses.retrieve(made["id"]).id == made["id"]
+    assert stored_calls(fake_upstream)[-1]["authorization"] == UPSTREAM_KEY
+    follow = replayed_to.responses.create(
+        model="resp-cached", input="And then?", previous_response_id=made["id"]
+    )
+    sent = log(fake_upstream)["requests"][-1]
+    assert sent["body"]["previous_response_id"] == made["id"] == follow.previous_response_id
+    assert replayed_to.responses.retrieve(follow.id).id == follow.id
+    stranger = native.client(native.new_key())  # given nothing: reaches nothing
+    with pytest.raises(openai.NotFoundError) as missing:
+        stranger.responses.create(model="resp-cached", input="x", previous_response_id=made["id"])
+    assert missing.value.code == "previous_response_not_found"
+    with pytest.raises(openai.NotFoundError):
+        stranger.responses.retrieve(made["id"])
+    # Its delete forgets its own way to the response; the key that made it keeps it.
+    asked = len(stored_calls(fake_upstream))
+    deleted = httpx.delete(
+        native.gateway.base_url + f"/responses/{made['id']}",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert deleted.json() == {"id": made["id"], "object": "response", "deleted": True}
+    assert len(stored_calls(fake_upstream)) == asked
+    with pytest.raises(openai.NotFoundError):
+        replayed_to.responses.retrieve(made["id"])
+    with pytest.raises(openai.NotFoundError):
+        replayed_to.responses.create(
+            model="resp-cached", input="x", previous_response_id=made["id"]
+        )
+    owner = native.client()
+    assert owner.responses.retrieve(made["id"]).id == made["id"]
+    # The key that made it deletes it upstream, for every key it was replayed to too.
+    create(native, hit_streamed, key=secret, **body)
+    owner.responses.delete(made["id"])
+    assert stored_calls(fake_upstream)[-1]["method"] == "DELETE"
+    assert native.keys_that_reach(made["id"]) == {}
 
 
 def test_translated_responses_are_still_kept_here(native: Native, fake_upstream: Service):
@@ -383,7 +517,7 @@ def test_an_upstream_down_is_a_clear_error(native: Native):
 
 def test_every_worker_finds_a_response_another_made(tmp_path: Path, fake_upstream: Service):
     settings = config(fake_upstream, doomed=fake_upstream)
-    service = start_gateway(tmp_path, settings, env=POOL_KEYS, args=("--workers", "2"))
+    service = start_gateway(tmp_path, settings, env=ENV, args=("--workers", "2"))
     try:
         native = Native(service, database_url="", doomed=fake_upstream)
         # A new connection each time: either worker may take the POST, and the GET.
@@ -392,3 +526,60 @@ def test_every_worker_finds_a_response_another_made(tmp_path: Path, fake_upstrea
             assert get(native, f"/responses/{made['id']}").json() == made
     finally:
         stop(service.process)
+
+
+def test_a_pool_turn_waits_for_its_upstream_key_rather_than_go_to_another(
+    tmp_path: Path, fake_upstream: Service
+):
+    # `pool-flaky` fails once for whichever key asks first (a 500, which is retried).
+    flaky = {"name": "pool-flaky", "upstream": f"flaky-{uuid.uuid4().hex}-1"}
+    settings = config(
+        fake_upstream, fake_upstream, routing={"failure_threshold": 1, "cooldown_seconds": 60}
+    )
+    settings["providers"]["pool"]["models"] = [flaky, "pool-*"]
+    service = start_gateway(tmp_path, settings, env=ENV)
+    try:
+        native = Native(service, database_url="", doomed=fake_upstream)
+        made = create(native, stream=False, model="pool-text")
+        maker = log(fake_upstream)["requests"][-1]["authorization"]
+        before = len(log(fake_upstream)["requests"])
+        follow = {"model": "pool-flaky", "input": "And then?", "previous_response_id": made["id"]}
+        failed = httpx.post(
+            service.base_url + "/responses",
+            json=follow,
+            headers={"Authorization": f"Bearer {service.key}"},
+            timeout=30,
+        )
+        assert failed.status_code >= 500  # not retried on a key that does not keep it
+        asked = log(fake_upstream)["requests"][before:]
+        assert [request["authorization"] for request in asked] == [maker]
+        # That key is cooling down now, the other is not: it is tried all the same.
+        answer = create(native, stream=True, **follow)
+        assert answer["previous_response_id"] == made["id"]
+        assert log(fake_upstream)["requests"][-1]["authorization"] == maker
+    finally:
+        stop(service.process)
+
+
+def test_a_key_that_waited_for_the_same_call_may_continue_it(native: Native):
+    # Two keys ask the same at once: one call upstream, whose answer the other waits for
+    # and is served from the cache as soon as it is kept. By then its row is in.
+    secret = native.new_key()
+    for _ in range(10):
+        body = {"model": "resp-cached", "input": f"hi {uuid.uuid4().hex}", "temperature": 0}
+        answers: dict[str, dict] = {}
+
+        def ask(key: str, body: dict = body, answers: dict = answers) -> None:
+            answers[key] = create(native, False, key=key, **body)
+
+        threads = [
+            threading.Thread(target=ask, args=(key,)) for key in (native.gateway.key, secret)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        made = answers[secret]["id"]
+        assert answers[native.gateway.key]["id"] == made
+        follow = create(native, False, key=secret, model="resp-cached", previous_response_id=made)
+        assert follow["previous_response_id"] == made

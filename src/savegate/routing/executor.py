@@ -39,10 +39,13 @@ OpenBytes = Callable[[Route, ChatRequest], Awaitable[ByteStream]]
 
 @dataclass(frozen=True, slots=True)
 class Capability:
-    """An optional provider ability an endpoint needs, such as embeddings."""
+    """An optional provider ability an endpoint needs, such as embeddings; for one
+    request, maybe also the deployments it is to go to when it can (`pin`: the upstream
+    key that keeps the conversation it continues)."""
 
     name: str
     check: Callable[[ChatProvider], bool]
+    pin: Callable[[ChatProvider], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ class Executor:
         self, model: str, supports: Capability | None = None, demand: TokenCounts | None = None
     ) -> list[Attempt]:
         """The deployments to try for `model`, best first, at most `max_attempts`."""
-        attempts = self._router.plan(model, demand)
+        attempts = self._router.plan(model, demand, supports.pin if supports is not None else None)
         if supports is not None:
             attempts = [a for a in attempts if supports.check(a.deployment.provider)]
             if not attempts:

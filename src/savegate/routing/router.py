@@ -126,9 +126,15 @@ class ModelRouter:
                 return candidate
         return self._catch_all
 
-    def plan(self, model: str, demand: TokenCounts | None = None) -> list[Attempt]:
+    def plan(
+        self,
+        model: str,
+        demand: TokenCounts | None = None,
+        pin: Callable[[ChatProvider], bool] | None = None,
+    ) -> list[Attempt]:
         """Every deployment worth trying for `model`, best first, fallbacks after.
-        `demand`, the request's estimated tokens, prices it for `strategy: cheapest`."""
+        `demand`, the request's estimated tokens, prices it for `strategy: cheapest`;
+        `pin` keeps it to the deployments it accepts, if the model has any."""
         group = self.find(model)
         if group is None:
             raise ModelNotFound(model)
@@ -145,7 +151,13 @@ class ModelRouter:
         if not attempts:
             # Everything is cooling down: try the group anyway rather than refuse.
             attempts = [Attempt(d, d.route(name)) for d in group.deployments]
-        return attempts
+        if pin is None:
+            return attempts
+        pinned = [a for a in attempts if pin(a.deployment.provider)]
+        if not pinned:
+            # Cooling down: tried anyway, for another would only say it cannot serve it.
+            pinned = [Attempt(d, d.route(name)) for d in group.deployments if pin(d.provider)]
+        return pinned or attempts
 
     def _attempts(
         self,

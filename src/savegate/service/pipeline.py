@@ -67,8 +67,14 @@ class Pipeline:
         self._cache = cache
 
     async def call(
-        self, request: ChatRequest, endpoint: str, invoke: Call, supports: Capability | None = None
+        self,
+        request: ChatRequest,
+        endpoint: str,
+        invoke: Call,
+        supports: Capability | None = None,
+        keep_after: Callable[[], Awaitable[None]] | None = None,
     ) -> Reply[Json]:
+        """`keep_after`: what the cache waits for before it keeps the answer."""
         request.context.outcome.model = request.model
         check_model_access(request)
         look = await self._cache.look(request, endpoint) if self._cache else None
@@ -79,6 +85,8 @@ class Pipeline:
             return await self._hit(look, request, lambda: look.serve(request, endpoint))
         try:
             reply, used = await self._call(request, endpoint, invoke, supports)
+            if keep_after is not None:
+                await keep_after()
             await look.keep(reply.value.data, used)
         finally:
             await look.release()

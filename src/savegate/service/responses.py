@@ -6,9 +6,9 @@ native`), the request goes upstream as the client sent it, through the same pipe
 and the conversation is the upstream's to keep. Otherwise a turn loads the conversation
 named by `previous_response_id` (only the key that made it can see it), adds this
 turn's input, and is answered through chat. A finished response is stored with the
-input that led to it, unless the request said `store: false`. Either kind is read back
-and deleted by the key that made it: one kept here from the database, a native one from
-the upstream that keeps it (`responses_native`).
+input that led to it, unless the request said `store: false`. Either kind is read back,
+deleted and continued by the key that made it only: one kept here from the database, a
+native one at the upstream that keeps it (`responses_native`).
 """
 
 from __future__ import annotations
@@ -21,22 +21,23 @@ import orjson
 from savegate.core.errors import NotFound
 from savegate.core.payload import Json
 from savegate.core.request import ChatRequest, RequestContext
-from savegate.providers.base import ChatStream, ResponsesProvider
-from savegate.routing.executor import Capability
+from savegate.providers.base import ChatStream
 from savegate.service.chat import ChatService
 from savegate.service.pipeline import Pipeline, Reply
-from savegate.service.responses_native import NativeCall, NativeResponses
+from savegate.service.responses_native import (
+    NATIVE,
+    NativeCall,
+    NativeResponses,
+    deleted,
+    previous_not_found,
+)
 from savegate.store.responses import NativeResponse, ResponseStore, StoredResponse
 from savegate.wire.responses import chat_body, from_chat, input_items, new_id
 from savegate.wire.validate import validate_chat_request
 
-NATIVE = Capability(
-    "the Responses API natively", lambda provider: isinstance(provider, ResponsesProvider)
-)
 
-
-def not_found(response_id: str, param: str | None = None) -> NotFound:
-    return NotFound(f"Response with id '{response_id}' not found.", param=param, code="not_found")
+def not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", code="not_found")
 
 
 @dataclass(slots=True)
@@ -74,16 +75,16 @@ class ResponsesService:
         """The turn for the request `body` (`raw`: its bytes, as the client sent them)."""
         key_id = context.key.id
         keep = body.get("store", True) is not False
+        previous = body.get("previous_response_id")
         if self._pipeline.served_with(body["model"], NATIVE):
             request = ChatRequest(body, raw, context)
-            call = self._native.call(key_id, keep)
+            call = await self._native.call(key_id, keep, previous)
             return Turn(new_id("resp"), body, request, key_id, [], None, native=call)
         history: list[dict[str, Any]] = []
-        previous = body.get("previous_response_id")
         if previous is not None:
-            stored = await self._store.load(key_id, str(previous))
+            stored = await self._store.load(key_id, previous)
             if stored is None:
-                raise not_found(str(previous), "previous_response_id")
+                raise previous_not_found(previous)
             history = stored.conversation()
         items = [*history, *input_items(body)]
         chat = validate_chat_request(chat_body(body, items))
@@ -99,8 +100,10 @@ class ResponsesService:
     async def complete(self, turn: Turn) -> Reply[Json]:
         call = turn.native
         if call is not None:
-            reply = await self._pipeline.call(turn.request, "responses", call.respond, NATIVE)
-            await call.written()
+            reply = await self._pipeline.call(
+                turn.request, "responses", call.respond, call.supports, call.written
+            )
+            await call.answered(reply.value)
             return reply
         reply = await self._chat.complete(turn.request)
         response = from_chat(turn.response_id, turn.body, reply.value.data)
@@ -112,7 +115,7 @@ class ResponsesService:
         call = turn.native
         if call is not None:
             reply = await self._pipeline.stream(
-                turn.request, "responses", call.open, NATIVE, reports_usage=True
+                turn.request, "responses", call.open, call.supports, reports_usage=True
             )
             return Reply(call.remembering(reply.value), reply.headers)
         return await self._chat.stream(turn.request)
@@ -134,7 +137,7 @@ class ResponsesService:
 
     async def delete(self, key_id: str, response_id: str) -> Json:
         if await self._store.delete(key_id, response_id):
-            return Json.of({"id": response_id, "object": "response", "deleted": True})
+            return deleted(response_id)
         found = await self._upstream(key_id, response_id)
         return await self._native.delete(key_id, found, response_id)
 

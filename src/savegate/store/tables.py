@@ -71,15 +71,17 @@ responses = Table(
 )
 
 # Responses a native upstream (`responses: native`) made and keeps: the provider and the
-# upstream key (a digest of it, `account`) whose account holds each, and the key that may
-# read it back through the gateway.
+# upstream key (a digest of it, `account`) whose account holds each, and the keys that may
+# read it back and continue from it through the gateway: the one that made it, and those a
+# cache hit replayed it to (`replayed`).
 native_responses = Table(
     "native_responses",
     metadata,
     Column("id", String(128), primary_key=True),
-    Column("key_id", String(32), nullable=False),
+    Column("key_id", String(32), primary_key=True),
     Column("provider", String(100), nullable=False),
     Column("account", String(16), nullable=True),
+    Column("replayed", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

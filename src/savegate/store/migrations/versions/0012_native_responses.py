@@ -1,4 +1,4 @@
-"""where each response a native upstream keeps was made
+"""where each response a native upstream keeps was made, and which keys may reach it
 
 Revision ID: 0012
 Revises: 0011
@@ -19,9 +19,10 @@ def upgrade() -> None:
     op.create_table(
         "native_responses",
         sa.Column("id", sa.String(128), primary_key=True),
-        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("key_id", sa.String(32), primary_key=True),
         sa.Column("provider", sa.String(100), nullable=False),
         sa.Column("account", sa.String(16), nullable=True),
+        sa.Column("replayed", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
 
