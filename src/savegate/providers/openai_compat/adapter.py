@@ -16,6 +16,7 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.base import Relayed
 from savegate.providers.http import HttpUpstream, Response
+from savegate.providers.openai_compat.auth import request_headers
 from savegate.providers.openai_compat.batches import UpstreamBatches
 from savegate.providers.remote import RemoteAdapter, UpstreamBytes, UpstreamReader
 from savegate.wire import sse
@@ -46,10 +47,7 @@ class OpenAICompatProvider(RemoteAdapter):
             content_type, body = "application/json", request.raw
         else:
             content_type, body = "application/json", orjson.dumps({**request.body, "model": model})
-        headers = {"content-type": content_type}
-        key = self._key
-        if key:
-            headers["authorization"] = f"Bearer {key}"
+        headers = request_headers(self._key, content_type)
         return await self._http.open(path, body, headers, self._observe)
 
     async def complete(self, request: ChatRequest, model: str) -> Json:

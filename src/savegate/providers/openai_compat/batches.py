@@ -11,6 +11,7 @@ import orjson
 
 from savegate.core.errors import ProviderError
 from savegate.providers.http import HttpUpstream, Response
+from savegate.providers.openai_compat.auth import request_headers
 
 _TAG = "savegate_batch_id"
 _FIND_LIMIT = 100  # OpenAI's largest page
@@ -23,10 +24,7 @@ class UpstreamBatches:
         self._key = key
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"content-type": content_type} if content_type else {}
-        if self._key:
-            headers["authorization"] = f"Bearer {self._key}"
-        return headers
+        return request_headers(self._key, content_type)
 
     async def _json(self, response: Response) -> dict[str, Any]:
         raw = await self._http.read(response)

@@ -18,6 +18,7 @@ from savegate.core.payload import Json
 from savegate.core.request import ChatRequest
 from savegate.providers.http import Headers, HttpUpstream, Response
 from savegate.providers.openai_compat.adapter import OpenAICompatProvider
+from savegate.providers.openai_compat.auth import request_headers
 from savegate.providers.remote import UpstreamReader
 from savegate.wire.chunks import Chunks
 from savegate.wire.sse import Event, SSEDecoder
@@ -49,7 +50,7 @@ class OpenAIResponsesProvider(OpenAICompatProvider):
         return ResponsesEventStream(self._http, await self._open(request, model, _PATH))
 
     async def stored(self, method: str, path: str) -> Json:
-        headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
+        headers = request_headers(self._key)
         response = await self._http.open(f"{_PATH}/{path}", b"", headers, self._observe, method)
         return Json(raw=await self._http.read(response))
 
