@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from savegate.core.keys import ApiKey
 from savegate.keys.secrets import hash_secret, hint, new_secret
 from savegate.keys.spec import KeySettings, NewKey
+from savegate.store.engine import AsyncConnection, AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import api_keys, counters
 

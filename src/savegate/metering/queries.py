@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.metering.sink import UsageSink
+from savegate.store.engine import AsyncEngine
 from savegate.store.tables import usage
 from savegate.store.usage import month_totals
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from savegate.metering.record import COLUMNS, UsageRecord
+from savegate.store.engine import AsyncConnection
 from savegate.store.tables import usage
 
 # Statements of a few rows: on PostgreSQL a batch runs on the event loop, awaiting each

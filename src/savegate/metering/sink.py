@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.core.faults import store_failed
 from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.metering.rows import UsageInsert
+from savegate.store.engine import AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import usage_rejected
 

@@ -1,26 +1,21 @@
 """The gateway's metrics in memory: counters, gauges and histograms whose label children
 are plain numbers, so that an observation on the request path is an addition.
 
-`prometheus_client` is used for the exposition format only: its own values take a lock
-and, in its multiprocess mode, write a memory-mapped file on every observation, which
-would cost more per request than the rest of what the metrics do. Here each process adds
-to its own numbers and `snapshot()`s them for the other workers (see `shared.py`), and a
-scrape renders the sum of every process's snapshot.
+Not `prometheus_client`'s: its values take a lock and, in its multiprocess mode, write a
+memory-mapped file on every observation, which would cost more per request than the rest
+of what the metrics do; and its modules (an HTTP server, WSGI, gzip among them) cost an
+idle worker megabytes. Here each process adds to its own numbers and `snapshot()`s them
+for the other workers (see `shared.py`), and a scrape renders the sum of every process's
+snapshot in the text format (`exposition.py`).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector, CollectorRegistry
+from savegate.observe import exposition
 
 Labels = tuple[str, ...]
 F = TypeVar("F", bound="Family")
@@ -87,32 +82,13 @@ class Family:
             return [[list(k), list(c.counts), c.sum] for k, c in self.children.items()]
         return [[list(k), c.value] for k, c in self.children.items()]
 
-    def family(self, series: dict[Labels, Any]) -> Metric:
-        """The exposition family of `series` (this family's values, summed over processes)."""
-        labelnames = list(self.labelnames)
-        metric: Any
-        if self.kind == "counter":
-            metric = CounterMetricFamily(self.name, self.documentation, labels=labelnames)
-            for labels, value in series.items():
-                metric.add_metric(list(labels), value)
-        elif self.kind == "gauge":
-            metric = GaugeMetricFamily(self.name, self.documentation, labels=labelnames)
-            for labels, value in series.items():
-                metric.add_metric(list(labels), value)
-        else:
-            metric = HistogramMetricFamily(self.name, self.documentation, labels=labelnames)
-            bounds = [*(_le(b) for b in self.buckets), "+Inf"]
-            for labels, (counts, total) in series.items():
-                cumulative, running = [], 0
-                for bound, count in zip(bounds, counts, strict=True):
-                    running += count
-                    cumulative.append((bound, running))
-                metric.add_metric(list(labels), cumulative, total)
-        return metric  # type: ignore[no-any-return]
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
+    def render(self, series: dict[Labels, Any]) -> Iterable[str]:
+        """The exposition lines of `series` (this family's values, summed over processes)."""
+        if self.kind == "histogram":
+            return exposition.histogram(
+                self.name, self.documentation, self.labelnames, self.buckets, series
+            )
+        return exposition.simple(self.kind, self.name, self.documentation, self.labelnames, series)
 
 
 class CounterFamily(Family):
@@ -169,27 +145,17 @@ class Registry:
     def render(self, snapshots: Iterable[tuple[Snapshot, bool]]) -> bytes:
         """The exposition text of the sum of `snapshots` (each with whether its process
         is alive: a dead process's counters still count, its gauges no longer do)."""
-        from prometheus_client.exposition import generate_latest
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Merged(self, list(snapshots)))
-        return generate_latest(registry)
-
-
-class _Merged(Collector):
-    def __init__(self, registry: Registry, snapshots: list[tuple[Snapshot, bool]]) -> None:
-        self._registry = registry
-        self._snapshots = snapshots
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self._registry.families:
+        snapshots = list(snapshots)
+        lines: list[str] = []
+        for family in self.families:
             series: dict[Labels, Any] = {}
-            for snapshot, alive in self._snapshots:
+            for snapshot, alive in snapshots:
                 if family.kind == "gauge" and not alive:
                     continue
                 for entry in snapshot.get(family.name, ()):
                     _add(series, family.kind, tuple(entry[0]), entry[1:])
-            yield family.family(series)  # with no series yet, its HELP and TYPE say it exists
+            lines += family.render(series)  # with no series yet, its HELP and TYPE say it exists
+        return "".join(lines).encode()
 
 
 def _add(series: dict[Labels, Any], kind: str, labels: Labels, values: list[Any]) -> None:

@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from savegate.core.errors import GatewayError, ProviderError
 from savegate.core.usage import TokenCounts
@@ -28,6 +27,7 @@ from savegate.providers.openai_compat.batches import UpstreamBatches
 from savegate.service.batch_job import BatchJob, JobTools, output_file_id, tokens_of
 from savegate.service.batch_native import NativeBatches
 from savegate.store.batches import Row
+from savegate.store.engine import AsyncConnection
 from savegate.store.files import StoredFile
 from savegate.wire.batch import LineError, blank, line_request_id, parse_line
 

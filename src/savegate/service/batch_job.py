@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
@@ -33,6 +32,7 @@ from savegate.metering.rows import UsageInsert
 from savegate.service.batch_calls import BatchCalls
 from savegate.store.batches import BatchStore, Row
 from savegate.store.blobs import BlobStore, BlobWriter
+from savegate.store.engine import AsyncConnection
 from savegate.store.files import StoredFile
 from savegate.wire.batch import (
     MAX_ERRORS,

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from savegate.store.engine import AsyncConnection, AsyncEngine
 from savegate.store.files import StoredFile, insert_file
 from savegate.store.pages import page
 from savegate.store.tables import BATCH_TIMES, BATCH_TOKENS, batch_lines, batches

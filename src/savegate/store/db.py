@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from savegate.store.engine import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from savegate.store.engine import AsyncConnection, AsyncEngine
 from savegate.store.pages import Order, page
 from savegate.store.tables import files
 

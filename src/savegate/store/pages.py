@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from sqlalchemy import Table, and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+from savegate.store.engine import AsyncConnection
 
 Order = Literal["asc", "desc"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, String, delete, insert, literal, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from savegate.store.engine import AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import native_responses, responses
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from savegate.store.engine import AsyncEngine
 from savegate.store.tables import semantic_cache as table
 
 _COLUMNS = (table.c.id, table.c.scope, table.c.vector, table.c.text, table.c.answer)

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.store.db import sqlite_pragmas
+from savegate.store.engine import AsyncEngine
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]

@@ -6,8 +6,8 @@ from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from savegate.store.engine import AsyncEngine
 from savegate.store.tables import usage
 
 

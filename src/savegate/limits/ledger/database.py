@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.limits.ledger.base import Balance, Limits, Reservation, over
 from savegate.limits.ledger.store import TOMBSTONE, Claim, Loaded, Reply
+from savegate.store.engine import AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import budget_holds, budget_months, budget_settled
 

@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from savegate.limits.rate import rules
 from savegate.limits.rate.model import WINDOW, Decision, Grant, RateLimits
 from savegate.limits.rate.shared import OPEN, Outage, Settler
+from savegate.store.engine import AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import rate_permits
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from savegate.limits.rate.backend import RateBackend
 from savegate.limits.rate.database import DatabaseBackend
 from savegate.limits.rate.errors import RateLimited
@@ -13,6 +11,7 @@ from savegate.limits.rate.headers import rate_headers
 from savegate.limits.rate.memory import MemoryBackend
 from savegate.limits.rate.model import Grant, RateLimits, Usage
 from savegate.limits.rate.throttle import Throttle
+from savegate.store.engine import AsyncEngine
 
 logger = logging.getLogger(__name__)
 _leak_warning = Throttle(10.0)
