@@ -50,7 +50,7 @@ def test_upgrade_from_first_revision_keeps_keys(backend, tmp_path, fake_upstream
             # The store was not empty, so no keys were created at start.
             assert service.keys == {}
             (version,) = query(url, "SELECT version_num FROM alembic_version")[0]
-            assert version == "0012"
+            assert version == "0013"
             (name,) = query(url, "SELECT name FROM api_keys WHERE id = 'key_old'")[0]
             assert name == "old"
             client = openai.OpenAI(api_key="sk-savegate-" + "q" * 32, base_url=service.base_url)

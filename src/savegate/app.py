@@ -7,6 +7,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from savegate.cache import CacheBackend, MemoryCache
@@ -44,6 +45,7 @@ from savegate.service.embeddings import EmbeddingService
 from savegate.service.files import FilesService
 from savegate.service.media import MediaService
 from savegate.service.pipeline import Pipeline
+from savegate.service.purges import Purges
 from savegate.service.responses import ResponsesService
 from savegate.service.responses_native import NativeResponses
 from savegate.store.batches import BatchStore
@@ -114,7 +116,9 @@ class Gateway:
         self.completions = CompletionService(pipeline)
         self.embeddings = EmbeddingService(pipeline)
         self.media = MediaService(pipeline)
-        self.response_store = ResponseStore(self.engine)
+        retention = timedelta(days=self.config.responses.retention_days)
+        self.response_store = ResponseStore(self.engine, retention)
+        self.purges = Purges(self.response_store)
         # Through the gateway: a reload swaps the providers.
         self.native_responses = NativeResponses(
             NativeResponseStore(self.engine), lambda: self.providers.adapters
@@ -248,12 +252,14 @@ class Gateway:
         except GatewayError as exc:
             raise RuntimeError(f"cache.semantic.embedding_model: {exc.message}") from None
         self.batch_runner.start()
+        self.purges.start()
         # What start-up built lives as long as the process: the cyclic garbage collector
         # need not scan it again on every full collection, which would pause requests.
         gc.freeze()
 
     async def stop(self) -> None:
         await self.batch_runner.stop()
+        await self.purges.stop()
         await self.auth.stop()
         await self.usage_sink.close()
         if self.observer is not None:

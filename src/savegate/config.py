@@ -247,6 +247,12 @@ class BatchesConfig(_Strict):
     window_seconds: float = Field(default=86400.0, gt=0)  # what `24h` means
 
 
+class ResponsesConfig(_Strict):
+    """Responses API answers stored for `previous_response_id` and `GET /v1/responses/{id}`."""
+
+    retention_days: float = Field(default=30.0, gt=0)  # as long as OpenAI keeps them
+
+
 class SemanticCacheConfig(_Strict):
     """The semantic cache: off unless `groups` names some model groups."""
 
@@ -312,6 +318,7 @@ class Config(_Strict):
     files: FilesConfig = FilesConfig()
     batches: BatchesConfig = BatchesConfig()
     cache: CacheConfig = CacheConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @model_validator(mode="after")
     def _metrics_port_of_its_own(self) -> Config:

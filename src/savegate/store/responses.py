@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, String, delete, insert, literal, select, true
@@ -16,6 +16,8 @@ from savegate.store.serial import Serial
 from savegate.store.tables import native_responses, responses
 
 log = logging.getLogger(__name__)
+
+PURGE_BATCH = 1000  # rows a purge deletes in one transaction, not to hold the lock long
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,12 @@ class StoredResponse:
 class ResponseStore:
     """The database is the truth: a response is written before its answer reaches the
     client, so a follow-up with `previous_response_id` finds it on any replica, and a
-    deleted one is gone everywhere."""
+    deleted one is gone everywhere. A response older than the retention is gone as well,
+    from the moment it ages out: `purge` only frees its row."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, retention: timedelta) -> None:
         self._engine = engine
+        self.retention = retention
 
     async def save(
         self, key_id: str, response: dict[str, Any], items: list[dict[str, Any]]
@@ -57,7 +61,8 @@ class ResponseStore:
 
     async def load(self, key_id: str, response_id: str) -> StoredResponse | None:
         """A response the key created, or None (another key's responses are invisible)."""
-        query = select(responses).where(responses.c.id == response_id)
+        kept = responses.c.created_at >= datetime.now(UTC) - self.retention
+        query = select(responses).where(responses.c.id == response_id, kept)
         async with self._engine.connect() as connection:
             row = (await connection.execute(query)).first()
         if row is None or row.key_id != key_id:
@@ -69,6 +74,20 @@ class ResponseStore:
         async with self._engine.begin() as connection:
             result = await connection.execute(delete(responses).where(owned))
         return bool(result.rowcount)
+
+    async def purge(self) -> int:
+        """Delete the responses past the retention, a batch per transaction; how many."""
+        aged = responses.c.created_at < datetime.now(UTC) - self.retention
+        oldest = select(responses.c.id).where(aged).limit(PURGE_BATCH).scalar_subquery()
+        purged = 0
+        while True:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(
+                    delete(responses).where(responses.c.id.in_(oldest))
+                )
+            purged += result.rowcount
+            if result.rowcount < PURGE_BATCH:
+                return purged
 
 
 @dataclass(frozen=True, slots=True)

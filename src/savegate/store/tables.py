@@ -65,7 +65,7 @@ responses = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("key_id", String(32), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),  # for purges
     Column("response", JSON, nullable=False),
     Column("input_items", JSON, nullable=False),
 )
