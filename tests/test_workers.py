@@ -1,11 +1,12 @@
-"""`savegate serve --workers N`: workers share the port, a dead one is replaced, and
-SIGTERM drains them all."""
+"""`savegate serve --workers N`: workers share the port, connections opened together are
+spread over them, a dead one is replaced, and SIGTERM drains them all."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,57 @@ def _workers(service: Service) -> dict[int, int]:
 
 def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+def _sockets(pid: int, port: int, state: str) -> int:
+    """How many of `pid`'s TCP sockets on local `port` are in `state` (/proc/net/tcp:
+    01 established, 0A listening)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        count += local_port == port and fields[3] == state and fields[9] in inodes
+    return count
+
+
+def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path, fake_upstream: Service):
+    """A client opening its keep-alive connections together (a load balancer, wrk) has
+    them served by every worker, not all by whichever woke first."""
+    config = {
+        "local": {"enabled": False},
+        "server": {"workers": 2},
+        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
+    }
+    service = start_gateway(tmp_path, config)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = list(_workers(service).values())
+            if len(pids) == 2 and all(_sockets(pid, service.port, "0A") for pid in pids):
+                break
+            time.sleep(0.1)
+        conns = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(16)]
+        try:
+            for conn in conns:
+                conn.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            for conn in conns:
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+            served = [_sockets(pid, service.port, "01") for pid in pids]
+        finally:
+            for conn in conns:
+                conn.close()
+        assert sum(served) == 16
+        assert min(served) >= 1, served  # all on one worker: 2 in 65,536 when spread
+    finally:
+        stop(service.process)
 
 
 def test_workers_share_the_port_and_one_that_dies_is_replaced(tmp_path, fake_upstream: Service):

@@ -19,7 +19,7 @@ from savegate.api.asgi import ApiApp
 from savegate.api.protocol import HttpProtocol
 from savegate.api.server import DrainingServer
 from savegate.app import Gateway
-from savegate.cli.workers import Supervisor, listen
+from savegate.cli.workers import BACKLOG, Supervisor, listen
 from savegate.config import Config, ConfigError, ServerConfig
 from savegate.config_problems import validation_problems
 from savegate.core.redact import Redactor, redact_logs
@@ -128,7 +128,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         main = [listen(config.server.host, config.server.port)] if extra else []
         _serve(config, main + extra, 0, load, redactor)
         return 0
-    sock = listen(config.server.host, config.server.port)
     running = [config]  # what a worker started from now on runs: reloads change it
 
     def reload() -> None:
@@ -142,7 +141,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         logging.getLogger("savegate.supervisor").info("workers share metrics in %s", shared.path)
     try:
         return Supervisor(
-            sock,
+            config.server.host,
+            config.server.port,
             workers,
             lambda s, n: _serve(running[0], [s, *extra], n, load, redactor, shared),
             config.server.shutdown_grace_seconds,
@@ -200,6 +200,7 @@ def _serve(
             app,
             host=config.server.host,
             port=config.server.port,
+            backlog=BACKLOG,
             http=HttpProtocol,
             loop="uvloop",
             ws="none",  # no WebSocket endpoint: its modules are never loaded

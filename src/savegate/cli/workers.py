@@ -1,11 +1,20 @@
-"""`savegate serve --workers N`: N worker processes sharing one listening socket.
+"""`savegate serve --workers N`: N worker processes sharing one port.
 
-The supervisor binds the socket, forks the workers (each a whole gateway on the shared
-socket), restarts one that dies, and on SIGTERM or SIGINT stops accepting at once and
-lets every worker drain: their in-flight requests and streams finish within the
-shutdown grace, and whatever outlives it ends with an error its client can see. SIGHUP
-(sent by an operator, or by the worker that was asked `POST /admin/reload`) has every
-worker reload the config file, and the workers started from then on run it too.
+The supervisor forks the workers (each a whole gateway), restarts one that dies, and on
+SIGTERM or SIGINT has every worker stop accepting at once and drain: their in-flight
+requests and streams finish within the shutdown grace, and whatever outlives it ends
+with an error its client can see. SIGHUP (sent by an operator, or by the worker that was
+asked `POST /admin/reload`) has every worker reload the config file, and the workers
+started from then on run it too.
+
+Each worker listens on a socket of its own, all bound to the port with SO_REUSEPORT: the
+kernel spreads new connections over the workers evenly. (On one socket shared by all,
+whichever worker wakes first accepts every connection then waiting: a client that opens
+its keep-alive connections at once, as a load balancer or a load generator does, could
+have them all served by one worker while the others idle.) The supervisor binds a
+worker's socket before forking it; the worker listens once it is ready to serve, so no
+connection waits on a worker still starting, and a dead worker's socket is gone with it:
+the other workers take the new connections until its replacement listens.
 """
 
 from __future__ import annotations
@@ -29,9 +38,34 @@ HEALTHY_AFTER = 5.0  # a worker that ran this long before dying is restarted at 
 Worker = Callable[[socket.socket, int], None]
 
 
+BACKLOG = 4096  # connections the kernel queues for a listening socket
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=4096)
+    """A listening socket, which every worker may share (the metrics' own port)."""
+    sock = socket.create_server((host, port), family=_family(host), backlog=BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to the port beside the other workers' (SO_REUSEPORT), not listening
+    yet: the worker's server listens on it when it starts serving."""
+    family = _family(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
@@ -39,7 +73,8 @@ def listen(host: str, port: int) -> socket.socket:
 class Supervisor:
     def __init__(
         self,
-        sock: socket.socket,
+        host: str,
+        port: int,
         count: int,
         worker: Worker,
         grace: float,
@@ -47,7 +82,10 @@ class Supervisor:
         exited: Callable[[int], None] | None = None,
     ) -> None:
         """`exited` is told the PID of each worker that is gone (its metrics are marked dead)."""
-        self._sock = sock
+        # Held for the whole run: the port stays this run's (port 0: the one it got)
+        # while no worker is listening, and a port in use fails the start at once.
+        self._anchor = reserve(host, port)
+        self._address = (host, self._anchor.getsockname()[1])
         self._reload = reload
         self._count = count
         self._worker = worker
@@ -78,6 +116,7 @@ class Supervisor:
         return 0
 
     def _spawn(self, number: int) -> None:
+        sock = reserve(*self._address)
         pid = os.fork()
         if pid == 0:  # the worker: it never returns into the supervisor's loop
             code = 0
@@ -86,12 +125,14 @@ class Supervisor:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the worker's loop handles it
                 _follow_parent()
-                self._worker(self._sock, number)
+                self._anchor.close()
+                self._worker(sock, number)
             except BaseException:
                 log.exception("worker %d failed", number)
                 code = 1
             finally:
                 os._exit(code)
+        sock.close()  # the worker's alone: it closes with the worker
         self._pids[pid] = number
         self._started[number] = time.monotonic()
         log.info("worker %d started (pid %d)", number, pid)
@@ -129,8 +170,8 @@ class Supervisor:
             return
         self._stopping = True
         log.info("%s: draining %d worker(s)", signal.Signals(signum).name, len(self._pids))
-        self._sock.close()  # new connections are refused from now on
-        for pid in self._pids:
+        self._anchor.close()
+        for pid in self._pids:  # each stops listening: new connections are refused
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         # A worker still running well after its own grace is stopped for good.
