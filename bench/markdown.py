@@ -164,6 +164,7 @@ def _resources(s: dict[str, Any]) -> list[str]:
         "peak RSS under load MiB",
         "CPU s / 1k req (non-stream)",
         "CPU s / 1k req (stream)",
+        "wrk's CPU s / 1k req (non-stream / stream)",
         "KB per idle stream",
         "idle streams opened",
         "upstream streams left open 3 s after clients left",
@@ -178,13 +179,17 @@ def _resources(s: dict[str, Any]) -> list[str]:
         idle, burst = s["idle"].get(t, {}), s["burst"].get(t, {})
         peak = s["rss_peak"].get(t, {})
         per = idle.get("bytes_per_stream")
+        json_at = load.get("json", {}).get(cj, {}).get(t, {})
+        stream_at = load.get("stream", {}).get(cs, {}).get(t, {})
         rows.append(
             [
                 LABEL[t],
                 _mib(s["rss_start"].get(t)),
                 _mib(peak.get("load")),
-                _f(load.get("json", {}).get(cj, {}).get(t, {}).get("cpu_s_per_1k"), 3),
-                _f(load.get("stream", {}).get(cs, {}).get(t, {}).get("cpu_s_per_1k"), 3),
+                _f(json_at.get("cpu_s_per_1k"), 3),
+                _f(stream_at.get("cpu_s_per_1k"), 3),
+                f"{_f(json_at.get('wrk_cpu_s_per_1k'), 3)} / "
+                f"{_f(stream_at.get('wrk_cpu_s_per_1k'), 3)}",
                 _f(None if per is None else per / 1024, 1),
                 f"{idle['opened']}/{idle['streams']}" if idle else "-",
                 str(idle.get("left_held_upstream", "-")) if idle else "-",
@@ -196,7 +201,8 @@ def _resources(s: dict[str, Any]) -> list[str]:
         )
     return [
         f"CPU per 1,000 requests at c={cj} (non-stream) and c={cs} (stream), "
-        "the target's own processes only.",
+        "the target's own processes only; beside, wrk's own per request (the load generator "
+        "shares the cores).",
         "",
         *_table(head, rows),
     ]

@@ -155,16 +155,28 @@ def tree_rss(root: int) -> int:
     return total
 
 
-def tree_cpu(root: int) -> float:
-    """User + system CPU seconds of the process tree, threads included."""
-    total = 0
+def process_cpu(root: int) -> dict[int, float]:
+    """User + system CPU seconds of each process of the tree, threads included."""
+    found = {}
     for pid in tree_pids(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
+        found[pid] = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    return found
+
+
+def tree_cpu(root: int) -> float:
+    """User + system CPU seconds of the process tree, threads included."""
+    return sum(process_cpu(root).values())
+
+
+def busiest_share(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """The busiest process's share of the tree's CPU between two `process_cpu` readings:
+    1 / N when N workers shared the work evenly, 1 when one did it all."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    return max(used) / sum(used) if sum(used) > 0 else None
 
 
 def wait_quiet(root: int, limit: float = 20.0, busy: float = 0.05) -> None:
@@ -214,6 +226,12 @@ def machine_busy() -> float:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have been waited for (a finished wrk)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def own_cpu() -> float:

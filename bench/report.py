@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from bench.markdown import markdown
@@ -12,9 +13,9 @@ __all__ = ["build", "markdown"]
 PEERS = ("direct", "nginx", "litellm", "portkey")
 
 
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -32,6 +33,7 @@ def _load_summary(runs: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
     for (mode, conc, target), items in sorted(groups.items()):
         requests = sum(r["requests"] for r in items)
         cpu = sum(r["cpu_s"] for r in items)
+        wrk_cpu = sum(r.get("wrk_cpu_s", 0.0) for r in items)
         out.setdefault(mode, {}).setdefault(str(conc), {})[target] = {
             "rps": _median([r["rps"] for r in items]),
             "p50_ms": _median([r["p50_us"] / 1000 for r in items]),
@@ -39,6 +41,8 @@ def _load_summary(runs: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
             "errors": sum(r["errors"] for r in items),
             "requests": requests,
             "cpu_s_per_1k": 1000 * cpu / requests if requests else None,
+            "wrk_cpu_s_per_1k": 1000 * wrk_cpu / requests if requests else None,
+            "busiest_share": _median([r.get("busiest_share") for r in items]),
             "other_cpu_pct": _median([100 * r["other_cpu_s"] / seconds / 2 for r in items]),
             "rounds": len(items),
         }
@@ -123,6 +127,21 @@ def _goal(
     }
 
 
+def _workers_note(load: dict[str, Any], peaks: dict[str, Any]) -> str:
+    """What to judge the 2-worker ratio by, at each target's peak: CPU per request, the
+    load generator's own (it shares the cores), and how evenly the workers were used."""
+    rows = {t: load.get(str(peaks.get(t, {}).get("conc")), {}).get(t, {}) for t in peaks}
+    one, two = rows.get("savegate", {}), rows.get("savegate-2w", {})
+    if not one.get("cpu_s_per_1k") or not two.get("cpu_s_per_1k"):
+        return ""
+    note = f"CPU s/1k req {one['cpu_s_per_1k']:.3f} (1) vs {two['cpu_s_per_1k']:.3f} (2)"
+    if two.get("wrk_cpu_s_per_1k") is not None:
+        note += f"; wrk {two['wrk_cpu_s_per_1k']:.3f}"
+    if two.get("busiest_share") is not None:
+        note += f"; busiest worker {100 * two['busiest_share']:.0f} %"
+    return note
+
+
 def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
     peaks, c1 = s["peak_rps"], s["load"].get("json", {}).get("1", {})
     goals = []
@@ -146,7 +165,14 @@ def _goals(s: dict[str, Any]) -> list[dict[str, Any]]:
         two = peaks.get(mode, {}).get("savegate-2w", {}).get("rps")
         label = "non-stream" if mode == "json" else "stream"
         goals.append(
-            _goal(f"2 workers against 1 ({label}, peak req/s)", _ratio(two, one), 1.6, "x", True)
+            _goal(
+                f"2 workers against 1 ({label}, peak req/s)",
+                _ratio(two, one),
+                1.6,
+                "x",
+                True,
+                _workers_note(s["load"].get(mode, {}), peaks.get(mode, {})),
+            )
         )
     direct, sg = c1.get("direct", {}), c1.get("savegate", {})
     for q, limit in (("p50", 0.5), ("p99", 2.0)):

@@ -24,7 +24,18 @@ from bench import client, embedded, install, memory, report, targets, wrk
 from bench import profile as pyspy
 from bench.fixtures import canned
 from bench.meta import machine_and_versions
-from bench.procs import PeakSampler, Procs, machine_busy, own_cpu, tree_cpu, tree_rss, wait_quiet
+from bench.procs import (
+    PeakSampler,
+    Procs,
+    busiest_share,
+    children_cpu,
+    machine_busy,
+    own_cpu,
+    process_cpu,
+    tree_cpu,
+    tree_rss,
+    wait_quiet,
+)
 from bench.targets import Target
 
 BENCH = Path(__file__).resolve().parent
@@ -188,19 +199,25 @@ class Bench:
         return sum(tree_cpu(pid) for pid in self.roots) + own_cpu()
 
     def _wrk(self, target: Target, mode: str, conc: int, seconds: int) -> dict[str, Any]:
-        busy0, ours0, cpu0 = machine_busy(), self._ours(), tree_cpu(target.proc.pid)
+        busy0, ours0, cpu0 = machine_busy(), self._ours(), process_cpu(target.proc.pid)
+        wrk0 = children_cpu()
         result = wrk.run(target.routes[mode], self.lua[(target.name, mode)], conc, seconds)
-        ours1, busy1 = self._ours(), machine_busy()
+        wrk1, ours1, busy1 = children_cpu(), self._ours(), machine_busy()
         # Work a target left for after the run (usage rows, logs) is part of its cost.
         wait_quiet(target.proc.pid)
-        cpu1 = tree_cpu(target.proc.pid)
+        cpu1 = process_cpu(target.proc.pid)
         other = max(0.0, (busy1 - busy0) - (ours1 - ours0))
+        share = busiest_share(cpu0, cpu1)
         return {
             "target": target.name,
             "mode": mode,
             "conc": conc,
             **result.as_dict(),
-            "cpu_s": round(cpu1 - cpu0, 3),
+            "cpu_s": round(sum(cpu1.values()) - sum(cpu0.values()), 3),
+            # The load generator shares the cores: its own cost per request, beside.
+            "wrk_cpu_s": round(wrk1 - wrk0, 3),
+            # Of several workers, how evenly the connections spread over them.
+            "busiest_share": None if share is None else round(share, 3),
             "other_cpu_s": round(other, 3),
         }
 
