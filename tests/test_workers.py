@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -78,6 +80,13 @@ def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path, fake_u
                 conn.close()
         assert sum(served) == 16
         assert min(served) >= 1, served  # all on one worker: 2 in 65,536 when spread
+        # The port is this run's: another run's workers are not let in beside these.
+        config_file = tmp_path / "gateway.yaml"
+        second = [sys.executable, "-m", "savegate", "serve", "--config", str(config_file)]
+        second += ["--data-dir", str(tmp_path / "second"), "--port", str(service.port)]
+        done = subprocess.run(second, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "Address already in use" in done.stdout + done.stderr
     finally:
         stop(service.process)
 

@@ -70,6 +70,16 @@ def reserve(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _free(host: str, port: int) -> int:
+    """`port` (for 0, one the kernel picks) once a plain bind shows nothing has it: a port
+    in use fails the start at once, even by another run's workers, which SO_REUSEPORT
+    alone would let this run's join."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
 class Supervisor:
     def __init__(
         self,
@@ -82,9 +92,8 @@ class Supervisor:
         exited: Callable[[int], None] | None = None,
     ) -> None:
         """`exited` is told the PID of each worker that is gone (its metrics are marked dead)."""
-        # Held for the whole run: the port stays this run's (port 0: the one it got)
-        # while no worker is listening, and a port in use fails the start at once.
-        self._anchor = reserve(host, port)
+        # Held for the whole run: the port stays this run's while no worker is listening.
+        self._anchor = reserve(host, _free(host, port))
         self._address = (host, self._anchor.getsockname()[1])
         self._reload = reload
         self._count = count
