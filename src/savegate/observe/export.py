@@ -14,7 +14,7 @@ import logging
 
 from savegate.httpclient import ConnectionPool, HttpError
 from savegate.limits.rate.throttle import Throttle
-from savegate.observe.otlp import Encoder, SpanData
+from savegate.observe.otlp import Encoder, Span
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,14 @@ class SpanExporter:
         )
         self._headers = {"content-type": "application/x-protobuf", **headers}
         self._encoder = encoder
-        self._queue: list[SpanData] = []
+        self._queue: list[Span] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warning = Throttle(10.0)
         self.exported = 0
         self.dropped = 0
 
-    def add(self, span: SpanData) -> None:
+    def add(self, span: Span) -> None:
         queue = self._queue
         if len(queue) >= MAX_QUEUE:
             self.dropped += 1

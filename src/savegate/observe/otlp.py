@@ -11,10 +11,10 @@ Field numbers: opentelemetry/proto/{collector/trace,trace,common,resource}/v1/*.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-_FIXED64 = struct.Struct("<Q").pack
+_TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano 7, end 8: fixed64
 _DOUBLE = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
 # Attributes whose values rarely repeat: not worth a place in the cache.
@@ -29,7 +29,9 @@ STATUS_ERROR = 2
 
 def varint(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _SIZES[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -40,8 +42,7 @@ def varint(value: int) -> bytes:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: `tag` is its key byte (field number << 3 | 2)."""
-    size = len(payload)
-    return tag + (_SIZES[size] if size < 128 else varint(size)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def _any_value(value: Any) -> bytes:
@@ -61,89 +62,49 @@ def _any_value(value: Any) -> bytes:
 
 class Attributes:
     """Encodes attributes as repeated `KeyValue` fields (`tag` per message kind): each
-    key once, each string, boolean or tuple pair once (but for `unique` keys), each
-    integer value once."""
+    pair of a key and a value once (but for `unique` keys)."""
 
     def __init__(self, tag: bytes, unique: frozenset[str] = frozenset()) -> None:
         self._tag = tag
         self._unique = unique
-        self._pairs: dict[tuple[str, Any], bytes] = {}
+        # (key, value, its type: True == 1 == 1.0) → the pair's KeyValue field
+        self._pairs: dict[tuple[str, Any, type], bytes] = {}
         self._keys: dict[str, bytes] = {}  # key → its KeyValue.key field
-        self._ints: dict[int, bytes] = {}  # value → its KeyValue.value field
 
     def encode(self, attributes: Mapping[str, Any]) -> bytes:
         pairs = self._pairs
         parts = []
         for key, value in attributes.items():
-            kind = type(value)
-            if kind is int:
-                parts.append(self._field(key, self._int(value)))
-            elif value is None:
-                continue
-            elif key in self._unique:
-                parts.append(self._field(key, _field(b"\x12", _any_value(value))))
-            else:
-                if kind is list:
-                    value = tuple(value)
-                encoded = pairs.get((key, value))
-                if encoded is None:
-                    encoded = self._field(key, _field(b"\x12", _any_value(value)))
-                    if len(pairs) < _CACHE_LIMIT:
-                        pairs[key, value] = encoded
-                parts.append(encoded)
+            try:
+                encoded = pairs.get((key, value, type(value)))
+            except TypeError:  # a list
+                encoded = None
+            if encoded is None:
+                encoded = self._pair(key, value)
+            parts.append(encoded)
         return b"".join(parts)
 
-    def _field(self, key: str, value_field: bytes) -> bytes:
-        prefix = self._keys.get(key)
-        if prefix is None:
-            prefix = self._keys[key] = _field(b"\x0a", key.encode())
-        return _field(self._tag, prefix + value_field)
-
-    def _int(self, value: int) -> bytes:
-        encoded = self._ints.get(value)
-        if encoded is None:
-            encoded = _field(b"\x12", b"\x18" + varint(value & 0xFFFF_FFFF_FFFF_FFFF))
-            if len(self._ints) < _CACHE_LIMIT:
-                self._ints[value] = encoded
+    def _pair(self, key: str, value: Any) -> bytes:
+        if value is None:
+            encoded = b""
+        else:
+            prefix = self._keys.get(key)
+            if prefix is None:
+                prefix = self._keys[key] = _field(b"\x0a", key.encode())
+            encoded = _field(self._tag, prefix + _field(b"\x12", _any_value(value)))
+        kind = type(value)
+        # Not a list (unhashable), nor a tuple but of strings: (1,) == (1.0,).
+        exact = kind is not list and (kind is not tuple or all(type(v) is str for v in value))
+        if exact and key not in self._unique and len(self._pairs) < _CACHE_LIMIT:
+            self._pairs[key, value, kind] = encoded
         return encoded
 
 
-class SpanData:
-    """One finished span, as the tracer hands it over."""
-
-    __slots__ = (
-        "attributes",
-        "end",
-        "error",
-        "kind",
-        "name",
-        "parent_id",
-        "span_id",
-        "start",
-        "static",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        trace_id: bytes,
-        span_id: bytes,
-        parent_id: bytes | None,
-        name: str,
-        kind: int,
-        start: int,
-        attributes: dict[str, Any],
-    ) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_id = parent_id
-        self.name = name
-        self.kind = kind
-        self.start = start  # unix ns
-        self.end = start
-        self.attributes = attributes
-        self.static = b""  # more attributes, encoded already (`Encoder.attributes`)
-        self.error: str | None = None  # the status message of a failed span
+# One finished span, as the tracer hands it over: (trace id, span id, parent span id or
+# None, `Encoder.fixed` of its name, kind and shared attributes, start and end in unix ns,
+# its own attributes or None, the status message of a failed span or None). A tuple: a
+# request makes two, and an object's attributes would cost more than the rest of it.
+Span = tuple[bytes, bytes, bytes | None, bytes, int, int, Mapping[str, Any] | None, str | None]
 
 
 class Encoder:
@@ -156,44 +117,46 @@ class Encoder:
         named = _field(b"\x0a", scope.encode()) + _field(b"\x12", version.encode())
         self._scope = _field(b"\x0a", named)
         self._attributes = Attributes(b"\x4a", _UNIQUE)  # Span.attributes is field 9
-        self._names: dict[str, bytes] = {}
 
-    def attributes(self, attributes: Mapping[str, Any]) -> bytes:
-        """Span attributes encoded once, for the spans that share them (`SpanData.static`)."""
-        return self._attributes.encode(attributes)
+    def fixed(self, name: str, kind: int, attributes: Mapping[str, Any]) -> bytes:
+        """A span's name (5), kind (6) and attributes, encoded once for the spans that
+        share them."""
+        return _field(b"\x2a", name.encode()) + _KINDS[kind] + self._attributes.encode(attributes)
 
-    def request(self, spans: Sequence[SpanData]) -> bytes:
+    def request(self, spans: Sequence[Span]) -> bytes:
         """ExportTraceServiceRequest: resource_spans 1 → ResourceSpans: resource 1,
         scope_spans 2 → ScopeSpans: scope 1, spans 2."""
-        scope_spans = self._scope + b"".join(_field(b"\x12", self._span(s)) for s in spans)
+        span = self._span
+        scope_spans = self._scope + b"".join([_field(b"\x12", span(*s)) for s in spans])
         resource_spans = self._resource + _field(b"\x12", scope_spans)
         return _field(b"\x0a", resource_spans)
 
-    def _span(self, span: SpanData) -> bytes:
+    def _span(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes | None,
+        fixed: bytes,
+        start: int,
+        end: int,
+        attributes: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> bytes:
         """Span: trace_id 1, span_id 2, parent_span_id 4, name 5, kind 6, start 7, end 8,
         attributes 9, status 15 (message 2, code 3)."""
-        name = self._names.get(span.name)
-        if name is None:
-            name = _field(b"\x2a", span.name.encode())
-            if len(self._names) < _CACHE_LIMIT:
-                self._names[span.name] = name
-        parts: Iterable[bytes] = (
-            b"\x0a\x10",
-            span.trace_id,
-            b"\x12\x08",
-            span.span_id,
-            b"\x22\x08" + span.parent_id if span.parent_id is not None else b"",
-            name,
-            _KINDS[span.kind],
-            b"\x39",
-            _FIXED64(span.start),
-            b"\x41",
-            _FIXED64(span.end),
-            span.static,
-            self._attributes.encode(span.attributes),
-            _status(span.error),
+        return b"".join(
+            (
+                b"\x0a\x10",
+                trace_id,
+                b"\x12\x08",
+                span_id,
+                b"" if parent_id is None else b"\x22\x08" + parent_id,
+                fixed,
+                _TIMES(0x39, start, 0x41, end),
+                b"" if attributes is None else self._attributes.encode(attributes),
+                b"" if error is None else _status(error),
+            )
         )
-        return b"".join(parts)
 
 
 def _status(error: str | None) -> bytes:

@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.route import Target
 from savegate.metering.meter import AttemptMeter
 from savegate.observe.export import SpanExporter
-from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder, SpanData
+from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder
 from savegate.wire.chunks import Chunks
 
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -43,24 +43,19 @@ _PARAMETERS = (
     ("top_p", "gen_ai.request.top_p"),
     ("seed", "gen_ai.request.seed"),
 )
+_FIELDS = frozenset(field for field, _ in _PARAMETERS)
+_LOW64 = 2**64 - 1
+_NUMBERS = (int, float)  # not a bool
 _HEX = frozenset("0123456789abcdef")
 _STATICS = 4096  # distinct kinds of span whose shared attributes are kept encoded
 _FINISH_REASON = re.compile(rb'"finish_reason":\s*"([^"]+)"')
 _ID = re.compile(rb'"id":\s*"([^"]+)"')
 
 
-class RequestSpan:
-    """The request's span, or (`data` None) the trace it belongs to, unrecorded."""
-
-    __slots__ = ("data", "parent", "sampled", "trace_id")
-
-    def __init__(
-        self, trace_id: bytes, parent: bytes | None, sampled: bool, data: SpanData | None
-    ) -> None:
-        self.trace_id = trace_id
-        self.parent = parent  # the caller's span id, when the trace came in
-        self.sampled = sampled
-        self.data = data
+# A request's span, begun: (trace id, span id, the caller's span id or None, start in
+# unix ns). An attempt's: (trace id, its request's span id, span id, start).
+Begun = tuple[bytes, bytes, bytes | None, int]
+AttemptBegun = tuple[bytes, bytes, bytes, int]
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bool] | None:
@@ -99,60 +94,68 @@ class Tracer:
         self.exporter = exporter
         self._encoder = encoder
         # What the spans of one deployment (or one kind of request) share, encoded once.
-        self._statics: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        self._statics: dict[tuple[Any, ...], bytes] = {}
         self._bound = round(sample_ratio * 2**64)  # TraceIdRatioBased's
         self._content = record_content
         self._providers = providers
         self._random = random.Random()
 
     def start_request(self, outcome: Outcome, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        incoming = None
+        """`outcome.span`: the request's span `Begun`; or, unrecorded, the `traceparent`
+        that continues the caller's trace upstream, or None."""
         for name, value in headers:
             if name == b"traceparent":
                 incoming = parse_traceparent(value)
-                break
-        if incoming is not None:
-            trace_id, parent, sampled = incoming
-        else:
-            trace_id, parent = self._random.getrandbits(128).to_bytes(16, "big"), None
-            sampled = int.from_bytes(trace_id[8:], "big") < self._bound
-        data = None
-        if sampled:
-            span_id = self._random.getrandbits(64).to_bytes(8, "big")
-            data = SpanData(trace_id, span_id, parent, "", SPAN_KIND_SERVER, time.time_ns(), {})
-        outcome.span = RequestSpan(trace_id, parent, sampled, data)
+                if incoming is None:
+                    break
+                trace_id, parent, sampled = incoming
+                if sampled:
+                    span_id = self._random.getrandbits(64).to_bytes(8, "big")
+                    outcome.span = (trace_id, span_id, parent, time.time_ns())
+                else:  # not recorded here: the upstream continues the caller's trace
+                    outcome.span = traceparent(trace_id, parent, False)
+                return
+        bits = self._random.getrandbits(192)  # a trace id and a span id
+        if (bits >> 64) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
+            ids = bits.to_bytes(24, "big")
+            outcome.span = (ids[:16], ids[16:], None, time.time_ns())
 
     def end_request(self, outcome: Outcome, method: str) -> None:
-        span: RequestSpan | None = outcome.span
-        if span is None or span.data is None:
+        begun = outcome.span
+        if type(begun) is not tuple:
             return
-        data = span.data
-        data.end = time.time_ns()
-        shared = (method, outcome.endpoint, outcome.status, outcome.model, outcome.provider)
-        data.name, data.static = self._static(
-            (*shared, outcome.deployment, outcome.error_type),
-            lambda: self._request_static(outcome, method),
+        trace_id, span_id, parent, start = begun
+        error_type = outcome.error_type
+        key = (
+            method,
+            outcome.endpoint,
+            outcome.status,
+            outcome.model,
+            outcome.provider,
+            outcome.deployment,
+            error_type,
         )
+        fixed = self._statics.get(key)
+        if fixed is None:
+            fixed = self._keep(key, SPAN_KIND_SERVER, *self._request_static(outcome, method))
+        attributes = None
         if outcome.attempts:
-            attributes = data.attributes
-            attributes["gen_ai.usage.input_tokens"] = outcome.tokens.prompt
-            attributes["gen_ai.usage.output_tokens"] = outcome.tokens.completion
-            attributes["savegate.attempts"] = outcome.attempts
-        if outcome.error_type is not None and outcome.status >= 500:
-            data.error = outcome.error_type
-        self.exporter.add(data)
+            tokens = outcome.tokens
+            attributes = {
+                "gen_ai.usage.input_tokens": tokens.prompt,
+                "gen_ai.usage.output_tokens": tokens.completion,
+                "savegate.attempts": outcome.attempts,
+            }
+        error = error_type if error_type is not None and outcome.status >= 500 else None
+        span = (trace_id, span_id, parent, fixed, start, time.time_ns(), attributes, error)
+        self.exporter.add(span)
 
-    def _static(
-        self, key: tuple[Any, ...], build: Callable[[], tuple[str, dict[str, Any]]]
-    ) -> tuple[str, bytes]:
-        """A span's name and its shared attributes, encoded, for spans alike in `key`."""
-        found = self._statics.get(key)
-        if found is None:
-            name, attributes = build()
-            found = (name, self._encoder.attributes(attributes))
-            if len(self._statics) < _STATICS:
-                self._statics[key] = found
-        return found
+    def _keep(self, key: tuple[Any, ...], kind: int, name: str, shared: dict[str, Any]) -> bytes:
+        """The name, kind and shared attributes of spans alike in `key`, encoded."""
+        fixed = self._encoder.fixed(name, kind, shared)
+        if len(self._statics) < _STATICS:
+            self._statics[key] = fixed
+        return fixed
 
     def _request_static(self, outcome: Outcome, method: str) -> tuple[str, dict[str, Any]]:
         provider = outcome.provider
@@ -171,46 +174,18 @@ class Tracer:
         return self._providers.get(name, (name, None, None))
 
     def start_attempt(self, attempt: AttemptMeter) -> None:
-        request_span: RequestSpan | None = attempt.request.context.outcome.span
-        if request_span is None:
+        begun = attempt.request.context.outcome.span
+        if type(begun) is not tuple:
+            UPSTREAM_TRACEPARENT.set(begun)  # None, or the caller's trace, unrecorded
             return
-        if not request_span.sampled:
-            # Not recorded here: the upstream continues the caller's trace, if any.
-            parent = request_span.parent
-            value = None if parent is None else traceparent(request_span.trace_id, parent, False)
-            UPSTREAM_TRACEPARENT.set(value)
-            return
-        assert request_span.data is not None
-        target = attempt.target
-        endpoint = attempt.record.endpoint
-        name, static = self._static(
-            (endpoint, target.provider, target.model, target.deployment),
-            lambda: self._attempt_static(endpoint, attempt.target),
-        )
-        attributes: dict[str, Any] = {}
-        body = attempt.request.body
-        for field, attribute in _PARAMETERS:
-            value = body.get(field)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                attributes[attribute] = value
         if self._content:
-            attributes["gen_ai.input.messages"] = _input(body)
             attempt.kept = []
         elif attempt.request.stream:
             attempt.kept = deque(maxlen=2)  # where the finish reasons are
+        trace_id = begun[0]
         span_id = self._random.getrandbits(64).to_bytes(8, "big")
-        data = SpanData(
-            request_span.trace_id,
-            span_id,
-            request_span.data.span_id,
-            name,
-            SPAN_KIND_CLIENT,
-            time.time_ns(),
-            attributes,
-        )
-        data.static = static
-        attempt.observed = data
-        UPSTREAM_TRACEPARENT.set(traceparent(data.trace_id, span_id, True))
+        attempt.observed = (trace_id, begun[1], span_id, time.time_ns())
+        UPSTREAM_TRACEPARENT.set(traceparent(trace_id, span_id, True))
 
     def _attempt_static(self, endpoint: str, target: Target) -> tuple[str, dict[str, Any]]:
         operation = _OPERATIONS.get(endpoint, "chat")
@@ -226,35 +201,51 @@ class Tracer:
         return f"{operation} {target.model}", attributes
 
     def end_attempt(self, attempt: AttemptMeter) -> None:
-        data: SpanData | None = attempt.observed
-        if data is None:
+        observed: AttemptBegun | None = attempt.observed
+        if observed is None:
             return
-        data.end = time.time_ns()
+        end = time.time_ns()
         record = attempt.record
-        attributes = data.attributes
-        attributes["gen_ai.response.model"] = record.model
+        target = attempt.target
+        endpoint = record.endpoint
+        key = (endpoint, target.provider, target.model, target.deployment)
+        fixed = self._statics.get(key)
+        if fixed is None:
+            fixed = self._keep(key, SPAN_KIND_CLIENT, *self._attempt_static(endpoint, target))
         tokens = record.tokens
-        attributes["gen_ai.usage.input_tokens"] = tokens.prompt
-        attributes["gen_ai.usage.output_tokens"] = tokens.completion
+        attributes: dict[str, Any] = {
+            "gen_ai.response.model": record.model,
+            "gen_ai.usage.input_tokens": tokens.prompt,
+            "gen_ai.usage.output_tokens": tokens.completion,
+        }
         if tokens.cached:
             attributes["gen_ai.usage.cache_read.input_tokens"] = tokens.cached
-        if attempt.answer is not None or self._content:
+        body = attempt.request.body
+        if not _FIELDS.isdisjoint(body):
+            for field, attribute in _PARAMETERS:
+                if field in body and type(body[field]) in _NUMBERS:
+                    attributes[attribute] = body[field]
+        if self._content:
             payloads = _payloads(attempt.answer, attempt.kept)
             reasons = _finish_reasons(payloads)
             response_id = next((c["id"] for c in payloads if isinstance(c.get("id"), str)), None)
-            if self._content:
-                attributes["gen_ai.output.messages"] = _output(payloads)
+            attributes["gen_ai.input.messages"] = _input(body)
+            attributes["gen_ai.output.messages"] = _output(payloads)
+        elif attempt.answer is not None:
+            reasons, response_id = _answer_ending(attempt.answer.data)
         else:
-            reasons, response_id = _stream_ending(attempt.kept or ())
+            choices = body.get("n") or 1
+            reasons, response_id = _stream_ending(attempt.kept or (), choices)
         if reasons:
             attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
         if response_id is not None:
             attributes["gen_ai.response.id"] = response_id
-        if record.error_type is not None:
-            attributes["error.type"] = record.error_type
+        error = record.error_type
+        if error is not None:
+            attributes["error.type"] = error
             attributes["http.response.status_code"] = record.status
-            data.error = record.error_type
-        self.exporter.add(data)
+        trace_id, parent, span_id, start = observed
+        self.exporter.add((trace_id, span_id, parent, fixed, start, end, attributes, error))
 
 
 def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[str, Any]]:
@@ -269,18 +260,37 @@ def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[s
     return found
 
 
-def _stream_ending(kept: Iterable[Chunks]) -> tuple[list[str], str | None]:
+def _answer_ending(answer: dict[str, Any]) -> tuple[list[str], str | None]:
+    """Finish reasons and the id of a whole answer."""
+    reasons = [
+        str(c["finish_reason"])
+        for c in answer.get("choices") or ()
+        if isinstance(c, dict) and c.get("finish_reason")
+    ]
+    response_id = answer.get("id")
+    return reasons, response_id if isinstance(response_id, str) else None
+
+
+def _stream_ending(kept: Sequence[Chunks], choices: int) -> tuple[list[str], str | None]:
     """Finish reasons and the answer's id, read off the last batches' bytes: parsing
-    every chunk of a stream would cost more than the span."""
+    every chunk of a stream would cost more than the span. With one choice, its reason
+    is the last `finish_reason` of the stream, found from the end."""
     reasons: list[str] = []
     response_id = None
-    for batch in kept:
+    for batch in reversed(kept) if choices == 1 else kept:
         raw = batch.sse
-        found = _FINISH_REASON.findall(raw)
+        if choices == 1:
+            at = raw.rfind(b'"finish_reason":')
+            last = _FINISH_REASON.match(raw, at) if at >= 0 else None
+            found = [last.group(1)] if last else []
+        else:
+            found = _FINISH_REASON.findall(raw)
         if found:
             reasons += [reason.decode() for reason in found]
             named = _ID.search(raw)
             response_id = named.group(1).decode() if named else response_id
+        if choices == 1 and at >= 0:
+            break
     return reasons, response_id
 
 
