@@ -127,7 +127,7 @@ class Encoder:
         """ExportTraceServiceRequest: resource_spans 1 → ResourceSpans: resource 1,
         scope_spans 2 → ScopeSpans: scope 1, spans 2."""
         span = self._span
-        scope_spans = self._scope + b"".join([_field(b"\x12", span(*s)) for s in spans])
+        scope_spans = self._scope + b"".join([span(*s) for s in spans])
         resource_spans = self._resource + _field(b"\x12", scope_spans)
         return _field(b"\x0a", resource_spans)
 
@@ -142,9 +142,9 @@ class Encoder:
         attributes: Mapping[str, Any] | None,
         error: str | None,
     ) -> bytes:
-        """Span: trace_id 1, span_id 2, parent_span_id 4, name 5, kind 6, start 7, end 8,
-        attributes 9, status 15 (message 2, code 3)."""
-        return b"".join(
+        """ScopeSpans.spans (2) → Span: trace_id 1, span_id 2, parent_span_id 4, name 5,
+        kind 6, start 7, end 8, attributes 9, status 15 (message 2, code 3)."""
+        encoded = b"".join(
             (
                 b"\x0a\x10",
                 trace_id,
@@ -157,6 +157,7 @@ class Encoder:
                 b"" if error is None else _status(error),
             )
         )
+        return b"\x12" + varint(len(encoded)) + encoded
 
 
 def _status(error: str | None) -> bytes:
