@@ -85,14 +85,25 @@ class Attributes:
         return b"".join(parts)
 
     def _pair(self, key: str, value: Any) -> bytes:
+        kind = type(value)
+        prefix = self._keys.get(key)
+        if prefix is None:
+            prefix = self._keys[key] = _field(b"\x0a", key.encode())
         if value is None:
             encoded = b""
+        elif kind is str and len(value) + len(prefix) < 124 and value.isascii():
+            # The usual short string (an answer's id), its sizes each one byte: at once.
+            size = len(value)
+            encoded = b"%b%c%b\x12%c\x0a%c%b" % (
+                self._tag,
+                len(prefix) + size + 4,
+                prefix,
+                size + 2,
+                size,
+                value.encode(),
+            )
         else:
-            prefix = self._keys.get(key)
-            if prefix is None:
-                prefix = self._keys[key] = _field(b"\x0a", key.encode())
             encoded = _field(self._tag, prefix + _field(b"\x12", _any_value(value)))
-        kind = type(value)
         # Not a list (unhashable), nor a tuple but of strings: (1,) == (1.0,).
         exact = kind is not list and (kind is not tuple or all(type(v) is str for v in value))
         if exact and key not in self._unique and len(self._pairs) < _CACHE_LIMIT:
