@@ -28,10 +28,33 @@ class Entry:
     size: int = field(default=0, compare=False)
     events: bytes | None = None
     tokens: TokenCounts = field(init=False, compare=False)
+    _pieces: tuple[bytes, bytes, bytes, bool] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    _encoded: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Read once, not on every hit.
         object.__setattr__(self, "tokens", TokenCounts.from_openai(self.answer.get("usage")))
+
+    def encoded(self) -> bytes:
+        """The answer's JSON, encoded at its first hit for every other."""
+        if self._encoded is None:
+            object.__setattr__(self, "_encoded", orjson.dumps(self.answer))
+        assert self._encoded is not None
+        return self._encoded
+
+    def fresh(self, id: str, created: int) -> bytes:
+        """The JSON of `{**answer, "id": id, "created": created}`: the answer's own
+        encoding, cut once around those two values, with these spliced in."""
+        if self._pieces is None:
+            object.__setattr__(self, "_pieces", _cut(self.answer))
+        assert self._pieces is not None
+        head, middle, tail, id_first = self._pieces
+        id_json, created_json = orjson.dumps(id), b"%d" % created
+        if id_first:
+            return b"".join((head, id_json, middle, created_json, tail))
+        return b"".join((head, created_json, middle, id_json, tail))
 
     @classmethod
     def make(
@@ -67,6 +90,29 @@ class Entry:
             len(raw),
             events.encode() if isinstance(events, str) else None,
         )
+
+
+def _cut(answer: dict[str, Any]) -> tuple[bytes, bytes, bytes, bool]:
+    """The encoding of `{**answer, "id": …, "created": …}` (each in its place, or last
+    when the answer has none) cut where those two values go, and whether `id` comes
+    first: orjson writes an object as its fields in order, each `"name":value`."""
+    pieces: list[bytes] = []
+    current = [b"{"]
+    id_first = True
+    for index, (name, value) in enumerate({**answer, "id": None, "created": None}.items()):
+        if index:
+            current.append(b",")
+        current += (orjson.dumps(name), b":")
+        if name in ("id", "created"):
+            if not pieces:
+                id_first = name == "id"
+            pieces.append(b"".join(current))
+            current = []
+        else:
+            current.append(orjson.dumps(value))
+    current.append(b"}")
+    head, middle = pieces
+    return head, middle, b"".join(current), id_first
 
 
 class CacheBackend(Protocol):

@@ -188,7 +188,7 @@ class Look:
         """A hit's whole answer (its usage row recorded)."""
         assert self._cache is not None and self.entry is not None
         self._cache.hit(request, endpoint, self.entry)
-        return Json.of(self.codec.whole(self.entry.answer, request.context.request_id))
+        return self.codec.whole(self.entry, request.context.request_id)
 
     def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
         """A hit as a stream (its usage row recorded)."""

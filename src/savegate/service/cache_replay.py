@@ -58,12 +58,11 @@ class Codec:
         """Whether an answer is one to keep."""
         return True
 
-    def whole(self, answer: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """The answer to a non-streaming request."""
+    def whole(self, entry: Entry, request_id: str) -> Json:
+        """The answer to a non-streaming request, made of the entry's encoding."""
         if self.prefix is None:
-            return answer
-        id, created = self.fresh(request_id)
-        return {**answer, "id": id, "created": created}
+            return Json(raw=entry.encoded(), data=entry.answer)
+        return Json(raw=entry.fresh(*self.fresh(request_id)))
 
     def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
         assert self.chunks is not None

@@ -125,7 +125,7 @@ class SemanticLook:
 
     def serve(self, request: ChatRequest, endpoint: str) -> Json:
         entry = self._hit(request, endpoint)
-        return Json.of(self.codec.whole(entry.answer, request.context.request_id))
+        return self.codec.whole(entry, request.context.request_id)
 
     def replay(self, request: ChatRequest, endpoint: str) -> ChatStream:
         entry = self._hit(request, endpoint)
