@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,10 @@ from savegate.store.tables import usage
 # name) and what an upstream reported (the model, an error code) may be any length, and
 # PostgreSQL refuses a row with a value too long for its column: one such row would
 # otherwise be a way for any client to stop metering.
+# Names as plain, interned `str` (SQLAlchemy's are a subclass, which `getattr` looks up
+# past the type's attribute cache: 1,300 instructions each instead of 400).
 _SIZES = tuple(
-    (column.name, column.type.length)
+    (sys.intern(str(column.name)), column.type.length)
     for column in usage.columns
     if isinstance(column.type, String) and column.type.length
 )
