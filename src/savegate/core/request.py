@@ -35,7 +35,8 @@ class RequestContext:
     # A request header by its lower-case name, read only by what needs one (the cache).
     header: Callable[[str], str | None] = _no_header
     batch: BatchLine | None = None
-    last_attempt: object = None  # the last one's meter, once it ended: for the access log
+    # The last attempt's usage record and target, once it ended: for the access log.
+    last_attempt: tuple[Any, Any] | None = None
     outcome: Outcome = field(default_factory=Outcome)  # what the request came to, so far
 
 

@@ -290,7 +290,8 @@ class AttemptMeter:
         self._parent.cost += record.cost_usd
         if error is None and not cancelled:
             self._parent.answered, self._parent.usage = record, usage
-        self._parent.request.context.last_attempt = self
+        # Its record and target, not the meter: the meter refers back to the request.
+        self._parent.request.context.last_attempt = (record, self.target)
         self._add_to_outcome(ended_at)
         self._parent.meter.record(record, self._parent.request.context)
         observer = self._parent.meter.observer

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from savegate.core.request import RequestContext
-from savegate.metering.meter import AttemptMeter
 from savegate.observe import logs
 
 LOGGER = "savegate.access"
@@ -77,16 +76,16 @@ class _Line:
             "key_id": context.key.id if context is not None else None,
             "stream": self.stream,
         }
-        attempt = context.last_attempt if context is not None else None
-        if context is not None and isinstance(attempt, AttemptMeter):
-            used = attempt.record
+        last = context.last_attempt if context is not None else None
+        if context is not None and last is not None:
+            used, target = last
             if self.stream and used.status != 200:
                 status, error = used.status, error or used.error_type
             fields.update(
                 model=used.requested_model[:MAX_NAME],
                 served_model=(used.model or "")[:MAX_NAME] or None,
                 provider=used.provider,
-                deployment=attempt.target.deployment or used.provider,
+                deployment=target.deployment or used.provider,
                 attempts=context.outcome.attempts,
                 tokens_in=used.tokens.prompt,
                 tokens_out=used.tokens.completion,
