@@ -52,15 +52,19 @@ def _sockets(pid: int, port: int, state: str) -> int:
     return count
 
 
-def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path, fake_upstream: Service):
-    """A client opening its keep-alive connections together (a load balancer, wrk) has
-    them served by every worker, not all by whichever woke first."""
+def _two_workers(tmp_path: Path, fake_upstream: Service) -> Service:
     config = {
         "local": {"enabled": False},
         "server": {"workers": 2},
         "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
     }
-    service = start_gateway(tmp_path, config)
+    return start_gateway(tmp_path, config)
+
+
+def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path, fake_upstream: Service):
+    """A client opening its keep-alive connections together (a load balancer, wrk) has
+    them served by every worker, not all by whichever woke first."""
+    service = _two_workers(tmp_path, fake_upstream)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -92,12 +96,7 @@ def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path, fake_u
 
 
 def test_workers_share_the_port_and_one_that_dies_is_replaced(tmp_path, fake_upstream: Service):
-    config = {
-        "local": {"enabled": False},
-        "server": {"workers": 2},
-        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
-    }
-    service = start_gateway(tmp_path, config)
+    service = _two_workers(tmp_path, fake_upstream)
     try:
         deadline = time.monotonic() + 60
         while len(_workers(service)) < 2 and time.monotonic() < deadline:
@@ -123,12 +122,7 @@ def test_workers_share_the_port_and_one_that_dies_is_replaced(tmp_path, fake_ups
 
 
 def test_sigterm_drains_every_worker(tmp_path, fake_upstream: Service):
-    config = {
-        "local": {"enabled": False},
-        "server": {"workers": 2},
-        "providers": {"fake": {"base_url": fake_upstream.base_url, "models": ["*"]}},
-    }
-    service = start_gateway(tmp_path, config)
+    service = _two_workers(tmp_path, fake_upstream)
     headers = {"Authorization": f"Bearer {service.key}"}
     body = {"model": "ticks-40", "messages": MESSAGES, "stream": True}  # 2 s each
     bodies: list[bytes] = []
