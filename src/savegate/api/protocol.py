@@ -42,10 +42,16 @@ log = logging.getLogger("uvicorn.error")
 # found by deleting them (`bytes.translate` costs a third of a regular expression's search).
 _BAD_NAME = bytes(range(0x20)) + b'\x7f()<>@,;:[]={} \\"'
 _BAD_VALUE = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+
 # Past this much unread request body, the connection stops reading until it is read.
 _BODY_HIGH_WATER = 65536
 _BODILESS_STATUS = (204, 304)
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+
+def _holds(data: bytes, forbidden: bytes) -> bool:
+    """Whether `data` holds any of the `forbidden` bytes."""
+    return len(data.translate(None, forbidden)) != len(data)
 
 
 def _status_line(status: int) -> bytes:
@@ -464,10 +470,7 @@ class Exchange:
                 self.keep_alive = False
                 closes = True
             lines += (name, b": ", value, b"\r\n")
-        joined_names, joined_values = b"".join(names), b"".join(values)
-        if len(joined_names.translate(None, _BAD_NAME)) != len(joined_names) or len(
-            joined_values.translate(None, _BAD_VALUE)
-        ) != len(joined_values):
+        if _holds(b"".join(names), _BAD_NAME) or _holds(b"".join(values), _BAD_VALUE):
             raise RuntimeError("Invalid HTTP header.")
         if not self.keep_alive and not closes:
             lines.append(b"connection: close\r\n")
