@@ -119,9 +119,11 @@ def start_gateway(
     env: dict[str, str] | None = None,
     port: int | None = None,
     args: tuple[str, ...] = (),
+    module: str = "savegate",
 ) -> Service:
+    """`module`: what runs `savegate serve`, savegate's own CLI or a test's wrapper of it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "savegate", "serve", "--data-dir", str(workdir / "data"), *args]
+    argv = [sys.executable, "-m", module, "serve", "--data-dir", str(workdir / "data"), *args]
     if config is not None:
         config_file = workdir / f"{name}.yaml"
         config_file.write_text(yaml.safe_dump(config))

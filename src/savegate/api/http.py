@@ -78,8 +78,10 @@ class HttpRequest:
         self.form: Form | None = None  # a multipart upload to relay, once read
 
     def authenticated(self, key: ApiKey) -> RequestContext:
+        # The headers' own lookup, not `self.header`: a bound method of the request held by
+        # its context would make a cycle, left to the cyclic collector at every request.
         self._context = RequestContext(
-            self.request_id, key, self.started, self.header, outcome=self.outcome
+            self.request_id, key, self.started, self.headers.get, outcome=self.outcome
         )
         return self._context
 

@@ -86,9 +86,10 @@ class HttpProtocol(asyncio.Protocol):
         self._loop = _loop or asyncio.get_event_loop()
         self._state = server_state
         self._keep_alive_seconds = float(config.timeout_keep_alive)
-        self._parser = httptools.HttpRequestParser(self)
+        parser = httptools.HttpRequestParser(self)
         # A response may be sent before the rest of its request arrives (413).
-        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._parser: httptools.HttpRequestParser | None = parser
         self._transport: asyncio.Transport | None = None
         self._server: tuple[str, int | None] | None = None
         self._client: tuple[str, int] | None = None
@@ -128,10 +129,17 @@ class HttpProtocol(asyncio.Protocol):
             self._idle_timer.cancel()
             self._idle_timer = None
         self._wake_writers()
+        # Let go of what refers back to this connection (the parser's callbacks, the
+        # transport, the exchanges), so that reference counting frees it: a client that
+        # opens a connection per request would leave a cycle per request otherwise.
+        self._parser = self._transport = self._parsing = self._serving = None
 
     def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            return  # the connection is lost
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # No protocol to upgrade to: the request is answered, then the connection
             # closes (what followed the upgrade request is not HTTP/1.1 to us).
@@ -182,6 +190,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._receiving = False
         parser = self._parser
+        assert parser is not None  # it is feeding us
         version = parser.get_http_version()
         url = httptools.parse_url(self._url)
         raw_path = url.path
