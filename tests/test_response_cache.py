@@ -373,6 +373,28 @@ def test_hits_are_usage_rows_that_save_their_list_cost(cached: Service):
     assert sum(sources.values()) == pytest.approx(spend["savings_usd"])
 
 
+def test_a_hit_has_the_access_line_of_an_answer(cached: Service):
+    """A hit's line says what answered (the cached model, its provider, its tokens) and
+    a replayed stream is a 200, not a request the client left (no attempt ended to say)."""
+    key = admin(cached, "POST", "/admin/keys", json={"name": "cache-lines"}).json()
+    client = openai.OpenAI(api_key=key["secret"], base_url=cached.base_url, max_retries=0)
+    body = {"model": "text-basic", "messages": marker(), "temperature": 0}
+    client.chat.completions.create(**body)
+    client.chat.completions.create(**body)
+    assert "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(**body, stream=True)
+        if chunk.choices
+    )
+    assert cached.logged(f"key_id={key['id']}", 3) == 3
+    lines = [line for line in cached.output().splitlines() if f"key_id={key['id']}" in line]
+    assert "cache_hit=false" in lines[0]
+    for line, stream in zip(lines[1:], ("false", "true"), strict=True):
+        assert " 200 " in line and "status=200" in line and f"stream={stream}" in line, line
+        assert "model=text-basic" in line and "provider=fake" in line, line
+        assert "cache_hit=true" in line and "tokens_out=" in line, line
+
+
 def test_keys_turn_the_cache_on_or_off_and_hits_count_against_rpm(cached: Service):
     off = admin(cached, "POST", "/admin/keys", json={"name": "no-cache", "cache": False}).json()
     assert off["cache"] is False

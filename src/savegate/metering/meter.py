@@ -128,26 +128,29 @@ class Meter:
         context = request.context
         elapsed = (time.perf_counter() - context.started) * 1000
         saved = Savings(semantic_cache=list_cost) if semantic else Savings(response_cache=list_cost)
-        self.record(
-            UsageRecord(
-                request_id=context.request_id,
-                key_id=context.key.id,
-                endpoint=endpoint,
-                requested_model=request.model,
-                stream=request.stream,
-                model=answer.get("model"),
-                provider=provider,
-                tokens=tokens,
-                list_cost_usd=list_cost,
-                savings=saved,
-                latency_ms=elapsed,
-                ttft_ms=elapsed if request.stream else None,
-                cache_hit=True,
-                batch_id=context.batch.batch_id if context.batch is not None else None,
-                semantic_cache_hit=semantic,
-            ),
-            context,
+        record = UsageRecord(
+            request_id=context.request_id,
+            key_id=context.key.id,
+            endpoint=endpoint,
+            requested_model=request.model,
+            stream=request.stream,
+            model=answer.get("model"),
+            provider=provider,
+            tokens=tokens,
+            list_cost_usd=list_cost,
+            savings=saved,
+            latency_ms=elapsed,
+            ttft_ms=elapsed if request.stream else None,
+            cache_hit=True,
+            batch_id=context.batch.batch_id if context.batch is not None else None,
+            semantic_cache_hit=semantic,
         )
+        self.record(record, context)
+        # No attempt ends to say what answered: the hit does, for the access line and the
+        # metrics (a replayed stream's 200 stands unless the client leaves during it).
+        context.last_attempt = (record, None)
+        outcome = context.outcome
+        outcome.status, outcome.provider, outcome.tokens = 200, provider, tokens
 
 
 class RequestMeter:

@@ -85,7 +85,8 @@ class _Line:
                 model=used.requested_model[:MAX_NAME],
                 served_model=(used.model or "")[:MAX_NAME] or None,
                 provider=used.provider,
-                deployment=target.deployment or used.provider,
+                # No target: a cache hit, which no deployment served.
+                deployment=(target.deployment if target is not None else None) or used.provider,
                 attempts=context.outcome.attempts,
                 tokens_in=used.tokens.prompt,
                 tokens_out=used.tokens.completion,
