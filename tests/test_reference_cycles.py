@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import httpx
+
 from tests.conftest import Service, start_fake_upstream, start_gateway, stop
 
 # Made once per request or per connection: none may be found by the cyclic collector.
