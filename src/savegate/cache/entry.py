@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from savegate.core.usage import TokenCounts
+
+if TYPE_CHECKING:
+    from savegate.wire.replay import Replayed
 
 
 class CacheUnavailable(Exception):
@@ -32,6 +36,9 @@ class Entry:
         default=None, init=False, compare=False, repr=False
     )
     _encoded: bytes | None = field(default=None, init=False, compare=False, repr=False)
+    _replays: dict[bool, Replayed] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # Read once, not on every hit.
@@ -55,6 +62,16 @@ class Entry:
         if id_first:
             return b"".join((head, id_json, middle, created_json, tail))
         return b"".join((head, created_json, middle, id_json, tail))
+
+    def replayed(
+        self, include_usage: bool, make: Callable[[dict[str, Any], bool], Replayed]
+    ) -> Replayed:
+        """The answer as a stream (with its usage chunk or without), made by `make` at the
+        first such replay for every other."""
+        replayed = self._replays.get(include_usage)
+        if replayed is None:
+            replayed = self._replays[include_usage] = make(self.answer, include_usage)
+        return replayed
 
     @classmethod
     def make(

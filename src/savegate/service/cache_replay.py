@@ -20,7 +20,7 @@ from savegate.cache import Entry
 from savegate.core.payload import Json
 from savegate.providers.base import ChatStream
 from savegate.wire.chunks import Chunks
-from savegate.wire.replay import ChatAssembler, TextAssembler, chat_chunks, text_chunks
+from savegate.wire.replay import ChatAssembler, Replayed, TextAssembler, chat_replay, text_replay
 from savegate.wire.responses_replay import ResponsesAssembler, answered, response_events
 
 
@@ -37,7 +37,7 @@ class Assembler(Protocol):
         ...
 
 
-Chunker = Callable[..., list[Json]]
+Replayer = Callable[[dict[str, Any], bool], Replayed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Codec:
 
     prefix: str | None
     assembler: Callable[[], Assembler] | None = None
-    chunks: Chunker | None = None
+    replayer: Replayer | None = None
 
     def fresh(self, request_id: str) -> tuple[str, int]:
         """A replay's id (made of the request's own, unique as it is) and `created`."""
@@ -65,9 +65,8 @@ class Codec:
         return Json(raw=entry.fresh(*self.fresh(request_id)))
 
     def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
-        assert self.chunks is not None
-        id, created = self.fresh(request_id)
-        return Replay(Chunks(self.chunks(entry.answer, include_usage, id=id, created=created)))
+        assert self.replayer is not None
+        return Replay(entry.replayed(include_usage, self.replayer).chunks(*self.fresh(request_id)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +84,8 @@ class ResponsesCodec(Codec):
 
 
 CODECS = {
-    "chat": Codec("chatcmpl-", ChatAssembler, chat_chunks),
-    "completions": Codec("cmpl-", TextAssembler, text_chunks),
+    "chat": Codec("chatcmpl-", ChatAssembler, chat_replay),
+    "completions": Codec("cmpl-", TextAssembler, text_replay),
     "embeddings": Codec(None),
     "responses": ResponsesCodec(None, ResponsesAssembler),
 }
