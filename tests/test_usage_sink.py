@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert
 
 from savegate.core.usage import TokenCounts
-from savegate.metering.record import UsageRecord
+from savegate.metering.record import COLUMNS, UsageRecord
 from savegate.metering.sink import UsageSink
 from savegate.store.db import create_engine, create_schema
+from savegate.store.tables import usage
 from tests.stores import database, query
 
 
@@ -53,3 +54,40 @@ def test_refused_row_is_set_aside_and_the_rest_written(backend: str, tmp_path):
         assert json.loads(record)["request_id"] == "req_30"
         assert json.loads(record)["prompt_tokens"] == 2**70
         assert reason
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_rows_hold_what_sqlalchemy_would_have_written(backend: str, tmp_path):
+    """The writer's own bind processing (compiled once; on SQLite, None through an adapter
+    of ours) stores what a plain SQLAlchemy insert of the same values stores."""
+    stamps = [
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 7, 8, 9, 10, 11, tzinfo=UTC),
+    ]
+    with database(backend, tmp_path) as url:
+
+        async def go() -> None:
+            engine = create_engine(url)
+            try:
+                await create_schema(engine)
+                sink = UsageSink(engine, touch_keys=_no_touch)
+                for index, stamp in enumerate(stamps):
+                    sink.add(_record(index, created_at=stamp, ttft_ms=None, batch_id=None))
+                await sink.flush()
+                async with engine.begin() as connection:
+                    for index, stamp in enumerate(stamps, start=len(stamps)):
+                        row = dict(
+                            zip(COLUMNS, _record(index, created_at=stamp).values(), strict=True)
+                        )
+                        await connection.execute(insert(usage), row)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(go())
+        rows = query(url, "SELECT * FROM usage ORDER BY request_id")
+        assert len(rows) == 2 * len(stamps)
+        for ours, theirs in zip(rows[: len(stamps)], rows[len(stamps) :], strict=True):
+            mine, plain = dict(ours._mapping), dict(theirs._mapping)
+            assert mine.pop("request_id") != plain.pop("request_id")
+            mine.pop("id", None), plain.pop("id", None)
+            assert mine == plain
