@@ -172,15 +172,19 @@ def _redacted(line: Line, redactor: Redactor) -> dict[str, Any]:
 
 
 def _pairs(fields: dict[str, Any]) -> str:
-    return " ".join([f"{key}={_text_value(value)}" for key, value in fields.items()])
-
-
-def _text_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str) and value and " " not in value and '"' not in value:
-        return value
-    return orjson.dumps(value, default=str).decode()
+    """`key=value`: a plain word or an integer as it is, nothing as `-`, anything else
+    in JSON. The common kinds are told apart inline: an access line has 18 fields, and a
+    call for each was a third of the line's cost."""
+    parts = []
+    for key, value in fields.items():
+        kind = value.__class__
+        if value is None:
+            parts.append(f"{key}=-")
+        elif (kind is str and value and " " not in value and '"' not in value) or kind is int:
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={orjson.dumps(value, default=str).decode()}")
+    return " ".join(parts)
 
 
 class _Enqueue(logging.handlers.QueueHandler):
