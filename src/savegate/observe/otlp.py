@@ -11,6 +11,7 @@ Field numbers: opentelemetry/proto/{collector/trace,trace,common,resource}/v1/*.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -164,7 +165,7 @@ class Kind:
 
 
 # One finished span, as the tracer hands it over: (trace id, span id, parent span id or
-# None, its `Kind`, start and end in unix ns, a value for each of its kind's slots, the
+# None, its `Kind`, start and end (`time.perf_counter`), a value for each of its kind's slots, the
 # value of its kind's unique attribute or None, its other attributes or None, the status
 # message of a failed span or None). A tuple: a
 # request makes two, and an object's attributes would cost more than the rest of it.
@@ -173,8 +174,8 @@ Span = tuple[
     bytes,
     bytes | None,
     Kind,
-    int,
-    int,
+    float,
+    float,
     tuple[Any, ...],
     str | None,
     Mapping[str, Any] | None,
@@ -226,6 +227,8 @@ class Encoder:
         join = b"".join
         size = len(scope)
         pair = self._attributes.pair
+        # From the monotonic clock to unix ns, as of now: a span is at most a batch old.
+        offset = time.time_ns() - int(time.perf_counter() * 1e9)
         for trace_id, span_id, parent_id, kind, start, end, values, unique, other, error in spans:
             if unique is None:
                 once = b""
@@ -233,11 +236,21 @@ class Encoder:
                 once = kind.heads[len(unique)] + unique.encode()
             else:
                 once = pair(kind.unique, unique)
+            start_ns, end_ns = int(start * 1e9) + offset, int(end * 1e9) + offset
             if parent_id is None:
-                ids = _ROOT(0x100A, trace_id, 0x0812, span_id, 0x39, start, 0x41, end)
+                ids = _ROOT(0x100A, trace_id, 0x0812, span_id, 0x39, start_ns, 0x41, end_ns)
             else:
                 ids = _CHILD(
-                    0x100A, trace_id, 0x0812, span_id, 0x0822, parent_id, 0x39, start, 0x41, end
+                    0x100A,
+                    trace_id,
+                    0x0812,
+                    span_id,
+                    0x0822,
+                    parent_id,
+                    0x39,
+                    start_ns,
+                    0x41,
+                    end_ns,
                 )
             encoded = join(
                 (

@@ -62,10 +62,11 @@ _ATTEMPT_UNIQUE = "gen_ai.response.id"
 _UNSENT: tuple[int | None, ...] = (None, None, None)  # no attempt made: no usage
 
 
-# A request's span, begun: (trace id, span id, the caller's span id or None, start in
-# unix ns). An attempt's: (trace id, its request's span id, span id, start).
-Begun = tuple[bytes, bytes, bytes | None, int]
-AttemptBegun = tuple[bytes, bytes, bytes, int]
+# A request's span, begun: (trace id, span id, the caller's span id or None, its first
+# attempt's span id, drawn with the others). An attempt's: (trace id, its request's span
+# id, span id). Their times are the request's and the meter's own (`time.perf_counter`).
+Begun = tuple[bytes, bytes, bytes | None, bytes]
+AttemptBegun = tuple[bytes, bytes, bytes]
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bool] | None:
@@ -120,21 +121,21 @@ class Tracer:
                     break
                 trace_id, parent, sampled = incoming
                 if sampled:
-                    span_id = self._random.getrandbits(64).to_bytes(8, "big")
-                    outcome.span = (trace_id, span_id, parent, time.time_ns())
+                    ids = self._random.getrandbits(128).to_bytes(16, "big")
+                    outcome.span = (trace_id, ids[:8], parent, ids[8:])
                 else:  # not recorded here: the upstream continues the caller's trace
                     outcome.span = traceparent(trace_id, parent, False)
                 return
-        bits = self._random.getrandbits(192)  # a trace id and a span id
-        if (bits >> 64) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
-            ids = bits.to_bytes(24, "big")
-            outcome.span = (ids[:16], ids[16:], None, time.time_ns())
+        bits = self._random.getrandbits(256)  # a trace id and two span ids
+        if (bits >> 128) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
+            ids = bits.to_bytes(32, "big")
+            outcome.span = (ids[:16], ids[16:24], None, ids[24:])
 
     def end_request(self, outcome: Outcome, method: str) -> None:
         begun = outcome.span
         if type(begun) is not tuple:
             return
-        trace_id, span_id, parent, start = begun
+        trace_id, span_id, parent, _ = begun
         error_type = outcome.error_type
         key = (
             method,
@@ -154,7 +155,8 @@ class Tracer:
             tokens = outcome.tokens
             values = (tokens.prompt, tokens.completion, attempts)
         error = error_type if error_type is not None and outcome.status >= 500 else None
-        span = (trace_id, span_id, parent, kind, start, time.time_ns(), values, None, None, error)
+        end = time.perf_counter()
+        span = (trace_id, span_id, parent, kind, outcome.started, end, values, None, None, error)
         self.exporter.add(span)
 
     def _keep(
@@ -189,7 +191,8 @@ class Tracer:
         return self._providers.get(name, (name, None, None))
 
     def start_attempt(self, attempt: AttemptMeter) -> None:
-        begun = attempt.request.context.outcome.span
+        outcome = attempt.request.context.outcome
+        begun = outcome.span
         if type(begun) is not tuple:
             UPSTREAM_TRACEPARENT.set(begun)  # None, or the caller's trace, unrecorded
             return
@@ -198,8 +201,11 @@ class Tracer:
         elif attempt.request.stream:
             attempt.kept = deque(maxlen=2)  # where the finish reasons are
         trace_id = begun[0]
-        span_id = self._random.getrandbits(64).to_bytes(8, "big")
-        attempt.observed = (trace_id, begun[1], span_id, time.time_ns())
+        if outcome.attempts == 1:
+            span_id = begun[3]
+        else:  # a retry, or the next deployment's
+            span_id = self._random.getrandbits(64).to_bytes(8, "big")
+        attempt.observed = (trace_id, begun[1], span_id)
         UPSTREAM_TRACEPARENT.set(traceparent(trace_id, span_id, True))
 
     def _attempt_static(self, endpoint: str, target: Target) -> tuple[str, dict[str, Any]]:
@@ -219,7 +225,6 @@ class Tracer:
         observed: AttemptBegun | None = attempt.observed
         if observed is None:
             return
-        end = time.time_ns()
         record = attempt.record
         target = attempt.target
         endpoint = record.endpoint
@@ -256,7 +261,8 @@ class Tracer:
             other["error.type"] = error
             other["http.response.status_code"] = record.status
         values = (record.model, tokens.prompt, tokens.completion, tuple(reasons))
-        trace_id, parent, span_id, start = observed
+        trace_id, parent, span_id = observed
+        start, end = attempt.began, attempt.ended_at
         span = (trace_id, span_id, parent, kind, start, end, values, response_id, other, error)
         self.exporter.add(span)
 
