@@ -99,7 +99,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Service, receiver: Receiver, **tracing: Any
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: Service,
+    receiver: Receiver,
+    models: dict[str, Any] | None = None,
+    **tracing: Any,
 ) -> Service:
     os.environ.setdefault("FAKE_UPSTREAM_KEY", "sk-fake-upstream-key")
     config = {
@@ -112,6 +116,7 @@ def _gateway(
                 "models": ["*"],
             }
         },
+        **({"models": models} if models else {}),
     }
     return start_gateway(tmp_path_factory.mktemp("tracing"), config)
 
@@ -198,6 +203,42 @@ def test_streams_and_failed_attempts_have_their_spans(
     assert _attributes(attempt.attributes)["error.type"] == "upstream_error"
     assert attempt.status.code == 2  # ERROR
     assert _attributes(server.attributes)["http.response.status_code"] == 500
+
+
+def test_each_attempt_has_its_own_span_and_the_times_are_the_wall_clocks(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, fake_upstream: Service
+) -> None:
+    """A failed deployment, then its fallback: two CLIENT spans of distinct ids under the
+    request's, each named in the `traceparent` its upstream got."""
+    group = {"deployments": [{"provider": "fake", "model": "status-500"}], "fallbacks": ["m2"]}
+    models = {"m": group, "m2": {"deployments": [{"provider": "fake", "model": "text-basic"}]}}
+    service = _gateway(tmp_path_factory, fake_upstream, receiver, models=models)
+    trace = "55555555555555555555555555555555"
+    before = time.time_ns()
+    try:
+        _client(service, f"00-{trace}-{CALLER}-01").chat.completions.create(
+            model="m", messages=MESSAGES
+        )
+        spans = receiver.of_trace(trace, 3)
+    finally:
+        stop(service.process)
+    after = time.time_ns()
+    server = next(s for s in spans if s.kind == Span.SPAN_KIND_SERVER)
+    attempts = sorted(
+        (s for s in spans if s.kind == Span.SPAN_KIND_CLIENT), key=lambda s: s.start_time_unix_nano
+    )
+    assert [a.name for a in attempts] == ["chat status-500", "chat text-basic"]
+    assert len({server.span_id, *(a.span_id for a in attempts)}) == 3
+    assert all(a.parent_span_id == server.span_id for a in attempts)
+    sent = [
+        r["headers"]["traceparent"]
+        for r in _upstream_requests(fake_upstream)
+        if trace in r["headers"].get("traceparent", "")
+    ]
+    assert sent == [f"00-{trace}-{a.span_id.hex()}-01" for a in attempts]
+    assert before <= server.start_time_unix_nano <= attempts[0].start_time_unix_nano
+    assert attempts[0].end_time_unix_nano <= attempts[1].start_time_unix_nano
+    assert attempts[1].end_time_unix_nano <= server.end_time_unix_nano <= after
 
 
 def test_no_content_is_recorded_unless_asked(

@@ -1,9 +1,11 @@
 """Finished spans, sent in batches to an OTLP/HTTP endpoint, off the request path.
 
 A task on the gateway's own event loop (no thread to contend with for the interpreter)
-sends what gathered every `INTERVAL` seconds, or sooner when a batch is full, over the
-gateway's keep-alive HTTP client. The queue is bounded: when the collector is away,
-spans beyond `MAX_QUEUE` are dropped and counted, never held without limit.
+sends a batch as soon as it is full, and what gathered short of one every `INTERVAL`
+seconds, over the gateway's keep-alive HTTP client: under load, few big exports rather
+than one after another of what came while the last was on its way. The queue is
+bounded: when the collector is away, spans beyond `MAX_QUEUE` are dropped and counted,
+never held without limit.
 """
 
 from __future__ import annotations
@@ -51,14 +53,21 @@ class SpanExporter:
         self._task = asyncio.create_task(self._run(), name="savegate-span-exporter")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + INTERVAL
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=INTERVAL)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(due - loop.time(), 0))
             self._wake.clear()
-            await self.flush()
+            if loop.time() >= due:
+                due = loop.time() + INTERVAL
+                await self.flush()
+            else:
+                await self.flush(full=True)
 
-    async def flush(self) -> None:
-        while self._queue:
+    async def flush(self, full: bool = False) -> None:
+        """Sends what is queued (with `full`, only whole batches)."""
+        while len(self._queue) >= (BATCH if full else 1):
             batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
                 await self._send(self._encoder.request(batch))

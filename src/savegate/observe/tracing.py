@@ -31,7 +31,7 @@ from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.route import Target
 from savegate.metering.meter import AttemptMeter
 from savegate.observe.export import SpanExporter
-from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder
+from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder, Kind
 from savegate.wire.chunks import Chunks
 
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -47,15 +47,26 @@ _FIELDS = frozenset(field for field, _ in _PARAMETERS)
 _LOW64 = 2**64 - 1
 _NUMBERS = (int, float)  # not a bool
 _HEX = frozenset("0123456789abcdef")
-_STATICS = 4096  # distinct kinds of span whose shared attributes are kept encoded
+_KINDS = 4096  # distinct kinds of span whose shared attributes are kept encoded
 _FINISH_REASON = re.compile(rb'"finish_reason":\s*"([^"]+)"')
 _ID = re.compile(rb'"id":\s*"([^"]+)"')
+# What every span of a request (of an attempt) has a value of, in its values' order.
+_REQUEST_SLOTS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "savegate.attempts")
+_ATTEMPT_SLOTS = (
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.response.finish_reasons",
+)
+_ATTEMPT_UNIQUE = "gen_ai.response.id"
+_UNSENT: tuple[int | None, ...] = (None, None, None)  # no attempt made: no usage
 
 
-# A request's span, begun: (trace id, span id, the caller's span id or None, start in
-# unix ns). An attempt's: (trace id, its request's span id, span id, start).
-Begun = tuple[bytes, bytes, bytes | None, int]
-AttemptBegun = tuple[bytes, bytes, bytes, int]
+# A request's span, begun: (trace id, span id, the caller's span id or None, its first
+# attempt's span id, drawn with the others). An attempt's: (trace id, its request's span
+# id, span id). Their times are the request's and the meter's own (`time.perf_counter`).
+Begun = tuple[bytes, bytes, bytes | None, bytes]
+AttemptBegun = tuple[bytes, bytes, bytes]
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bool] | None:
@@ -94,7 +105,7 @@ class Tracer:
         self.exporter = exporter
         self._encoder = encoder
         # What the spans of one deployment (or one kind of request) share, encoded once.
-        self._statics: dict[tuple[Any, ...], bytes] = {}
+        self._kinds: dict[tuple[Any, ...], Kind] = {}
         self._bound = round(sample_ratio * 2**64)  # TraceIdRatioBased's
         self._content = record_content
         self._providers = providers
@@ -110,21 +121,21 @@ class Tracer:
                     break
                 trace_id, parent, sampled = incoming
                 if sampled:
-                    span_id = self._random.getrandbits(64).to_bytes(8, "big")
-                    outcome.span = (trace_id, span_id, parent, time.time_ns())
+                    ids = self._random.getrandbits(128).to_bytes(16, "big")
+                    outcome.span = (trace_id, ids[:8], parent, ids[8:])
                 else:  # not recorded here: the upstream continues the caller's trace
                     outcome.span = traceparent(trace_id, parent, False)
                 return
-        bits = self._random.getrandbits(192)  # a trace id and a span id
-        if (bits >> 64) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
-            ids = bits.to_bytes(24, "big")
-            outcome.span = (ids[:16], ids[16:], None, time.time_ns())
+        bits = self._random.getrandbits(256)  # a trace id and two span ids
+        if (bits >> 128) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
+            ids = bits.to_bytes(32, "big")
+            outcome.span = (ids[:16], ids[16:24], None, ids[24:])
 
     def end_request(self, outcome: Outcome, method: str) -> None:
         begun = outcome.span
         if type(begun) is not tuple:
             return
-        trace_id, span_id, parent, start = begun
+        trace_id, span_id, parent, _ = begun
         error_type = outcome.error_type
         key = (
             method,
@@ -135,27 +146,33 @@ class Tracer:
             outcome.deployment,
             error_type,
         )
-        fixed = self._statics.get(key)
-        if fixed is None:
-            fixed = self._keep(key, SPAN_KIND_SERVER, *self._request_static(outcome, method))
-        attributes = None
-        if outcome.attempts:
+        kind = self._kinds.get(key)
+        if kind is None:
+            name, shared = self._request_static(outcome, method)
+            kind = self._keep(key, name, SPAN_KIND_SERVER, shared, _REQUEST_SLOTS)
+        values = _UNSENT
+        if attempts := outcome.attempts:
             tokens = outcome.tokens
-            attributes = {
-                "gen_ai.usage.input_tokens": tokens.prompt,
-                "gen_ai.usage.output_tokens": tokens.completion,
-                "savegate.attempts": outcome.attempts,
-            }
+            values = (tokens.prompt, tokens.completion, attempts)
         error = error_type if error_type is not None and outcome.status >= 500 else None
-        span = (trace_id, span_id, parent, fixed, start, time.time_ns(), attributes, error)
+        end = time.perf_counter()
+        span = (trace_id, span_id, parent, kind, outcome.started, end, values, None, None, error)
         self.exporter.add(span)
 
-    def _keep(self, key: tuple[Any, ...], kind: int, name: str, shared: dict[str, Any]) -> bytes:
-        """The name, kind and shared attributes of spans alike in `key`, encoded."""
-        fixed = self._encoder.fixed(name, kind, shared)
-        if len(self._statics) < _STATICS:
-            self._statics[key] = fixed
-        return fixed
+    def _keep(
+        self,
+        key: tuple[Any, ...],
+        name: str,
+        kind: int,
+        shared: dict[str, Any],
+        slots: tuple[str, ...],
+        unique: str | None = None,
+    ) -> Kind:
+        """The `Kind` of spans alike in `key`."""
+        found = self._encoder.kind(name, kind, shared, slots, unique)
+        if len(self._kinds) < _KINDS:
+            self._kinds[key] = found
+        return found
 
     def _request_static(self, outcome: Outcome, method: str) -> tuple[str, dict[str, Any]]:
         provider = outcome.provider
@@ -174,7 +191,8 @@ class Tracer:
         return self._providers.get(name, (name, None, None))
 
     def start_attempt(self, attempt: AttemptMeter) -> None:
-        begun = attempt.request.context.outcome.span
+        outcome = attempt.request.context.outcome
+        begun = outcome.span
         if type(begun) is not tuple:
             UPSTREAM_TRACEPARENT.set(begun)  # None, or the caller's trace, unrecorded
             return
@@ -183,8 +201,11 @@ class Tracer:
         elif attempt.request.stream:
             attempt.kept = deque(maxlen=2)  # where the finish reasons are
         trace_id = begun[0]
-        span_id = self._random.getrandbits(64).to_bytes(8, "big")
-        attempt.observed = (trace_id, begun[1], span_id, time.time_ns())
+        if outcome.attempts == 1:
+            span_id = begun[3]
+        else:  # a retry, or the next deployment's
+            span_id = self._random.getrandbits(64).to_bytes(8, "big")
+        attempt.observed = (trace_id, begun[1], span_id)
         UPSTREAM_TRACEPARENT.set(traceparent(trace_id, span_id, True))
 
     def _attempt_static(self, endpoint: str, target: Target) -> tuple[str, dict[str, Any]]:
@@ -204,48 +225,46 @@ class Tracer:
         observed: AttemptBegun | None = attempt.observed
         if observed is None:
             return
-        end = time.time_ns()
         record = attempt.record
         target = attempt.target
         endpoint = record.endpoint
         key = (endpoint, target.provider, target.model, target.deployment)
-        fixed = self._statics.get(key)
-        if fixed is None:
-            fixed = self._keep(key, SPAN_KIND_CLIENT, *self._attempt_static(endpoint, target))
+        kind = self._kinds.get(key)
+        if kind is None:
+            name, shared = self._attempt_static(endpoint, target)
+            kind = self._keep(key, name, SPAN_KIND_CLIENT, shared, _ATTEMPT_SLOTS, _ATTEMPT_UNIQUE)
         tokens = record.tokens
-        attributes: dict[str, Any] = {
-            "gen_ai.response.model": record.model,
-            "gen_ai.usage.input_tokens": tokens.prompt,
-            "gen_ai.usage.output_tokens": tokens.completion,
-        }
+        other: dict[str, Any] | None = None
         if tokens.cached:
-            attributes["gen_ai.usage.cache_read.input_tokens"] = tokens.cached
+            other = {"gen_ai.usage.cache_read.input_tokens": tokens.cached}
         body = attempt.request.body
         if not _FIELDS.isdisjoint(body):
+            other = other or {}
             for field, attribute in _PARAMETERS:
                 if field in body and type(body[field]) in _NUMBERS:
-                    attributes[attribute] = body[field]
+                    other[attribute] = body[field]
         if self._content:
             payloads = _payloads(attempt.answer, attempt.kept)
             reasons = _finish_reasons(payloads)
             response_id = next((c["id"] for c in payloads if isinstance(c.get("id"), str)), None)
-            attributes["gen_ai.input.messages"] = _input(body)
-            attributes["gen_ai.output.messages"] = _output(payloads)
+            other = other or {}
+            other["gen_ai.input.messages"] = _input(body)
+            other["gen_ai.output.messages"] = _output(payloads)
         elif attempt.answer is not None:
             reasons, response_id = _answer_ending(attempt.answer.data)
         else:
             choices = body.get("n") or 1
             reasons, response_id = _stream_ending(attempt.kept or (), choices)
-        if reasons:
-            attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
-        if response_id is not None:
-            attributes["gen_ai.response.id"] = response_id
         error = record.error_type
         if error is not None:
-            attributes["error.type"] = error
-            attributes["http.response.status_code"] = record.status
-        trace_id, parent, span_id, start = observed
-        self.exporter.add((trace_id, span_id, parent, fixed, start, end, attributes, error))
+            other = other or {}
+            other["error.type"] = error
+            other["http.response.status_code"] = record.status
+        values = (record.model, tokens.prompt, tokens.completion, tuple(reasons))
+        trace_id, parent, span_id = observed
+        start, end = attempt.began, attempt.ended_at
+        span = (trace_id, span_id, parent, kind, start, end, values, response_id, other, error)
+        self.exporter.add(span)
 
 
 def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[str, Any]]:
