@@ -32,9 +32,10 @@ CALLER = "00f067aa0ba902b7"
 
 
 class Receiver:
-    """An OTLP/HTTP trace receiver: what it was sent, decoded."""
+    """An OTLP/HTTP trace receiver: what it was sent, decoded; taking `delay` seconds
+    over each export, as a collector across a network would."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.spans: list[Span] = []
         self.resources: list[dict[str, Any]] = []
         self.bodies: list[bytes] = []
@@ -44,6 +45,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay)
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 receiver.bodies.append(body)
@@ -289,6 +291,41 @@ def test_an_unsampled_caller_is_followed_and_new_traces_are_sampled(
     assert server.parent_span_id == b""
     time.sleep(1.5)  # an export interval: nothing of the unsampled trace comes
     assert receiver.of_trace(trace, 1, timeout=0) == []
+
+
+def test_spans_go_in_few_exports_while_requests_keep_coming(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service
+) -> None:
+    """Spans that come while an export is on its way wait for the next interval (or a
+    full batch): one export a second or so, not one after another of a few spans."""
+    receiver = Receiver(delay=0.02)
+    service = _gateway(tmp_path_factory, fake_upstream, receiver)
+    try:
+        client = _client(service)
+        began = time.monotonic()
+        sent = [0] * 8
+
+        def requests(index: int) -> None:  # for 3 s: past a few intervals
+            while time.monotonic() < began + 3:
+                client.chat.completions.create(model="text-basic", messages=MESSAGES)
+                sent[index] += 1
+
+        threads = [threading.Thread(target=requests, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        deadline = time.monotonic() + 20
+        while len(receiver.spans) < 2 * sum(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seconds = time.monotonic() - began
+    finally:
+        stop(service.process)
+        receiver.close()
+    spans = len(receiver.spans)
+    assert spans >= 2 * sum(sent) > 1000
+    # An export an interval (1 s) and one a full batch (512 spans), and the last at stop.
+    assert len(receiver.bodies) <= seconds + 2 + spans // 512, (len(receiver.bodies), seconds)
 
 
 def test_without_tracing_nothing_of_opentelemetry_is_loaded(tmp_path) -> None:

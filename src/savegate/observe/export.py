@@ -34,7 +34,7 @@ class SpanExporter:
         self._headers = {"content-type": "application/x-protobuf", **headers}
         self._encoder = encoder
         self._queue: list[Span] = []
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the export task's sleep
         self._task: asyncio.Task[None] | None = None
         self._warning = Throttle(10.0)
         self.exported = 0
@@ -46,29 +46,44 @@ class SpanExporter:
             self.dropped += 1
             return
         queue.append(span)
-        if len(queue) == BATCH:
-            self._wake.set()
+        if len(queue) == BATCH and (waiter := self._waiter) is not None:
+            _wake(waiter)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="savegate-span-exporter")
 
     async def _run(self) -> None:
+        """Sleeps until a batch fills or the interval is up: on one future, which the
+        interval's timer or `add` wakes (`asyncio.wait_for` costs as much a wake as a
+        few spans do)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + INTERVAL
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(due - loop.time(), 0))
-            self._wake.clear()
+            if len(self._queue) < BATCH:  # else a batch filled while the last was sent
+                waiter = self._waiter = loop.create_future()
+                timer = loop.call_at(due, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    timer.cancel()
             if loop.time() >= due:
-                due = loop.time() + INTERVAL
                 await self.flush()
+                due = loop.time() + INTERVAL
             else:
                 await self.flush(full=True)
 
     async def flush(self, full: bool = False) -> None:
-        """Sends what is queued (with `full`, only whole batches)."""
-        while len(self._queue) >= (BATCH if full else 1):
-            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+        """Sends what was queued when it began (with `full`, only its whole batches):
+        what comes while a batch is on its way waits for the next batch or interval,
+        not sent on at once in small exports."""
+        count = len(self._queue)
+        if full:
+            count -= count % BATCH
+        while count > 0:
+            size = min(count, BATCH)
+            count -= size
+            batch, self._queue = self._queue[:size], self._queue[size:]
             try:
                 await self._send(self._encoder.request(batch))
             except (HttpError, OSError, TimeoutError) as exc:
@@ -98,3 +113,8 @@ class SpanExporter:
                 await self._task
         await self.flush()
         await self._pool.aclose()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
