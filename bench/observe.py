@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench import client, instructions, targets, wrk
+from bench import client, install, instructions, targets, wrk
 from bench.fixtures import canned
 from bench.procs import Procs, free_port, wait_tcp
 
@@ -158,6 +158,7 @@ def main() -> int:
     )
     if args.rounds:
         plan["rounds"] = args.rounds
+    install.ensure_apt()  # wrk and nginx
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     procs = Procs()
