@@ -44,11 +44,8 @@ def _throughput(
 ) -> dict[str, dict[str, float]]:
     """Peak req/s per target and mode: the best concurrency's median over rounds."""
     savegate = str(Path(sys.executable).with_name("savegate"))
-    # This tree's sources (`source`), not the virtualenv's (installed from another tree).
     gateways = {
-        name: targets.start_savegate(
-            procs, WORK, ups, savegate, name=name, source=ROOT, extra=extra
-        )
+        name: targets.start_savegate(procs, WORK, ups, savegate, name=name, extra=extra)
         for name, extra in _configs(receiver).items()
     }
     lua = {

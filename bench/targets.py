@@ -27,6 +27,7 @@ MODELS = {mode: f"bench-{mode}" for mode in MODES}
 IDLE_HOLD_S = 300
 BURST_HOLD_S = 20  # longer than a gateway takes to open 2,000 streams
 MOCK_KEY = "sk-mock-upstream"
+TREE = Path(__file__).resolve().parents[1]  # the sources a run measures by default
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ def start_savegate(
     semantic: bool = False,
     extra: dict[str, object] | None = None,
 ) -> Target:
-    """SaveGate as installed, or (`source`) the tree of another revision on the same
-    virtualenv, for a base-against-new comparison in one run; with `workers` processes
+    """SaveGate from this bench's own tree, or (`source`) the tree of another revision,
+    on the same virtualenv (whose editable install may point at yet another tree), for
+    a base-against-new comparison in one run; with `workers` processes
     and `extra` configuration sections. With `cache`, also `json-hit` and `stream-hit`
     routes: the same requests under model names the response cache serves
     (`bench-json-hit`, `bench-stream-hit`); with `semantic`, `json-sem` and `stream-sem`
@@ -139,7 +141,7 @@ def start_savegate(
         settings["local"] = {"enabled": True}
     config = work / f"{name}.yaml"
     config.write_text(json.dumps({**settings, **(extra or {})}))
-    env = {"PYTHONPATH": str(source / "src")} if source else {}
+    env = {"PYTHONPATH": str((source or TREE) / "src")}
     proc, key = _savegate(procs, work / name, savegate, port, config, env, workers)
     label = "SaveGate" if source is None else f"SaveGate base ({source.name})"
     if workers > 1:
