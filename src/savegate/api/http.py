@@ -32,6 +32,7 @@ from savegate.core.payload import Json
 from savegate.core.request import RequestContext
 from savegate.providers.base import ByteStream, ChatStream
 from savegate.wire import sse
+from savegate.wire.chunks import WholeStream
 from savegate.wire.multipart import Form
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,9 @@ async def send_response(
         await _send_relay(send, response, base_headers, guard)
         return
     headers = [*_SSE_HEADERS, *base_headers, *response.headers]
+    if isinstance(response.stream, WholeStream):
+        await _send_whole(send, response, headers, guard)
+        return
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
@@ -317,6 +321,18 @@ async def send_response(
         await response.stream.aclose()
     guard.finishing = True
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_whole(
+    send: Send, response: StreamResponse, headers: list[tuple[bytes, bytes]], guard: DisconnectGuard
+) -> None:
+    """A stream whose chunks are all at hand goes out framed in one body, so in one
+    socket write with its head: no per-chunk sends, no keep-alive timer."""
+    framed = relay(response.stream, response.framer, response.request_id)
+    body = b"".join([chunk async for chunk in framed])
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    guard.finishing = True
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_bytes(

@@ -3,7 +3,7 @@
 An entry holds the endpoint's whole answer, whichever way it was first produced: a
 streamed answer is folded into the whole object as it passes (`Recording`), and a
 streaming request for a cached answer gets it back as the chunks of a stream
-(`Replay`), which the dialect's framer turns into its wire like any other stream. Each
+(`WholeStream`), which the dialect's framer turns into its wire like any other stream. Each
 replay has a fresh `id` and `created`; `model` stays the model that really answered.
 Native Responses API answers are the exception: their events are kept and replayed as
 the upstream sent them, ids included (`wire.responses_replay`).
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from savegate.cache import Entry
 from savegate.core.payload import Json
 from savegate.providers.base import ChatStream
-from savegate.wire.chunks import Chunks
+from savegate.wire.chunks import Chunks, WholeStream
 from savegate.wire.replay import ChatAssembler, Replayed, TextAssembler, chat_replay, text_replay
 from savegate.wire.responses_replay import ResponsesAssembler, answered, response_events
 
@@ -66,7 +66,8 @@ class Codec:
 
     def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
         assert self.replayer is not None
-        return Replay(entry.replayed(include_usage, self.replayer).chunks(*self.fresh(request_id)))
+        replayed = entry.replayed(include_usage, self.replayer)
+        return WholeStream(replayed.chunks(*self.fresh(request_id)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,8 @@ class ResponsesCodec(Codec):
 
     def stream(self, entry: Entry, include_usage: bool, request_id: str) -> ChatStream:
         if entry.events is not None:
-            return Replay(Chunks(sse=entry.events))
-        return Replay(response_events(entry.answer))
+            return WholeStream(Chunks(sse=entry.events))
+        return WholeStream(response_events(entry.answer))
 
 
 CODECS = {
@@ -89,22 +90,6 @@ CODECS = {
     "embeddings": Codec(None),
     "responses": ResponsesCodec(None, ResponsesAssembler),
 }
-
-
-class Replay:
-    """A cached answer as a stream: all its chunks in one batch."""
-
-    def __init__(self, batch: Chunks) -> None:
-        self._batch = batch
-
-    async def _batches(self) -> AsyncGenerator[Chunks, None]:
-        yield self._batch
-
-    def __aiter__(self) -> AsyncIterator[Chunks]:
-        return self._batches()
-
-    async def aclose(self) -> None:
-        return None
 
 
 class Recording:

@@ -9,7 +9,7 @@ bytes may also be named events (the Responses API's, with `event:` lines).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from savegate.core.payload import Json
 from savegate.wire import sse
@@ -74,3 +74,22 @@ class Chunks:
 
     def __iter__(self) -> Iterator[Json]:
         return iter(self.items)
+
+
+class WholeStream:
+    """A stream whose chunks are all at hand (a cached answer): one batch, which the
+    HTTP layer may frame and send in one write rather than chunk by chunk."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Chunks) -> None:
+        self.batch = batch
+
+    def __aiter__(self) -> AsyncIterator[Chunks]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[Chunks]:
+        yield self.batch
+
+    async def aclose(self) -> None:
+        return None
