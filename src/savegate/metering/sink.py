@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from savegate.core.faults import store_failed
 from savegate.metering.record import COLUMNS, UsageRecord
-from savegate.metering.rows import UsageInsert
+from savegate.metering.rows import Statement, UsageInsert
 from savegate.store.engine import AsyncEngine
 from savegate.store.serial import Serial
 from savegate.store.tables import usage_rejected
@@ -136,8 +136,11 @@ class UsageSink:
     async def _write_batch(self) -> None:
         """Write `_writing`, taking each row off it once it is stored or set aside."""
         batch = self._writing
+        statements, last_used = self._insert.statements(batch), _last_used(batch)
         try:
-            await self._serial.run(lambda connection: self._write(connection, batch))
+            await self._serial.run(
+                lambda connection: self._write(connection, statements, last_used)
+            )
         except Exception as exc:
             if _outage(exc):
                 raise
@@ -160,12 +163,15 @@ class UsageSink:
         self._writing = []
         self.written += len(batch)
 
-    def _write(self, connection: Connection, records: Sequence[UsageRecord]) -> None:
-        self._insert.write(connection, records)
-        self._touch_keys(connection, _last_used(records))
+    def _write(
+        self, connection: Connection, statements: list[Statement], last_used: dict[str, datetime]
+    ) -> None:
+        UsageInsert.run(connection, statements)
+        self._touch_keys(connection, last_used)
 
     async def _insert_rows(self, records: Sequence[UsageRecord]) -> None:
-        await self._serial.run(lambda connection: self._insert.write(connection, records))
+        statements = self._insert.statements(records)
+        await self._serial.run(lambda connection: UsageInsert.run(connection, statements))
 
     async def _set_aside(self, record: UsageRecord, exc: Exception) -> None:
         """Keep a refused row in `usage_rejected`. Writing it there is also the test that
