@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from itertools import zip_longest
+from itertools import takewhile, zip_longest
+from pathlib import Path
 from typing import Any
 
 from bench import memory
@@ -376,8 +377,28 @@ def markdown(s: dict[str, Any]) -> str:
     out += ["## Idle memory", "", *_memory(s)]
     out += ["## Embedded model", "", *_embedded(s)]
     out += ["## Where SaveGate spends its time (py-spy)", "", *_profile(s)]
+    for name in COMPANIONS:
+        out += _companion(name)
     out += ["## Method", "", *METHOD]
     return "\n".join(out) + "\n"
+
+
+# Benchmarks of their own (`bench.cache`, `bench.observe`), each with its goal: their
+# latest tables, as those runs wrote them, so that this page reports every goal.
+COMPANIONS = ("CACHE.md", "OBSERVE.md")
+
+
+def _companion(name: str) -> list[str]:
+    """A companion report's title, first paragraph and first table."""
+    path = Path(__file__).with_name(name)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    title = lines[0].removeprefix("# ") if lines else name
+    paragraph = next((line for line in lines[1:] if line and not line.startswith("|")), "")
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    table = list(takewhile(lambda line: line.startswith("|"), lines[start:]))
+    return [f"## {title} (from `{name}`)", "", paragraph, "", *table, ""]
 
 
 METHOD = [
