@@ -82,17 +82,20 @@ class Deferred(Protocol):
 
 
 class _Stamps:
-    """`strftime` once a second, not once a line."""
+    """`strftime` once a second, not once a line. The event loop (access lines) and the
+    writer thread (records) both use it: the second and its stamp are one tuple, read
+    and replaced whole, so neither sees one second's stamp under another's."""
 
     def __init__(self, layout: str, clock: Callable[[float], time.struct_time]) -> None:
         self._layout, self._clock = layout, clock
-        self._second, self._stamp = -1, ""
+        self._last = (-1, "")
 
     def __call__(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._second, self._stamp = second, time.strftime(self._layout, self._clock(second))
-        return self._stamp
+        last = self._last
+        if second != last[0]:
+            last = self._last = (second, time.strftime(self._layout, self._clock(second)))
+        return last[1]
 
 
 class JsonFormatter(logging.Formatter):
