@@ -8,6 +8,7 @@ a CLIENT span under it, with the GenAI attributes, and the upstream receives a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from savegate.observe.export import SpanExporter
+from savegate.observe.otlp import SPAN_KIND_SERVER
+from savegate.observe.tracing import scope_encoder
 from tests.conftest import ROOT, Service, free_port, start_gateway, stop
 
 MESSAGES = [{"role": "user", "content": "Say hello, secret-prompt-words"}]
@@ -40,11 +44,13 @@ class Receiver:
         self.resources: list[dict[str, Any]] = []
         self.bodies: list[bytes] = []
         self.content_types: list[str] = []
+        self.arrived = threading.Event()  # an export's body came, answered or not yet
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.arrived.set()
                 time.sleep(delay)
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
@@ -326,6 +332,31 @@ def test_spans_go_in_few_exports_while_requests_keep_coming(
     assert spans >= 2 * sum(sent) > 1000
     # An export an interval (1 s) and one a full batch (512 spans), and the last at stop.
     assert len(receiver.bodies) <= seconds + 2 + spans // 512, (len(receiver.bodies), seconds)
+
+
+def test_an_export_on_its_way_at_shutdown_is_let_finish() -> None:
+    """Closing the exporter while an export is on its way waits for its answer rather
+    than cutting it: its spans are counted exported, and the collector has each once."""
+    receiver = Receiver(delay=0.5)
+    try:
+        exported, dropped = asyncio.run(_export_then_close(receiver, spans=3))
+    finally:
+        receiver.close()
+    assert (exported, dropped) == (3, 0)
+    assert len(receiver.spans) == 3
+
+
+async def _export_then_close(receiver: Receiver, spans: int) -> tuple[int, int]:
+    encoder = scope_encoder("savegate-test")
+    exporter = SpanExporter(receiver.url, {}, encoder)
+    kind = encoder.kind("POST /v1/chat/completions", SPAN_KIND_SERVER, {}, ())
+    for index in range(spans):
+        ids = index.to_bytes(16, "big")
+        exporter.add((ids, ids[8:], None, kind, 1.0, 2.0, (), None, None, None))
+    exporter.start()  # its first export goes after its interval
+    assert await asyncio.to_thread(receiver.arrived.wait, 10), "no export came"
+    await exporter.close()
+    return exporter.exported, exporter.dropped
 
 
 def test_without_tracing_nothing_of_opentelemetry_is_loaded(tmp_path) -> None:

@@ -36,6 +36,7 @@ class SpanExporter:
         self._queue: list[Span] = []
         self._waiter: asyncio.Future[None] | None = None  # the export task's sleep
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._warning = Throttle(10.0)
         self.exported = 0
         self.dropped = 0
@@ -58,7 +59,7 @@ class SpanExporter:
         few spans do)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + INTERVAL
-        while True:
+        while not self._closing:
             if len(self._queue) < BATCH:  # else a batch filled while the last was sent
                 waiter = self._waiter = loop.create_future()
                 timer = loop.call_at(due, _wake, waiter)
@@ -107,10 +108,17 @@ class SpanExporter:
             log.warning("tracing: could not export %d spans (%s)", count, reason)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stops the export task, then sends what is left. An export on its way is let
+        finish (within its timeout), not cut: cut, its spans would have been counted
+        neither exported nor dropped, whether or not the collector had them."""
+        task = self._task
+        if task is not None:
+            self._closing = True
+            if self._waiter is not None:  # asleep between exports: nothing on its way
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(_TIMEOUT):
+                    await task
         await self.flush()
         await self._pool.aclose()
 
