@@ -40,9 +40,12 @@ class UsageInsert:
     def __init__(self, dialect: Dialect) -> None:
         compiled = insert(usage).compile(dialect=dialect, column_keys=list(COLUMNS))
         self._sql = str(compiled)
-        self._multirow = dialect.name == "sqlite"
         head, _, values = self._sql.partition(" VALUES ")
-        self._rows_sql = [(n, f"{head} VALUES {', '.join([values] * n)}") for n in SQLITE_ROWS]
+        self._rows_sql = (  # SQLite's many-row statements, by their rows (else none)
+            [(n, f"{head} VALUES {', '.join([values] * n)}") for n in SQLITE_ROWS]
+            if dialect.name == "sqlite"
+            else []
+        )
         self._positional = bool(dialect.positional)
         if self._positional and tuple(compiled.positiontup or ()) != COLUMNS:
             raise RuntimeError("usage INSERT parameters are not in COLUMNS order")
@@ -63,7 +66,7 @@ class UsageInsert:
         return tuple(values) if self._positional else dict(zip(COLUMNS, values, strict=True))
 
     def statements(self, records: Sequence[UsageRecord]) -> list[Statement]:
-        if not self._multirow:
+        if not self._rows_sql:
             return [
                 (
                     self._sql,
