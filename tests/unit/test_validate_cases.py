@@ -100,3 +100,33 @@ def test_chat_bounds(extra: dict[str, Any], param: str, code: str) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}], **extra}
     error = refused(validate_chat_request, json.dumps(body))
     assert (error.param, error.code) == (param, code)
+
+
+@pytest.mark.parametrize(
+    ("message", "param", "code"),
+    [
+        # A turn of a role and its text alone passes on a short path: its edges.
+        ({"role": ["user"], "content": "x"}, "messages[0].role", "invalid_type"),
+        ({"role": {"user": 1}, "content": "x"}, "messages[0].role", "invalid_type"),
+        (
+            {"role": "tool", "content": "x"},
+            "messages[0].tool_call_id",
+            "missing_required_parameter",
+        ),
+        ({"role": "function", "content": "x"}, "messages[0].name", "missing_required_parameter"),
+        ({"role": "robot", "content": "x"}, "messages[0].role", "invalid_value"),
+        ({"role": "user", "content": 5}, "messages[0].content", "invalid_type"),
+        ({"content": "x", "name": "n"}, "messages[0].role", "missing_required_parameter"),
+    ],
+)
+def test_chat_message_shapes(message: dict[str, Any], param: str, code: str) -> None:
+    body = {"model": "m", "messages": [message]}
+    error = refused(validate_chat_request, json.dumps(body))
+    assert (error.param, error.code) == (param, code)
+
+
+@pytest.mark.parametrize("field", ["temperature", "n", "stop", "user", "tools", "metadata"])
+def test_chat_null_fields_pass(field: str) -> None:
+    # A field sent as null is as good as absent, whether or not its group's checks run.
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], field: None}
+    assert validate_chat_request(parse_json_object(json.dumps(body).encode())) == body

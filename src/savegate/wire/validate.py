@@ -8,6 +8,7 @@ Fields the gateway does not read pass through to the provider untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,7 +39,15 @@ from savegate.wire.checks import (
 )
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# Roles whose turn may be its role and text alone (a tool's names its call, a function's
+# its name). A tuple, not a set: a role may be a list or an object, which no set holds.
+_TEXT_ROLES = ("system", "developer", "user", "assistant")
 _TOOL_CHOICES = ("none", "auto", "required")
+# Optional fields checked together: a body with none of a group's skips its checks.
+_TOOL_FIELDS = frozenset(
+    ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
+)
+_CHAT_FIELDS = frozenset(("max_completion_tokens", "metadata", "response_format"))
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -119,6 +128,16 @@ def _tool_calls(value: Any, param: str) -> None:
 
 
 def _message(index: int, message: Any) -> None:
+    # The usual turn, a role and its text, passes at once (no path named, no check
+    # called): a request's messages are most of its checks.
+    if (
+        type(message) is dict
+        and len(message) == 2
+        and type(text := message.get("content")) is str
+        and message.get("role") in _TEXT_ROLES
+        and len(text) <= MAX_STRING
+    ):
+        return
     where = f"messages[{index}]"
     if not isinstance(message, dict):
         raise invalid_type(where, "an object", message)
@@ -172,6 +191,8 @@ def _named_choice(choice: Any, param: str, allowed: tuple[str, ...]) -> None:
 
 
 def _tools(body: dict[str, Any]) -> None:
+    if _TOOL_FIELDS.isdisjoint(body):
+        return
     tools = body.get("tools")
     if tools is not None:
         for index, tool in enumerate(array(tools, "tools", MAX_TOOLS)):
@@ -235,18 +256,26 @@ def _response_format(value: Any) -> None:
             mapping(schema["schema"], "response_format.json_schema.schema")
 
 
+# The sampling and length parameters chat and legacy completions share, in the order
+# they are checked; a body names few of them, and only those are checked.
+_SAMPLING: tuple[tuple[str, Callable[[Any], None]], ...] = (
+    ("temperature", lambda value: number(value, "temperature", 0, 2)),
+    ("top_p", lambda value: number(value, "top_p", 0, 1)),
+    ("presence_penalty", lambda value: number(value, "presence_penalty", -2, 2)),
+    ("frequency_penalty", lambda value: number(value, "frequency_penalty", -2, 2)),
+    ("n", lambda value: integer(value, "n", 1, MAX_N)),
+    ("max_tokens", lambda value: integer(value, "max_tokens", 1)),
+    ("seed", lambda value: integer(value, "seed", -(2**63), 2**63 - 1)),
+    ("stop", _stop),
+    ("user", lambda value: string(value, "user")),
+)
+
+
 def _sampling(body: dict[str, Any]) -> None:
-    """The sampling and length parameters chat and legacy completions share."""
     _stream(body)
-    number(body.get("temperature"), "temperature", 0, 2)
-    number(body.get("top_p"), "top_p", 0, 1)
-    number(body.get("presence_penalty"), "presence_penalty", -2, 2)
-    number(body.get("frequency_penalty"), "frequency_penalty", -2, 2)
-    integer(body.get("n"), "n", 1, MAX_N)
-    integer(body.get("max_tokens"), "max_tokens", 1)
-    integer(body.get("seed"), "seed", -(2**63), 2**63 - 1)
-    _stop(body.get("stop"))
-    string(body.get("user"), "user")
+    for name, check in _SAMPLING:
+        if name in body:
+            check(body[name])
 
 
 def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -259,9 +288,10 @@ def validate_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     for index, message in enumerate(messages):
         _message(index, message)
     _sampling(body)
-    integer(body.get("max_completion_tokens"), "max_completion_tokens", 1)
-    metadata(body.get("metadata"), "metadata")
-    _response_format(body.get("response_format"))
+    if not _CHAT_FIELDS.isdisjoint(body):
+        integer(body.get("max_completion_tokens"), "max_completion_tokens", 1)
+        metadata(body.get("metadata"), "metadata")
+        _response_format(body.get("response_format"))
     _tools(body)
     return body
 
