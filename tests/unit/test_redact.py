@@ -80,3 +80,14 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture):
 def test_credentials_are_found_in_any_case(named: str):
     token = "tok-abcdef1234567890"
     assert token not in Redactor([]).text(named.format(token))
+
+
+def test_text_found_clean_is_searched_again_once_a_secret_is_added():
+    redactor = Redactor([CONFIGURED])
+    named = "model-sk-added-later-0123456789"
+    assert redactor.text(named) == named  # clean so far, and remembered so
+    assert redactor.text(named) == named
+    redactor.extend(["sk-added-later-0123456789"])
+    assert redactor.text(named) == f"model-{MASK}"
+    assert redactor.text(f"x {CONFIGURED}") == f"x {MASK}"  # masked text is never remembered
+    assert redactor.text(f"x {CONFIGURED}") == f"x {MASK}"

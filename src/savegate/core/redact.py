@@ -11,6 +11,10 @@ from typing import Any
 MASK = "[REDACTED]"
 # Shorter values are not credentials; masking them would garble ordinary text.
 MIN_SECRET = 8
+# Short text found clean is remembered, so that the same again is not searched again: an
+# access line's path, model names and message repeat from request to request.
+_CLEAN_LENGTH = 256
+_CLEAN_COUNT = 4096
 
 # A credential named in text: a bearer token, an API-key header or a `key=` query
 # parameter, as an upstream echoing its request would show it (JSON-escaped quotes too).
@@ -30,6 +34,7 @@ class Redactor:
         # Longest first, so a key that contains another is masked whole.
         self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
         self._raw = [s.encode() for s in self._secrets]
+        self._clean: set[str] = set()  # short text with nothing to mask (only such text)
 
     def extend(self, secrets: Iterable[str]) -> None:
         """Mask `secrets` too from now on (a reload's new upstream keys); the old ones stay
@@ -37,9 +42,23 @@ class Redactor:
         known = sorted({*self._secrets, *(s for s in secrets if len(s) >= MIN_SECRET)}, key=len)
         self._secrets = known[::-1]
         self._raw = [s.encode() for s in self._secrets]
+        # Replaced, not cleared: a thread that found text clean of the old secrets adds it
+        # to the set it began with, which is then no one's.
+        self._clean = set()
 
     def text(self, value: str) -> str:
         """`value` without the known secrets or any credential it names."""
+        clean = self._clean
+        if value in clean:
+            return value
+        masked = self._masked(value)
+        if len(value) <= _CLEAN_LENGTH and masked == value:
+            if len(clean) >= _CLEAN_COUNT:
+                clean.clear()  # what repeats is soon back
+            clean.add(value)
+        return masked
+
+    def _masked(self, value: str) -> str:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, MASK)

@@ -81,19 +81,23 @@ class _Line:
             used, target = last
             if self.stream and used.status != 200:
                 status, error = used.status, error or used.error_type
-            fields.update(
-                model=used.requested_model[:MAX_NAME],
-                served_model=(used.model or "")[:MAX_NAME] or None,
-                provider=used.provider,
+            tokens = used.tokens
+            # A literal merged, not keyword arguments: a line is made a request.
+            fields |= {
+                "model": used.requested_model[:MAX_NAME],
+                "served_model": (used.model or "")[:MAX_NAME] or None,
+                "provider": used.provider,
                 # No target: a cache hit, which no deployment served.
-                deployment=(target.deployment if target is not None else None) or used.provider,
-                attempts=context.outcome.attempts,
-                tokens_in=used.tokens.prompt,
-                tokens_out=used.tokens.completion,
-                cached_tokens=used.tokens.cached,
-                ttft_ms=None if used.ttft_ms is None else round(used.ttft_ms, 1),
-                cache_hit=used.cache_hit,
-            )
-        fields.update(status=status, error=error, latency_ms=round(self.seconds * 1000, 1))
+                "deployment": (target.deployment if target is not None else None) or used.provider,
+                "attempts": context.outcome.attempts,
+                "tokens_in": tokens.prompt,
+                "tokens_out": tokens.completion,
+                "cached_tokens": tokens.cached,
+                "ttft_ms": None if used.ttft_ms is None else round(used.ttft_ms, 1),
+                "cache_hit": used.cache_hit,
+            }
+        fields["status"] = status
+        fields["error"] = error
+        fields["latency_ms"] = round(self.seconds * 1000, 1)
         message = f"{self.method} {self.path} {status}"
         return logs.Line(LOGGER, self.created, message, fields, _UNTRUSTED)

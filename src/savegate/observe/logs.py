@@ -188,6 +188,10 @@ def _pairs(fields: dict[str, Any]) -> str:
             parts.append(f"{key}=-")
         elif (kind is str and value and " " not in value and '"' not in value) or kind is int:
             parts.append(f"{key}={value}")
+        elif kind is bool:
+            parts.append(f"{key}=true" if value else f"{key}=false")
+        elif kind is float and (value == 0 or 1e-4 <= abs(value) < 1e16):
+            parts.append(f"{key}={value!r}")  # as JSON has it in this range
         else:
             parts.append(f"{key}={orjson.dumps(value, default=str).decode()}")
     return " ".join(parts)
