@@ -36,7 +36,7 @@ async def main(backend: RateBackend, start: float, seconds: float) -> None:
 
 def _backend(kind: str, url: str, prefix: str) -> RateBackend:
     if kind == "redis":
-        return RedisBackend(url, prefix=prefix)
+        return RedisBackend(url, prefix=prefix, timeout=5.0)  # see conftest.REDIS_TIMEOUT
     return DatabaseBackend(create_engine(url))
 
 

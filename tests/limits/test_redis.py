@@ -12,7 +12,7 @@ import redis.asyncio
 from savegate.limits.rate import RateLimited, RateLimiter, RateLimits
 from savegate.limits.rate.redis import RedisBackend
 from tests.conftest import free_port
-from tests.limits.conftest import REDIS_URL, hammer
+from tests.limits.conftest import REDIS_TIMEOUT, REDIS_URL, hammer
 
 
 def test_processes_sharing_redis_admit_rpm_in_total(redis_prefix: str) -> None:
@@ -100,7 +100,9 @@ def test_reconnects_after_an_outage(redis_prefix: str) -> None:
 
 def test_lease_frees_the_slot_of_a_dead_gateway(redis_prefix: str) -> None:
     async def go() -> None:
-        dead = RateLimiter(RedisBackend(REDIS_URL, prefix=redis_prefix, lease=0.3))
+        dead = RateLimiter(
+            RedisBackend(REDIS_URL, prefix=redis_prefix, lease=0.3, timeout=REDIS_TIMEOUT)
+        )
         limits = RateLimits(max_concurrent=1)
         held = await dead.acquire("k", limits, 0)  # never settled: its gateway "died"
         with pytest.raises(RateLimited):
@@ -116,7 +118,9 @@ def test_lease_frees_the_slot_of_a_dead_gateway(redis_prefix: str) -> None:
 
 def test_keys_expire_on_their_own(redis_prefix: str) -> None:
     async def go() -> None:
-        limiter = RateLimiter(RedisBackend(REDIS_URL, prefix=redis_prefix, lease=120))
+        limiter = RateLimiter(
+            RedisBackend(REDIS_URL, prefix=redis_prefix, lease=120, timeout=REDIS_TIMEOUT)
+        )
         permit = await limiter.acquire("k", RateLimits(rpm=5, tpm=500, max_concurrent=2), 100)
         client = redis.asyncio.Redis.from_url(REDIS_URL)
         keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
