@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -91,3 +93,34 @@ def test_rows_hold_what_sqlalchemy_would_have_written(backend: str, tmp_path):
             assert mine.pop("request_id") != plain.pop("request_id")
             mine.pop("id", None), plain.pop("id", None)
             assert mine == plain
+
+
+def test_closing_while_a_batch_is_written_writes_it_once(tmp_path):
+    """A gateway that stops while its writer is mid-batch (a rolling restart under load):
+    the batch on its way commits, and closing must not write its rows again. (SQLite,
+    whose batches are written in a thread that a cancellation does not stop.)"""
+    entered = threading.Event()
+
+    def slow_touch(connection: Connection, _: dict[str, datetime]) -> None:
+        entered.set()
+        time.sleep(0.5)  # inside the batch's transaction, before its commit
+
+    with database("sqlite", tmp_path) as url:
+
+        async def go() -> None:
+            engine = create_engine(url)
+            try:
+                await create_schema(engine)
+                sink = UsageSink(engine, touch_keys=slow_touch, interval=0.01)
+                sink.start()
+                for index in range(20):
+                    sink.add(_record(index))
+                assert await asyncio.to_thread(entered.wait, 10)  # the writer took them
+                sink.add(_record(20))  # and one more waits for the next batch
+                await sink.close()
+            finally:
+                await engine.dispose()
+
+        asyncio.run(go())
+        rows = query(url, "SELECT request_id, count(*) FROM usage GROUP BY 1")
+        assert sorted(rows) == sorted((f"req_{index}", 1) for index in range(21))

@@ -199,11 +199,22 @@ class UsageSink:
             await self._serial.run(lambda connection: self._touch_keys(connection, last_used))
 
     async def close(self, grace_seconds: float = 30.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         deadline = asyncio.get_running_loop().time() + grace_seconds
+        if self._task is not None:
+            # Stopped between flushes, not in one: a write cancelled on its way may still
+            # commit (in its thread, or on the server), and its rows, put back in the
+            # buffer, would be written twice. Only a write stuck past the grace is cut.
+            between = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_seconds):
+                    between = await self._flushing.acquire()
+            try:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            finally:
+                if between:
+                    self._flushing.release()
         while self._buffer:
             try:
                 await self.flush()
