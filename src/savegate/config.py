@@ -6,6 +6,7 @@ SQLite store in `.savegate/`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -296,6 +297,13 @@ class TracingConfig(_Strict):
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of traces begun here
     record_content: bool = False  # prompts and answers in the spans
     service_name: str = "savegate"
+
+    @model_validator(mode="after")
+    def _sdk_installed(self) -> TracingConfig:
+        # Checked here: the span process that imports it would only fail again and again.
+        if self.enabled and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ValueError("tracing needs the OpenTelemetry SDK: pip install 'savegate[otel]'")
+        return self
 
 
 class Config(_Strict):

@@ -95,7 +95,7 @@ class ApiApp:
         outcome.endpoint = endpoint.label if endpoint is not None else "unmatched"
         observer = self._observer
         if observer is not None:
-            observer.request_started(outcome, scope["headers"])
+            observer.request_started(outcome, request.header("traceparent"))
         try:
             try:
                 if endpoint is None:

@@ -1,6 +1,6 @@
-"""Finished spans, sent in batches to an OTLP/HTTP endpoint, off the request path.
+"""Finished spans, sent in batches to an OTLP/HTTP endpoint, in the span process.
 
-A task on the gateway's own event loop (no thread to contend with for the interpreter)
+A task on that process's event loop (no thread to contend with for the interpreter)
 sends a batch as soon as it is full, and what gathered short of one every `INTERVAL`
 seconds, over the gateway's keep-alive HTTP client: under load, few big exports rather
 than one after another of what came while the last was on its way. The queue is

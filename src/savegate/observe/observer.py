@@ -11,17 +11,16 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from savegate.config import Config
 from savegate.core.outcome import Outcome
 from savegate.metering.meter import AttemptMeter
 from savegate.metering.sink import UsageSink
-from savegate.observe.export import SpanExporter
 from savegate.observe.metrics import GatewayMetrics
 from savegate.observe.shared import WRITE_SECONDS, SnapshotDir
-from savegate.observe.tracing import Tracer, scope_encoder
+from savegate.observe.span_pipe import SpanPipe
+from savegate.observe.tracing import Tracer
 from savegate.routing.router import ModelRouter
 
 log = logging.getLogger(__name__)
@@ -41,9 +40,9 @@ class Observer:
         self._shared = shared
         self._writer: asyncio.Task[None] | None = None
 
-    def request_started(self, outcome: Outcome, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    def request_started(self, outcome: Outcome, traceparent: str | None) -> None:
         if self.tracer is not None:
-            self.tracer.start_request(outcome, headers)
+            self.tracer.start_request(outcome, traceparent)
 
     def request_ended(self, outcome: Outcome, method: str) -> None:
         if self.metrics is not None:
@@ -88,7 +87,7 @@ class Observer:
 
     async def start(self) -> None:
         if self.tracer is not None:
-            self.tracer.exporter.start()
+            await self.tracer.exporter.start()
         if self._shared is not None and self.metrics is not None:
             self._writer = asyncio.create_task(self._write_snapshots(), name="savegate-metrics")
 
@@ -133,11 +132,19 @@ def _tracer(config: Config) -> Tracer:
         url = urlsplit(provider.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
         providers[name] = (_GEN_AI_PROVIDERS[provider.type], url.hostname, port)
-    encoder = scope_encoder(tracing.service_name)  # the one place OpenTelemetry is loaded
-    exporter = SpanExporter(tracing.endpoint, dict(tracing.headers), encoder)
+    settings = {
+        "endpoint": tracing.endpoint,
+        "headers": dict(tracing.headers),
+        "service_name": tracing.service_name,
+    }
+    logging_args = [
+        "--log-level",
+        config.server.log_level,
+        "--log-format",
+        config.server.log_format,
+    ]
     return Tracer(
-        exporter,
-        encoder,
+        SpanPipe(settings, logging_args),
         sample_ratio=tracing.sample_ratio,
         record_content=tracing.record_content,
         providers=providers,

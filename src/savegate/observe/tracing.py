@@ -7,10 +7,10 @@ as the SDK's `TraceIdRatioBased` does. Every upstream call carries a `traceparen
 its attempt's span, so the upstream's own spans join the trace. Prompts and answers are
 recorded only with `record_content`.
 
-Spans are recorded and encoded here rather than through the SDK's span pipeline, which
-costs about as much per request as the rest of the gateway (see `otlp.py`); the SDK
-gives the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, its own
-attributes). It is imported only when tracing is on.
+Spans are recorded here rather than through the SDK's span pipeline, which costs about
+as much per request as the rest of the gateway (see `otlp.py`), and handed to the span
+process (`span_pipe.py`), which encodes and exports them; the SDK gives that process
+the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, its own attributes).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from typing import Any
 
 import orjson
 
-from savegate import __version__
 from savegate.core.outcome import Outcome
 from savegate.core.payload import Json
 from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.route import Target
 from savegate.metering.meter import AttemptMeter
-from savegate.observe.export import SpanExporter
-from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Encoder, Kind
+from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER
+from savegate.observe.span_pipe import SpanPipe
 from savegate.wire.chunks import Chunks
 
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -44,6 +43,8 @@ _PARAMETERS = (
     ("seed", "gen_ai.request.seed"),
 )
 _FIELDS = frozenset(field for field, _ in _PARAMETERS)
+_ATTRIBUTE_OF = dict(_PARAMETERS)
+_ORDER = {field: index for index, (field, _) in enumerate(_PARAMETERS)}  # the last one wins
 _LOW64 = 2**64 - 1
 _NUMBERS = (int, float)  # not a bool
 _HEX = frozenset("0123456789abcdef")
@@ -69,9 +70,9 @@ Begun = tuple[bytes, bytes, bytes | None, bytes]
 AttemptBegun = tuple[bytes, bytes, bytes]
 
 
-def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bool] | None:
+def parse_traceparent(value: str) -> tuple[bytes, bytes, bool] | None:
     """(trace id, parent span id, sampled) of a W3C `traceparent`, or None if invalid."""
-    text = value.decode("latin-1").strip().lower()
+    text = value.strip().lower()
     parts = text.split("-")
     if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
         return None
@@ -94,8 +95,7 @@ def traceparent(trace_id: bytes, span_id: bytes, sampled: bool) -> str:
 class Tracer:
     def __init__(
         self,
-        exporter: SpanExporter,
-        encoder: Encoder,
+        exporter: SpanPipe,
         *,
         sample_ratio: float,
         record_content: bool,
@@ -103,23 +103,22 @@ class Tracer:
     ) -> None:
         """`providers`: each provider's `gen_ai.provider.name`, host and port."""
         self.exporter = exporter
-        self._encoder = encoder
-        # What the spans of one deployment (or one kind of request) share, encoded once.
-        self._kinds: dict[tuple[Any, ...], Kind] = {}
+        # The kind of span of one deployment (or one kind of request): what they share.
+        self._kinds: dict[tuple[Any, ...], int] = {}
         self._bound = round(sample_ratio * 2**64)  # TraceIdRatioBased's
+        self._all = self._bound >= 2**64
         self._content = record_content
         self._providers = providers
         self._random = random.Random()
 
-    def start_request(self, outcome: Outcome, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    def start_request(self, outcome: Outcome, incoming: str | None) -> None:
         """`outcome.span`: the request's span `Begun`; or, unrecorded, the `traceparent`
-        that continues the caller's trace upstream, or None."""
-        for name, value in headers:
-            if name == b"traceparent":
-                incoming = parse_traceparent(value)
-                if incoming is None:
-                    break
-                trace_id, parent, sampled = incoming
+        that continues the caller's trace upstream, or None. `incoming`: the caller's
+        `traceparent` header."""
+        if incoming is not None:
+            caller = parse_traceparent(incoming)
+            if caller is not None:
+                trace_id, parent, sampled = caller
                 if sampled:
                     ids = self._random.getrandbits(128).to_bytes(16, "big")
                     outcome.span = (trace_id, ids[:8], parent, ids[8:])
@@ -127,7 +126,8 @@ class Tracer:
                     outcome.span = traceparent(trace_id, parent, False)
                 return
         bits = self._random.getrandbits(256)  # a trace id and two span ids
-        if (bits >> 128) & _LOW64 < self._bound:  # the trace id's low half, as the SDK's
+        # The trace id's low half decides, as the SDK's does (all pass at a ratio of 1).
+        if self._all or (bits >> 128) & _LOW64 < self._bound:
             ids = bits.to_bytes(32, "big")
             outcome.span = (ids[:16], ids[16:24], None, ids[24:])
 
@@ -167,9 +167,9 @@ class Tracer:
         shared: dict[str, Any],
         slots: tuple[str, ...],
         unique: str | None = None,
-    ) -> Kind:
-        """The `Kind` of spans alike in `key`."""
-        found = self._encoder.kind(name, kind, shared, slots, unique)
+    ) -> int:
+        """The kind of spans alike in `key`."""
+        found = self.exporter.kind(name, kind, shared, slots, unique)
         if len(self._kinds) < _KINDS:
             self._kinds[key] = found
         return found
@@ -238,11 +238,11 @@ class Tracer:
         if tokens.cached:
             other = {"gen_ai.usage.cache_read.input_tokens": tokens.cached}
         body = attempt.request.body
-        if not _FIELDS.isdisjoint(body):
+        if named := _FIELDS.intersection(body):
             other = other or {}
-            for field, attribute in _PARAMETERS:
-                if field in body and type(body[field]) in _NUMBERS:
-                    other[attribute] = body[field]
+            for field in sorted(named, key=_ORDER.__getitem__) if len(named) > 1 else named:
+                if type(value := body[field]) in _NUMBERS:
+                    other[_ATTRIBUTE_OF[field]] = value
         if self._content:
             payloads = _payloads(attempt.answer, attempt.kept)
             reasons = _finish_reasons(payloads)
@@ -281,13 +281,18 @@ def _payloads(answer: Json | None, kept: Iterable[Chunks] | None) -> list[dict[s
 
 def _answer_ending(answer: dict[str, Any]) -> tuple[list[str], str | None]:
     """Finish reasons and the id of a whole answer."""
-    reasons = [
-        str(c["finish_reason"])
-        for c in answer.get("choices") or ()
-        if isinstance(c, dict) and c.get("finish_reason")
-    ]
+    choices = answer.get("choices")
+    if type(choices) is list and len(choices) == 1 and type(choice := choices[0]) is dict:
+        reason = choice.get("finish_reason")  # the usual answer, of one choice
+        reasons = [str(reason)] if reason else []
+    else:
+        reasons = [
+            str(c["finish_reason"])
+            for c in choices or ()
+            if isinstance(c, dict) and c.get("finish_reason")
+        ]
     response_id = answer.get("id")
-    return reasons, response_id if isinstance(response_id, str) else None
+    return reasons, response_id if type(response_id) is str else None
 
 
 def _stream_ending(kept: Sequence[Chunks], choices: int) -> tuple[list[str], str | None]:
@@ -341,18 +346,3 @@ def _output(payloads: Sequence[dict[str, Any]]) -> str:
             texts.setdefault(int(choice.get("index") or 0), []).append(text)
     messages = [{"role": "assistant", "content": "".join(texts[i])} for i in sorted(texts)]
     return orjson.dumps(messages).decode()
-
-
-def resource(service_name: str) -> dict[str, Any]:
-    """The SDK's resource (its own attributes and `OTEL_RESOURCE_ATTRIBUTES`), named
-    `service_name` unless `OTEL_SERVICE_NAME` names it."""
-    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-
-    attributes = dict(Resource.create({SERVICE_VERSION: __version__}).attributes)
-    if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        attributes[SERVICE_NAME] = service_name
-    return attributes
-
-
-def scope_encoder(service_name: str) -> Encoder:
-    return Encoder(resource(service_name), "savegate", __version__)
