@@ -65,6 +65,7 @@ class SharedLedger:
         self._loaders: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._closed = False
         self._warning = Throttle(10.0)
 
     async def reserve(self, key: ApiKey, tokens: int, cost: float) -> Reservation | None:
@@ -142,8 +143,10 @@ class SharedLedger:
             self._gens[month] = reply.gen
 
     async def _watch(self) -> None:
-        """Keeps the running holds of this process in the store, whatever it lost."""
-        while True:
+        """Keeps the running holds of this process in the store, whatever it lost. Ends
+        when closed even if its cancellation was lost (a Redis client's timeout firing as
+        it came turns it into a timeout, which this loop survives)."""
+        while not self._closed:
             await asyncio.sleep(self._wait / 3)
             for month, holds in list(self._holds.items()):
                 if not holds:
@@ -184,6 +187,7 @@ class SharedLedger:
         await self._store.forget(key_id, month_start(datetime.now(UTC)))
 
     async def aclose(self) -> None:
+        self._closed = True
         tasks = [*self._loaders, *([self._watcher] if self._watcher else [])]
         for task in tasks:
             task.cancel()
