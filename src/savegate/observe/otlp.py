@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 # Span: trace_id 1 (16 bytes), span_id 2 (8), parent_span_id 4 (8), each with its tag and
 # size; start_time_unix_nano 7 and end 8, fixed64 each after its tag.
@@ -25,6 +25,8 @@ _CACHE_LIMIT = 4096
 _UNIQUE = frozenset({"gen_ai.response.id", "gen_ai.input.messages", "gen_ai.output.messages"})
 _SIZES = [bytes((size,)) for size in range(128)]
 _KINDS = {kind: b"\x30" + bytes((kind,)) for kind in range(6)}  # Span.kind, field 6
+
+K = TypeVar("K")
 
 SPAN_KIND_SERVER = 2
 SPAN_KIND_CLIENT = 3
@@ -164,16 +166,16 @@ class Kind:
         )
 
 
-# One finished span, as the tracer hands it over: (trace id, span id, parent span id or
-# None, its `Kind`, start and end (`time.perf_counter`), a value for each of its kind's slots, the
-# value of its kind's unique attribute or None, its other attributes or None, the status
-# message of a failed span or None). A tuple: a
-# request makes two, and an object's attributes would cost more than the rest of it.
-Span = tuple[
+# One finished span: (trace id, span id, parent span id or None, its kind, start and end
+# (`time.perf_counter`), a value for each of its kind's slots, the value of its kind's
+# unique attribute or None, its other attributes or None, the status message of a failed
+# span or None). A tuple: a request makes two, and an object's attributes would cost more
+# than the rest of it. The kind is a `Kind` here, its number in the tracer's hands.
+SpanOf = tuple[
     bytes,
     bytes,
     bytes | None,
-    Kind,
+    K,
     float,
     float,
     tuple[Any, ...],
@@ -181,6 +183,7 @@ Span = tuple[
     Mapping[str, Any] | None,
     str | None,
 ]
+Span = SpanOf[Kind]
 
 
 class Encoder:

@@ -16,8 +16,10 @@ import logging
 import marshal
 import struct
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from savegate.observe.otlp import SpanOf
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +30,8 @@ MAX_UNWRITTEN = 4 << 20  # bytes waiting for the pipe beyond which frames are dr
 RESTART_PAUSE = 1.0
 EXIT_TIMEOUT = 25.0  # an export on its way (10 s), then the rest (10 s)
 
-# A span as handed over: `otlp.Span` with its kind's number (`SpanPipe.kind`) for the kind.
-Handed = tuple[
-    bytes,
-    bytes,
-    bytes | None,
-    int,
-    float,
-    float,
-    tuple[Any, ...],
-    str | None,
-    Mapping[str, Any] | None,
-    str | None,
-]
+# A span as handed over: its kind is the number `SpanPipe.kind` gave it.
+Handed = SpanOf[int]
 # A kind of span, defined once per process: (its number, then `Encoder.kind`'s arguments).
 KindDefinition = tuple[int, str, int, dict[str, Any], tuple[str, ...], str | None]
 
