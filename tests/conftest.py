@@ -178,6 +178,31 @@ def model_pid(data_dir: Path) -> int | None:
     return int(text) if text and alive(int(text)) else None
 
 
+def sidecar_pid(service: Service, count: int = 1) -> int:
+    """The pid of the gateway's sidecar process, once its log named `count` of them."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = re.findall(r"sidecar process pid (\d+)", service.output())
+        if len(pids) >= count:
+            return int(pids[count - 1])
+        time.sleep(0.05)
+    raise AssertionError(f"no sidecar process {count} in the log:\n{service.output()}")
+
+
+def gone(pid: int, timeout: float) -> bool:
+    """Whether `pid` ended within `timeout` (a zombie that no one reaped has ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def stop_model(data_dir: Path, wait: float = 10) -> bool:
     """Once its gateways are stopped: wait for the model process to end by itself (True),
     else stop it by its PID (False)."""

@@ -5,8 +5,10 @@ anywhere; the text format carries the same access fields."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,16 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import ROOT, Service, model_pid, start_gateway, stop, stop_model
+from tests.conftest import (
+    ROOT,
+    Service,
+    gone,
+    model_pid,
+    sidecar_pid,
+    start_gateway,
+    stop,
+    stop_model,
+)
 
 UPSTREAM_KEY = "sk-upstream-" + secrets.token_hex(16)
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -169,3 +180,38 @@ def test_text_logs_carry_the_access_fields(tmp_path, fake_upstream: Service):
         assert field in line, field
     assert re.search(r"tokens_in=\d+ tokens_out=\d+", line)
     assert key not in service.output() and UPSTREAM_KEY not in service.output()
+
+
+def test_access_lines_outlive_their_sidecar(tmp_path, fake_upstream: Service):
+    """A gateway's access lines are made and written by its sidecar process. Killed, it
+    is started again, and meanwhile the gateway makes them itself: no line is lost, nor
+    those of the last requests before a SIGTERM; no sidecar outlives its gateway."""
+    key = _create_key(tmp_path / "data", "--name", "logs")
+    env = {"LOG_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    service = start_gateway(tmp_path, _config(fake_upstream, 1, "text"), env=env)
+    client = openai.OpenAI(api_key=key, base_url=service.base_url, max_retries=0)
+    ids = []
+    try:
+        first = sidecar_pid(service)
+        for _ in range(3):
+            ids.append(_answered_id(client))
+        _lines_until(service, 3)
+        os.kill(first, signal.SIGKILL)
+        assert gone(first, 10)
+        for _ in range(10):  # while it is down, and once the next one is up
+            ids.append(_answered_id(client))
+            time.sleep(0.15)
+        second = sidecar_pid(service, 2)
+        assert "the sidecar process ended" in service.output()
+        for _ in range(5):
+            ids.append(_answered_id(client))
+    finally:
+        stop(service.process)
+    assert gone(second, 10)
+    lines = [line for line in service.output().splitlines() if "savegate.access" in line]
+    assert sorted(re.findall(r"request_id=(req_\w+)", "\n".join(lines))) == sorted(ids)
+
+
+def _answered_id(client: openai.OpenAI) -> str:
+    answer = client.chat.completions.with_raw_response.create(model="text-basic", messages=MESSAGES)
+    return answer.headers["x-request-id"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,8 +28,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from savegate.observe.export import SpanExporter
 from savegate.observe.otlp import SPAN_KIND_SERVER
-from savegate.observe.span_process import scope_encoder
-from tests.conftest import ROOT, Service, free_port, start_gateway, stop
+from savegate.observe.sidecar_process import scope_encoder
+from tests.conftest import ROOT, Service, free_port, gone, sidecar_pid, start_gateway, stop
 
 MESSAGES = [{"role": "user", "content": "Say hello, secret-prompt-words"}]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -382,79 +380,54 @@ def _server_and_client(spans: list[Span]) -> tuple[Span, Span]:
     return server, attempt
 
 
-def _span_process(service: Service, count: int = 1) -> int:
-    """The pid of the gateway's span process, once its log named `count` of them."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        pids = re.findall(r"tracing: span process pid (\d+)", service.output())
-        if len(pids) >= count:
-            return int(pids[count - 1])
-        time.sleep(0.05)
-    raise AssertionError(f"no span process {count} in the log:\n{service.output()}")
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    """Whether `pid` ended within `timeout` (a zombie that no one reaped has ended)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def test_a_span_process_that_dies_is_replaced(
+def test_a_sidecar_that_dies_is_replaced(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service
 ) -> None:
-    """Spans are encoded and exported by a process of their own. Killed, it is started
-    again, and the next requests' spans arrive as before; the gateway serves meanwhile."""
+    """Spans are encoded and exported by the gateway's sidecar process. Killed, it is
+    started again, and the next requests' spans arrive as before; the gateway serves meanwhile."""
     receiver = Receiver()
     service = _gateway(tmp_path_factory, fake_upstream, receiver)
     try:
         client = _client(service, f"00-{TRACE}-{CALLER}-01")
-        first = _span_process(service)
+        first = sidecar_pid(service)
         client.chat.completions.create(model="text-basic", messages=MESSAGES)
         assert len(receiver.of_trace(TRACE, 2)) == 2
         os.kill(first, signal.SIGKILL)
-        assert _gone(first, 10)
+        assert gone(first, 10)
         client.chat.completions.create(model="text-basic", messages=MESSAGES)  # served
-        second = _span_process(service, 2)
+        second = sidecar_pid(service, 2)
         assert second != first
-        assert "the span process ended" in service.output()
+        assert "the sidecar process ended" in service.output()
         client.chat.completions.create(model="text-basic", messages=MESSAGES)
         assert len(receiver.of_trace(TRACE, 4)) >= 4
     finally:
         stop(service.process)
         receiver.close()
-    assert _gone(second, 10)
+    assert gone(second, 10)
 
 
 def test_a_gateway_that_stops_sends_its_last_spans_and_leaves_no_process(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: Service
 ) -> None:
-    """SIGTERM: what the last requests' spans are is handed over and exported before the
-    span process ends. SIGKILL: the span process ends by itself (its pipe closed)."""
+    """SIGTERM: the last requests' spans are handed over and exported before the sidecar
+    ends. SIGKILL: the sidecar ends by itself (its pipe closed)."""
     receiver = Receiver()
     service = _gateway(tmp_path_factory, fake_upstream, receiver)
     try:
         client = _client(service, f"00-{TRACE}-{CALLER}-01")
-        pid = _span_process(service)
+        pid = sidecar_pid(service)
         for _ in range(5):
             client.chat.completions.create(model="text-basic", messages=MESSAGES)
     finally:
         stop(service.process)
-    assert _gone(pid, 10)
+    assert gone(pid, 10)
     assert len(receiver.of_trace(TRACE, 10, timeout=0)) == 10
     killed = _gateway(tmp_path_factory, fake_upstream, receiver)
     try:
-        pid = _span_process(killed)
+        pid = sidecar_pid(killed)
         killed.process.kill()
         killed.process.wait(timeout=10)
-        assert _gone(pid, 10)
+        assert gone(pid, 10)
     finally:
         stop(killed.process)
         receiver.close()

@@ -27,7 +27,7 @@ from savegate.metering.prices import PriceBook
 from savegate.metering.queries import UsageQueries, UsageTotals
 from savegate.metering.rows import UsageInsert
 from savegate.metering.sink import UsageSink
-from savegate.observe.observer import build_observer
+from savegate.observe.observer import build_observer, build_sidecar
 from savegate.ops.health import Readiness
 from savegate.routing.executor import Executor, RetryPolicy
 from savegate.service.admin import KeyAdmin
@@ -100,7 +100,10 @@ class Gateway:
         self.usage_queries = UsageQueries(self.engine, self.usage_sink)
         self.alerts = AlertSender(config.alerts.webhook_url)
         self.budgets = self._ledger()
-        self.observer = build_observer(config, self.router, self.usage_sink, metrics_dir)
+        self.sidecar = build_sidecar(config)
+        self.observer = build_observer(
+            config, self.router, self.usage_sink, metrics_dir, self.sidecar
+        )
         self.meter.observer = self.observer
         # Several workers without Redis share exact rate limits through the database.
         shared = self.engine if config.server.processes > 1 else None
@@ -241,6 +244,7 @@ class Gateway:
         await create_schema(self.engine)
         await self.auth.start()
         self.usage_sink.start()
+        await self.sidecar.start()
         if self.observer is not None:
             await self.observer.start()
         for provider in self.providers.adapters:
@@ -264,6 +268,7 @@ class Gateway:
         await self.usage_sink.close()
         if self.observer is not None:
             await self.observer.stop()
+        await self.sidecar.close()  # the last access lines and spans
         await self.alerts.aclose()
         await self.rate_limiter.aclose()
         await self.budgets.aclose()

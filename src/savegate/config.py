@@ -300,7 +300,7 @@ class TracingConfig(_Strict):
 
     @model_validator(mode="after")
     def _sdk_installed(self) -> TracingConfig:
-        # Checked here: the span process that imports it would only fail again and again.
+        # Checked here: the sidecar that imports it would only fail again and again.
         if self.enabled and importlib.util.find_spec("opentelemetry.sdk") is None:
             raise ValueError("tracing needs the OpenTelemetry SDK: pip install 'savegate[otel]'")
         return self

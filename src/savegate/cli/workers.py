@@ -47,9 +47,9 @@ def _family(host: str) -> socket.AddressFamily:
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket, which every worker may share (the metrics' own port)."""
-    sock = socket.create_server((host, port), family=_family(host), backlog=BACKLOG)
-    sock.set_inheritable(True)
-    return sock
+    # Not inheritable (workers are forked, which shares it anyway): a process a worker
+    # starts must not hold the port open once the workers have closed it.
+    return socket.create_server((host, port), family=_family(host), backlog=BACKLOG)
 
 
 def reserve(host: str, port: int) -> socket.socket:
@@ -66,7 +66,6 @@ def reserve(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 

@@ -46,6 +46,11 @@ class Redactor:
         # to the set it began with, which is then no one's.
         self._clean = set()
 
+    @property
+    def secrets(self) -> list[str]:
+        """The secrets masked: a new list whenever more are added."""
+        return self._secrets
+
     def text(self, value: str) -> str:
         """`value` without the known secrets or any credential it names."""
         clean = self._clean

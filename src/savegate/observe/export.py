@@ -1,4 +1,4 @@
-"""Finished spans, sent in batches to an OTLP/HTTP endpoint, in the span process.
+"""Finished spans, sent in batches to an OTLP/HTTP endpoint, in the sidecar process.
 
 A task on that process's event loop (no thread to contend with for the interpreter)
 sends a batch as soon as it is full, and what gathered short of one every `INTERVAL`

@@ -4,18 +4,21 @@ of their own so that a request never waits on stderr.
 Every record goes through a queue: the caller only enqueues it (its message is already
 formatted and redacted by the record factory `core.redact.redact_logs` installs); the
 writer thread formats and writes. A `Deferred` entry (the access log's) is cheaper
-still: the request's tail only appends it (no `LogRecord`), and the event loop makes the
-lines of those gathered `GATHER_SECONDS` after the first and hands the writer thread
-their text in one piece. Waking the writer thread costs a system call (tens of
-microseconds on a VM), which a request's tail should not pay; and the lines are made on
-the event loop, not by the writer thread, because a thread that wants the interpreter
-while the loop holds it costs more in hand-overs than the lines cost to make (measured:
-12 % of peak throughput for cache hits). Fields given as `extra` show as JSON keys, or
-as `key=value` pairs after the text message, their text values redacted as well.
+still: the request's tail only appends it (no `LogRecord`), and the event loop hands the
+facts of those gathered `GATHER_SECONDS` after the first to the gateway's sidecar
+(`observe.sidecar`), which makes their lines and writes them, in another process. Without
+one (not started yet, or restarting), the event loop makes the lines and hands the writer
+thread their text in one piece. Waking the writer thread costs a system call (tens of
+microseconds on a VM), which a request's tail should not pay; and the lines are not made
+by the writer thread, because a thread that wants the interpreter while the loop holds
+it costs more in hand-overs than the lines cost to make (measured: 12 % of peak
+throughput for cache hits). Fields given as `extra` show as JSON keys, or as `key=value`
+pairs after the text message, their text values redacted as well.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import logging
@@ -30,7 +33,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from savegate.core.redact import Redactor
+from savegate.core.redact import Redactor, redact_logs
 
 LogFormat = Literal["text", "json"]
 GATHER_SECONDS = 0.05
@@ -75,8 +78,16 @@ class Line:
         return record
 
 
+# What a deferred entry's line is made of, marshallable (a tuple of plain values).
+Facts = tuple[Any, ...]
+
+
 class Deferred(Protocol):
-    """A log entry whose line is made later, in a batch: the caller pays for an append."""
+    """A log entry whose line is made later, in a batch: the caller pays for an append.
+    (The access log's: the sidecar makes its lines from the facts with
+    `access_log.line_of`.)"""
+
+    def facts(self) -> Facts: ...
 
     def line(self) -> Line: ...
 
@@ -99,15 +110,17 @@ class _Stamps:
 
 
 class JsonFormatter(logging.Formatter):
-    """`worker`: the gateway process's number; None in the embedded model's process, whose
-    lines say `"process": "model"` instead (it serves every worker)."""
+    """`origin`: the gateway process's number; or the name of a process that is no
+    worker's (`model`: the embedded model's, which serves every worker; `sidecar`), which
+    its lines say as `"process": name`."""
 
-    def __init__(self, worker: int | None, redactor: Redactor) -> None:
+    def __init__(self, origin: int | str, redactor: Redactor, pid: int | None = None) -> None:
+        """`pid`: the process whose lines these are (a sidecar writes its gateway's)."""
         super().__init__()
-        self._origin = {"worker": worker} if worker is not None else {"process": "model"}
+        self._origin = {"worker": origin} if isinstance(origin, int) else {"process": origin}
         self._redactor = redactor
         self._stamps = _Stamps("%Y-%m-%dT%H:%M:%S", time.gmtime)
-        self._pid = os.getpid()
+        self._pid = os.getpid() if pid is None else pid
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -244,29 +257,35 @@ class _Listener(logging.handlers.QueueListener):
 
 
 class _Output:
-    """The running listener, how to fall back to writing directly, and the deferred
-    entries not yet handed over."""
+    """The running listener, how to fall back to writing directly, the deferred entries
+    not yet handed over, and who makes their lines instead of this process (`remote`:
+    False when it cannot take them); what a sidecar needs to write lines alike."""
 
     def __init__(self) -> None:
         self.listener: logging.handlers.QueueListener | None = None
         self.direct: _Stream | None = None
         self.queue: queue.SimpleQueue[Any] | None = None
         self.batch: list[Deferred] = []
+        self.remote: Callable[[list[Facts]], bool] | None = None
+        self.settings: dict[str, Any] = {"format": "text", "worker": 0, "tag": ""}
+        self.redactor = Redactor(())
 
 
 _output = _Output()
 
 
 def configure(
-    level: str, log_format: LogFormat, worker: int | None, tag: str, redactor: Redactor
+    level: str, log_format: LogFormat, origin: int | str, tag: str, redactor: Redactor
 ) -> None:
     """Log at `level` in `log_format` through a writer thread of this process's own
-    (threads do not survive a fork: each worker calls this again). `worker` is 0 for the
-    supervisor or a lone process, None for the model process; `tag` prefixes the text
-    format's logger name."""
+    (threads do not survive a fork: each worker calls this again). `origin` is the
+    worker's number, 0 for the supervisor or a lone process, or the name of a process of
+    another kind (`JsonFormatter`); `tag` prefixes the text format's logger name."""
     stop()
+    _output.settings = {"format": log_format, "worker": origin, "tag": tag}
+    _output.redactor = redactor
     direct = _Stream(
-        JsonFormatter(worker, redactor) if log_format == "json" else TextFormatter(tag, redactor)
+        JsonFormatter(origin, redactor) if log_format == "json" else TextFormatter(tag, redactor)
     )
     records: queue.SimpleQueue[Any] = queue.SimpleQueue()
     _output.listener = _Listener(records, direct)
@@ -275,6 +294,28 @@ def configure(
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     logging.captureWarnings(True)  # warnings in the same format, not raw on stderr
     _output.listener.start()
+
+
+def helper_arguments(level: str, log_format: str) -> list[str]:
+    """The command line options by which a helper process (the embedded model's, a
+    sidecar) logs as the gateway that starts it does."""
+    return ["--log-level", level, "--log-format", log_format]
+
+
+def add_helper_options(parser: argparse.ArgumentParser) -> None:
+    """`helper_arguments`' options, for a helper process's parser."""
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def configure_helper(args: argparse.Namespace, name: str) -> Redactor:
+    """A helper process's logging, by `add_helper_options`' options: the gateway's
+    format, its lines naming the process `name`, and masked of credentials as the
+    gateway's are (the redactor returned masks what it is told of, too)."""
+    redactor = Redactor(())
+    redact_logs(redactor)
+    configure(args.log_level, args.log_format, name, f"[{name}] ", redactor)
+    return redactor
 
 
 def defer(entry: Deferred) -> None:
@@ -293,18 +334,40 @@ def defer(entry: Deferred) -> None:
     batch = _output.batch
     batch.append(entry)
     if len(batch) == 1:
-        loop.call_later(GATHER_SECONDS, _hand_over)
+        loop.call_later(GATHER_SECONDS, hand_over)
 
 
-def _hand_over() -> None:
+def hand_over() -> None:
+    """The deferred entries, to the sidecar or made here, now."""
     batch, _output.batch = _output.batch, []
     _put(batch)
 
 
+def send_lines_to(remote: Callable[[list[Facts]], bool] | None) -> None:
+    """Have `remote` make the deferred entries' lines from their facts (None: here)."""
+    _output.remote = remote
+
+
+def line_settings() -> dict[str, Any]:
+    """What a sidecar needs to write this process's lines as it would."""
+    return {**_output.settings, "pid": os.getpid(), "secrets": masked_secrets()}
+
+
+def masked_secrets() -> list[str]:
+    """The secrets lines are masked of; another list once more are added."""
+    return _output.redactor.secrets
+
+
 def _put(entries: list[Deferred]) -> None:
-    """The entries' lines, made here, to the writer thread in one piece."""
+    """The entries' facts to the sidecar, or their lines, made here, to the writer
+    thread in one piece."""
+    if not entries:
+        return
+    remote = _output.remote
+    if remote is not None and remote([entry.facts() for entry in entries]):
+        return
     records, direct = _output.queue, _output.direct
-    if not entries or records is None or direct is None:
+    if records is None or direct is None:
         return
     try:
         text = direct.text(entries)
@@ -324,7 +387,7 @@ def stop() -> None:
     listener, direct = _output.listener, _output.direct
     if listener is None or direct is None:
         return
-    _hand_over()
+    hand_over()
     _output.listener = None
     listener.stop()
     _write_directly(direct)
@@ -338,8 +401,9 @@ def _write_directly(direct: logging.Handler) -> None:
 
 
 def _forget_listener() -> None:
-    """In a forked child the parent's writer thread does not exist: until the child
-    configures its own, it writes directly."""
+    """In a forked child the parent's writer thread and sidecar are not its own: until
+    the child configures its own, it writes directly."""
+    _output.remote = None
     if _output.listener is not None and _output.direct is not None:
         _output.listener, _output.batch = None, []
         _write_directly(_output.direct)

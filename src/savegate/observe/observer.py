@@ -17,9 +17,10 @@ from savegate.config import Config
 from savegate.core.outcome import Outcome
 from savegate.metering.meter import AttemptMeter
 from savegate.metering.sink import UsageSink
+from savegate.observe import logs
 from savegate.observe.metrics import GatewayMetrics
 from savegate.observe.shared import WRITE_SECONDS, SnapshotDir
-from savegate.observe.span_pipe import SpanPipe
+from savegate.observe.sidecar import Sidecar
 from savegate.observe.tracing import Tracer
 from savegate.routing.router import ModelRouter
 
@@ -86,8 +87,6 @@ class Observer:
             metrics.spans_dropped.labels().value = self.tracer.exporter.dropped
 
     async def start(self) -> None:
-        if self.tracer is not None:
-            await self.tracer.exporter.start()
         if self._shared is not None and self.metrics is not None:
             self._writer = asyncio.create_task(self._write_snapshots(), name="savegate-metrics")
 
@@ -110,41 +109,46 @@ class Observer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._write()  # the last figures of a worker that stops
-        if self.tracer is not None:
-            await self.tracer.exporter.close()
+
+
+def build_sidecar(config: Config) -> Sidecar:
+    """The gateway process's sidecar: its access lines, and its spans when tracing."""
+    tracing = config.tracing
+    settings = None
+    if tracing.enabled:
+        settings = {
+            "endpoint": tracing.endpoint,
+            "headers": dict(tracing.headers),
+            "service_name": tracing.service_name,
+        }
+    server = config.server
+    return Sidecar(settings, logs.helper_arguments(server.log_level, server.log_format))
 
 
 def build_observer(
-    config: Config, router: ModelRouter, sink: UsageSink, metrics_dir: str | None
+    config: Config,
+    router: ModelRouter,
+    sink: UsageSink,
+    metrics_dir: str | None,
+    sidecar: Sidecar,
 ) -> Observer | None:
     metrics = GatewayMetrics(router, sink) if config.metrics.enabled else None
-    tracer = _tracer(config) if config.tracing.enabled else None
+    tracer = _tracer(config, sidecar) if config.tracing.enabled else None
     if metrics is None and tracer is None:
         return None
     shared = SnapshotDir(metrics_dir) if metrics is not None and metrics_dir else None
     return Observer(metrics, tracer, shared)
 
 
-def _tracer(config: Config) -> Tracer:
+def _tracer(config: Config, sidecar: Sidecar) -> Tracer:
     tracing = config.tracing
     providers: dict[str, tuple[str, str | None, int | None]] = {}
     for name, provider in config.providers.items():
         url = urlsplit(provider.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
         providers[name] = (_GEN_AI_PROVIDERS[provider.type], url.hostname, port)
-    settings = {
-        "endpoint": tracing.endpoint,
-        "headers": dict(tracing.headers),
-        "service_name": tracing.service_name,
-    }
-    logging_args = [
-        "--log-level",
-        config.server.log_level,
-        "--log-format",
-        config.server.log_format,
-    ]
     return Tracer(
-        SpanPipe(settings, logging_args),
+        sidecar,
         sample_ratio=tracing.sample_ratio,
         record_content=tracing.record_content,
         providers=providers,

@@ -8,9 +8,9 @@ its attempt's span, so the upstream's own spans join the trace. Prompts and answ
 recorded only with `record_content`.
 
 Spans are recorded here rather than through the SDK's span pipeline, which costs about
-as much per request as the rest of the gateway (see `otlp.py`), and handed to the span
-process (`span_pipe.py`), which encodes and exports them; the SDK gives that process
-the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, its own attributes).
+as much per request as the rest of the gateway (see `otlp.py`), and handed to the
+gateway's sidecar (`sidecar.py`), which encodes and exports them; the SDK gives that
+process the resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, its own attributes).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from savegate.core.propagation import UPSTREAM_TRACEPARENT
 from savegate.core.route import Target
 from savegate.metering.meter import AttemptMeter
 from savegate.observe.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER
-from savegate.observe.span_pipe import SpanPipe
+from savegate.observe.sidecar import Sidecar
 from savegate.wire.chunks import Chunks
 
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -95,7 +95,7 @@ def traceparent(trace_id: bytes, span_id: bytes, sampled: bool) -> str:
 class Tracer:
     def __init__(
         self,
-        exporter: SpanPipe,
+        exporter: Sidecar,
         *,
         sample_ratio: float,
         record_content: bool,

@@ -23,7 +23,6 @@ import uvloop
 from savegate.config import LocalModelConfig
 from savegate.core.errors import GatewayError
 from savegate.core.keys import ApiKey
-from savegate.core.redact import Redactor, redact_logs
 from savegate.core.request import ChatRequest, RequestContext
 from savegate.observe import logs
 from savegate.providers.local.process import take_lock
@@ -151,14 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock-fd", type=int, help="the lock file, already locked for us")
     parser.add_argument("--config", default="{}", help="the `local:` settings, as JSON")
     parser.add_argument("--exit-when-idle", type=float, help="seconds with no gateway")
-    parser.add_argument("--log-level", default="info")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    logs.add_helper_options(parser)
     args = parser.parse_args(argv)
-    # The gateway's format, naming this process. It knows no upstream key, but masks
-    # credentials in its lines as the gateway does.
-    redactor = Redactor(())
-    redact_logs(redactor)
-    logs.configure(args.log_level, args.log_format, None, "[model] ", redactor)
+    logs.configure_helper(args, "model")  # it knows no upstream key: credentials masked
     # Whoever started us took the lock for us; started by hand, we take it ourselves.
     lock = (
         os.fdopen(args.lock_fd, "a+")
