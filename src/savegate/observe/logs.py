@@ -297,8 +297,9 @@ def configure(
 
 
 def helper_arguments(level: str, log_format: str) -> list[str]:
-    """The command line options by which a helper process (the embedded model's, a
-    sidecar) logs as the gateway that starts it does."""
+    """The command line options by which a helper process (a sidecar; the embedded
+    model's, whose starter may not know this module, spells them out) logs as the
+    gateway that starts it does."""
     return ["--log-level", level, "--log-format", log_format]
 
 

@@ -21,7 +21,6 @@ from typing import IO
 
 from savegate.config import LocalModelConfig
 from savegate.core.errors import ProviderError
-from savegate.observe import logs
 from savegate.providers.local.protocol import Connection
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ class ModelProcess:
         self._config = config
         self.socket = data_dir.resolve() / SOCKET_NAME
         self._lock = self.socket.with_suffix(".lock")
-        self._logging = logs.helper_arguments(log_level, log_format)
+        self._logging = ["--log-level", log_level, "--log-format", log_format]  # the gateway's
         self._starting: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._child: subprocess.Popen[bytes] | None = None  # spawned, not up yet
